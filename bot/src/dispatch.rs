@@ -1,0 +1,1 @@
+//! Outbox dispatcher (being written).

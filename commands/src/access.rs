@@ -1,0 +1,141 @@
+//! Permissions and the role → permission map from `[roles]` in the config.
+//!
+//! A permission is colon-separated segments: `deploy:production`, `audit:read`,
+//! `deploy:approve:production`. A grant may end in `*`, which matches every remaining
+//! segment: `deploy:*` grants `deploy:staging` and `deploy:approve:production`; `*` grants all.
+
+use std::collections::BTreeMap;
+
+use crate::actor::Actor;
+
+/// Every permission a command checks, so config checks can warn about grants that match none.
+pub const KNOWN_PERMISSIONS: &[&str] = &["audit:read", "audit:verify"];
+
+/// Checks the spelling of a grant as written in `[roles]`.
+pub fn validate_grant(grant: &str) -> Result<(), String> {
+    if grant == "*" {
+        return Ok(());
+    }
+    let segments: Vec<&str> = grant.split(':').collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        if *segment == "*" && last {
+            continue;
+        }
+        if segment.is_empty()
+            || !segment
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "`{grant}` is not a permission: write lowercase segments separated by `:`, optionally ending in `*` (e.g. `deploy:*`, `audit:read`)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `grant` (possibly ending in `*`) covers `permission`.
+pub fn grant_covers(grant: &str, permission: &str) -> bool {
+    if grant == "*" {
+        return true;
+    }
+    match grant.strip_suffix(":*") {
+        Some(prefix) => permission
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with(':') && rest.len() > 1),
+        None => grant == permission,
+    }
+}
+
+/// Role name → grants, as configured.
+#[derive(Debug, Clone, Default)]
+pub struct RoleMap {
+    roles: BTreeMap<String, Vec<String>>,
+}
+
+impl RoleMap {
+    /// Builds the map, refusing grants that are not spelled as permissions.
+    pub fn new(roles: BTreeMap<String, Vec<String>>) -> Result<RoleMap, String> {
+        for (role, grants) in &roles {
+            for grant in grants {
+                validate_grant(grant).map_err(|e| format!("role `{role}`: {e}"))?;
+            }
+        }
+        Ok(RoleMap { roles })
+    }
+
+    /// The grants an actor holds through their roles, sorted and de-duplicated.
+    pub fn grants_of(&self, actor: &Actor) -> Vec<String> {
+        let mut grants: Vec<String> = actor
+            .roles
+            .iter()
+            .filter_map(|role| self.roles.get(role))
+            .flatten()
+            .cloned()
+            .collect();
+        grants.sort();
+        grants.dedup();
+        grants
+    }
+
+    pub fn allows(&self, actor: &Actor, permission: &str) -> bool {
+        actor
+            .roles
+            .iter()
+            .filter_map(|role| self.roles.get(role))
+            .flatten()
+            .any(|grant| grant_covers(grant, permission))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::Source;
+
+    fn actor(roles: &[&str]) -> Actor {
+        Actor {
+            id: 1,
+            name: "ana".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            source: Source::Shell,
+        }
+    }
+
+    #[test]
+    fn star_matches_every_remaining_segment() {
+        assert!(grant_covers("deploy:*", "deploy:staging"));
+        assert!(grant_covers("deploy:*", "deploy:approve:production"));
+        assert!(grant_covers("*", "audit:read"));
+        assert!(!grant_covers("deploy:*", "deploy"));
+        assert!(!grant_covers("deploy:*", "deployer:x"));
+        assert!(!grant_covers("deploy:staging", "deploy:production"));
+        assert!(grant_covers("deploy:approve:*", "deploy:approve:production"));
+    }
+
+    #[test]
+    fn role_map_grants_by_role_name() {
+        let map = RoleMap::new(BTreeMap::from([
+            ("ops".to_string(), vec!["audit:*".to_string()]),
+            ("dev".to_string(), vec!["deploy:staging".to_string()]),
+        ]))
+        .expect("valid");
+        assert!(map.allows(&actor(&["ops"]), "audit:read"));
+        assert!(!map.allows(&actor(&["dev"]), "audit:read"));
+        assert!(!map.allows(&actor(&[]), "audit:read"));
+        assert_eq!(
+            map.grants_of(&actor(&["dev", "ops", "unknown"])),
+            vec!["audit:*", "deploy:staging"]
+        );
+    }
+
+    #[test]
+    fn bad_grants_are_refused_with_the_role_named() {
+        for bad in ["Deploy:x", "deploy::x", "deploy:*:x", "", "de ploy"] {
+            let err = RoleMap::new(BTreeMap::from([("ops".to_string(), vec![bad.to_string()])]))
+                .expect_err(bad);
+            assert!(err.starts_with("role `ops`"), "{err}");
+        }
+    }
+}

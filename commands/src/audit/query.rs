@@ -1,0 +1,116 @@
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use super::model::AuditEvent;
+
+/// The most events one page may hold, whatever the caller asks for.
+pub const QUERY_MAX_LIMIT: i64 = 500;
+
+/// Filters over the audit log; every field narrows, `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// A Discord user id, or a name (case-insensitive, exact).
+    pub actor: Option<String>,
+    /// A command (`deploy run`) or a command group (`deploy`).
+    pub command: Option<String>,
+    pub outcome: Option<String>,
+    pub source: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Text searched (case-insensitively) in the arguments, the detail and the command.
+    pub text: Option<String>,
+    /// Keyset cursor: only events older than this id.
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// One page, newest first; `next_cursor` is the `before_id` of the next page, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub events: Vec<AuditEvent>,
+    pub next_cursor: Option<i64>,
+}
+
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// Events matching `q`, newest first, by keyset pagination on the id.
+pub async fn query(pool: &PgPool, q: &AuditQuery) -> Result<Page, sqlx::Error> {
+    let limit = q.limit.clamp(1, QUERY_MAX_LIMIT);
+    let (actor_id, actor_name) = match q.actor.as_deref().map(str::trim) {
+        Some(a) if !a.is_empty() => match a.parse::<i64>() {
+            Ok(id) => (Some(id), None),
+            Err(_) => (None, Some(a.trim_start_matches('@').to_owned())),
+        },
+        _ => (None, None),
+    };
+    let text = q.text.as_deref().filter(|t| !t.is_empty()).map(like_pattern);
+    let mut events = sqlx::query_as!(
+        AuditEvent,
+        r#"
+        SELECT e.id, e.at, e.actor_id, e.actor_name, e.source, e.guild_id, e.channel_id,
+               e.interaction_id, e.command, e.args, e.outcome, e.detail, e.correlation_id,
+               c.position AS "position?", encode(c.hash, 'hex') AS "hash?"
+        FROM audit_events e LEFT JOIN audit_chain c ON c.event_id = e.id
+        WHERE ($1::bigint IS NULL OR e.actor_id = $1)
+          AND ($2::text IS NULL OR lower(e.actor_name) = lower($2))
+          AND ($3::text IS NULL OR e.command = $3 OR starts_with(e.command, $3 || ' '))
+          AND ($4::text IS NULL OR e.outcome = $4)
+          AND ($5::text IS NULL OR e.source = $5)
+          AND ($6::timestamptz IS NULL OR e.at >= $6)
+          AND ($7::timestamptz IS NULL OR e.at < $7)
+          AND ($8::text IS NULL OR e.args::text ILIKE $8 OR e.detail ILIKE $8 OR e.command ILIKE $8)
+          AND ($9::bigint IS NULL OR e.id < $9)
+        ORDER BY e.id DESC
+        LIMIT $10
+        "#,
+        actor_id,
+        actor_name,
+        q.command.as_deref().filter(|c| !c.is_empty()),
+        q.outcome.as_deref().filter(|o| !o.is_empty()),
+        q.source.as_deref().filter(|s| !s.is_empty()),
+        q.since,
+        q.until,
+        text,
+        q.before_id,
+        limit + 1,
+    )
+    .fetch_all(pool)
+    .await?;
+    let next_cursor = if events.len() as i64 > limit {
+        events.truncate(limit as usize);
+        events.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(Page {
+        events,
+        next_cursor,
+    })
+}
+
+/// The newest `n` events, oldest first (what `opsbot audit tail` prints).
+pub async fn tail(pool: &PgPool, n: i64) -> Result<Vec<AuditEvent>, sqlx::Error> {
+    let wanted = n.max(0) as usize;
+    let mut events = Vec::with_capacity(wanted.min(QUERY_MAX_LIMIT as usize));
+    let mut q = AuditQuery {
+        limit: n.min(QUERY_MAX_LIMIT),
+        ..AuditQuery::default()
+    };
+    while events.len() < wanted {
+        let page = query(pool, &q).await?;
+        events.extend(page.events);
+        match page.next_cursor {
+            Some(cursor) => q.before_id = Some(cursor),
+            None => break,
+        }
+    }
+    events.truncate(wanted);
+    events.reverse();
+    Ok(events)
+}

@@ -1,0 +1,88 @@
+//! The one error type of the domain, and how each kind reads to a user.
+//!
+//! Policy: `Denied`, `Invalid`, `NotFound`, `Conflict` and `Unavailable` carry text written
+//! for the person who asked, and front doors show it as is. `Internal` never shows its cause:
+//! users see a short reference, the log gets the whole chain under the same reference.
+
+use crate::audit::Outcome;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The actor lacks a permission. Audited with outcome `denied`.
+    #[error("you need the `{permission}` permission to {action}")]
+    Denied { permission: String, action: String },
+    /// The request is malformed or names something that does not exist.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The request collides with the current state (a lock, a running deploy, a replay).
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency (the database, a backend) is not answering; trying again may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure. The message only shows the reference.
+    #[error("internal error (reference {reference}); the operators can find it in the log")]
+    Internal {
+        reference: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl CommandError {
+    /// Wraps an unexpected failure, logging its whole chain under a fresh reference id.
+    pub fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> CommandError {
+        let source = source.into();
+        let reference = new_reference();
+        tracing::error!(reference = %reference, error = %ErrorChain(&*source), "internal error");
+        CommandError::Internal { reference, source }
+    }
+
+    /// The audit outcome that records this error.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            CommandError::Denied { .. } => Outcome::Denied,
+            CommandError::Invalid(_) | CommandError::NotFound(_) => Outcome::Invalid,
+            CommandError::Conflict(_) => Outcome::Conflict,
+            CommandError::Unavailable(_) | CommandError::Internal { .. } => Outcome::Error,
+        }
+    }
+}
+
+impl From<sqlx::Error> for CommandError {
+    fn from(error: sqlx::Error) -> CommandError {
+        match error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                tracing::warn!(error = %error, "database unavailable");
+                CommandError::Unavailable(
+                    "the database is not answering; nothing was changed, try again in a moment"
+                        .to_owned(),
+                )
+            }
+            other => CommandError::internal(other),
+        }
+    }
+}
+
+/// A short random id that ties a user-visible error to its log line.
+pub fn new_reference() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// Displays an error followed by each of its causes.
+#[derive(Debug)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(err) = cause {
+            write!(f, ": {err}")?;
+            cause = err.source();
+        }
+        Ok(())
+    }
+}

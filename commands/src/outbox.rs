@@ -1,0 +1,165 @@
+//! The durable queue of messages opsbot posts outside an interaction reply (announcements,
+//! digests, alerts, progress). [`enqueue`] runs inside the transaction of the audit event that
+//! caused the message, so a crash loses nothing; the dispatcher (`bot/src/dispatch.rs`) claims
+//! due rows with `FOR UPDATE SKIP LOCKED`, delivers them and records the result here.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgExecutor, PgPool};
+
+use crate::chat::Message;
+
+/// A message waiting to be delivered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub channel_id: i64,
+    pub message: Message,
+    /// Sent as Discord's `nonce` with `enforce_nonce`; at most 25 characters.
+    pub nonce: String,
+    /// Attempts made before this one.
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Queues `message` for `channel_id`. Pass the transaction that records the audit event.
+pub async fn enqueue(
+    db: impl PgExecutor<'_>,
+    channel_id: i64,
+    message: &Message,
+    audit_event_id: Option<i64>,
+) -> Result<i64, sqlx::Error> {
+    let nonce = uuid::Uuid::new_v4().simple().to_string()[..24].to_owned();
+    let payload = serde_json::to_value(message).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query_scalar!(
+        "INSERT INTO outbox (channel_id, payload, nonce, audit_event_id) VALUES ($1, $2, $3, $4) RETURNING id",
+        channel_id,
+        payload,
+        nonce,
+        audit_event_id
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Claims up to `limit` due messages for `lease`: other dispatchers skip them until the lease
+/// ends, so a dispatcher that dies mid-delivery only delays its messages.
+pub async fn claim_due(
+    pool: &PgPool,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<OutboxItem>, sqlx::Error> {
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let rows = sqlx::query!(
+        r#"
+        UPDATE outbox SET leased_until = now() + make_interval(secs => $2::bigint / 1000.0)
+        WHERE id IN (
+            SELECT id FROM outbox
+            WHERE status = 'pending' AND next_attempt_at <= now()
+              AND (leased_until IS NULL OR leased_until < now())
+            ORDER BY next_attempt_at, id
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+        )
+        RETURNING id, channel_id, payload, nonce, attempts, created_at
+        "#,
+        limit,
+        lease_ms
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows {
+        match serde_json::from_value::<Message>(row.payload) {
+            Ok(message) => items.push(OutboxItem {
+                id: row.id,
+                channel_id: row.channel_id,
+                message,
+                nonce: row.nonce,
+                attempts: row.attempts,
+                created_at: row.created_at,
+            }),
+            Err(e) => {
+                mark_dead(pool, row.id, &format!("stored payload is not a message: {e}")).await?;
+            }
+        }
+    }
+    items.sort_by_key(|i| i.id);
+    Ok(items)
+}
+
+pub async fn mark_sent(pool: &PgPool, id: i64, message_id: Option<i64>) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE outbox SET status = 'sent', sent_at = now(), attempts = attempts + 1,
+                leased_until = NULL, message_id = $2, last_error = NULL
+         WHERE id = $1",
+        id,
+        message_id
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt and when to try again.
+pub async fn mark_retry(
+    pool: &PgPool,
+    id: i64,
+    error: &str,
+    retry_in: Duration,
+) -> Result<(), sqlx::Error> {
+    let retry_ms = i64::try_from(retry_in.as_millis()).unwrap_or(i64::MAX);
+    sqlx::query!(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = $2, leased_until = NULL,
+                next_attempt_at = now() + make_interval(secs => $3::bigint / 1000.0)
+         WHERE id = $1",
+        id,
+        error,
+        retry_ms
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Gives up on a message: it stays in the table with its error, for people to see.
+pub async fn mark_dead(pool: &PgPool, id: i64, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = $2, leased_until = NULL
+         WHERE id = $1",
+        id,
+        error
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Delivery state of one outbox row, for tests and operators.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxStatus {
+    pub id: i64,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub message_id: Option<i64>,
+}
+
+pub async fn status(pool: &PgPool, id: i64) -> Result<Option<OutboxStatus>, sqlx::Error> {
+    sqlx::query_as!(
+        OutboxStatus,
+        "SELECT id, status, attempts, last_error, message_id FROM outbox WHERE id = $1",
+        id
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// Counts by status (`pending`, `sent`, `dead`), for `/readyz`-style checks and metrics.
+pub async fn counts(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows = sqlx::query!(r#"SELECT status, count(*) AS "n!" FROM outbox GROUP BY status ORDER BY status"#)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.status, r.n)).collect())
+}
