@@ -21,3 +21,6 @@ pub use model::{AuditEvent, NewEvent, Outcome};
 pub use query::{AuditQuery, Page, QUERY_MAX_LIMIT, query, tail};
 pub use seal::{SEAL_BATCH, SEAL_INTERVAL, SealResult, seal_batch, seal_pending};
 pub use verify::{ChainHead, ChainProblem, UNSEALED_GRACE, VerifyReport, verify};
+
+#[cfg(test)]
+mod tests;
