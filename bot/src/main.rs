@@ -1,1 +1,5 @@
-fn main() {}
+//! The `opsbot` binary; see `opsbot --help`.
+
+fn main() -> std::process::ExitCode {
+    opsbot::cli::main()
+}

@@ -3,7 +3,8 @@
 
 use super::query::{AuditQuery, query};
 use super::verify::{VerifyReport, verify};
-use super::model::AuditEvent;
+use super::model::{AuditEvent, Outcome};
+use crate::actor::Source;
 use crate::desk::{Desk, Invocation};
 use crate::error::CommandError;
 
@@ -18,10 +19,13 @@ impl Desk {
         filter: AuditQuery,
     ) -> Result<Vec<AuditEvent>, CommandError> {
         self.authorize(inv, "audit:read", "read the audit log").await?;
-        let result = query(&self.pool, &filter)
-            .await
-            .map(|page| page.events)
-            .map_err(CommandError::from);
+        let result = match check_filter(&filter) {
+            Err(e) => Err(e),
+            Ok(()) => query(&self.pool, &filter)
+                .await
+                .map(|page| page.events)
+                .map_err(CommandError::from),
+        };
         self.conclude(inv, result, |events| format!("{} events", events.len()))
             .await
     }
@@ -33,4 +37,27 @@ impl Desk {
         let result = verify(&self.pool).await.map_err(CommandError::from);
         self.conclude(inv, result, VerifyReport::summary).await
     }
+}
+
+/// Refuses filter values outside the vocabularies, naming the valid ones.
+fn check_filter(filter: &AuditQuery) -> Result<(), CommandError> {
+    if let Some(outcome) = filter.outcome.as_deref()
+        && Outcome::parse(outcome).is_none()
+    {
+        let known: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        return Err(CommandError::Invalid(format!(
+            "unknown outcome `{outcome}`; known outcomes: {}",
+            known.join(", ")
+        )));
+    }
+    if let Some(source) = filter.source.as_deref()
+        && Source::parse(source).is_none()
+    {
+        let known: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
+        return Err(CommandError::Invalid(format!(
+            "unknown source `{source}`; known sources: {}",
+            known.join(", ")
+        )));
+    }
+    Ok(())
 }

@@ -1,0 +1,165 @@
+//! The Discord front door: poise slash commands that translate interactions into domain
+//! [`Invocation`]s and domain results into replies. One file per command group; no rules here.
+
+mod audit;
+mod invocation;
+pub mod render;
+mod whoami;
+
+use std::time::Instant;
+
+use opsbot_commands::{CommandError, Desk};
+use poise::serenity_prelude as serenity;
+use tokio_util::sync::CancellationToken;
+
+pub use invocation::invocation;
+
+/// What every command handler can reach.
+#[derive(Debug)]
+pub struct Data {
+    pub desk: Desk,
+}
+
+pub type Error = CommandError;
+pub type Context<'a> = poise::Context<'a, Data, Error>;
+pub type Command = poise::Command<Data, Error>;
+
+/// Every command opsbot registers, in the order Discord lists them.
+pub fn commands() -> Vec<Command> {
+    vec![whoami::whoami(), audit::audit()]
+}
+
+/// The JSON registered with Discord (`opsbot commands export`).
+pub fn registration_json() -> serde_json::Value {
+    let commands = commands();
+    let create = poise::builtins::create_application_commands(&commands);
+    serde_json::to_value(&create).unwrap_or_default()
+}
+
+/// Where the bot connects: Discord itself, or a stand-in (the emulator, a proxy).
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub token: String,
+    pub guild_ids: Vec<u64>,
+    /// `https://discord.com`, or the base URL of a stand-in.
+    pub api_base: String,
+}
+
+/// The official API host: anything else is a stand-in reached through serenity's proxy mode.
+pub const DISCORD_API_BASE: &str = "https://discord.com";
+
+/// Runs the gateway until `shutdown` is cancelled or the connection fails for good.
+pub async fn run_gateway(
+    settings: GatewaySettings,
+    desk: Desk,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let guild_ids = settings.guild_ids.clone();
+    let framework = poise::Framework::builder()
+        .options(framework_options())
+        .setup(move |ctx, ready, framework| {
+            Box::pin(async move {
+                tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "connected to Discord");
+                let commands = &framework.options().commands;
+                if guild_ids.is_empty() {
+                    tracing::warn!("no [discord] guild_ids configured: registering commands globally (Discord may take up to an hour to show them)");
+                    poise::builtins::register_globally(ctx, commands)
+                        .await
+                        .map_err(CommandError::internal)?;
+                }
+                for guild in &guild_ids {
+                    poise::builtins::register_in_guild(ctx, commands, serenity::GuildId::new(*guild))
+                        .await
+                        .map_err(CommandError::internal)?;
+                    tracing::info!(guild, commands = commands.len(), "registered commands");
+                }
+                Ok(Data { desk })
+            })
+        })
+        .build();
+    let intents = serenity::GatewayIntents::GUILDS;
+    let mut builder = serenity::HttpBuilder::new(&settings.token);
+    if settings.api_base.trim_end_matches('/') != DISCORD_API_BASE {
+        // serenity only honours the proxy with its ratelimiter off (FIELD-NOTES).
+        builder = builder
+            .proxy(settings.api_base.trim_end_matches('/'))
+            .ratelimiter_disabled(true);
+    }
+    let mut client = serenity::ClientBuilder::new_with_http(builder.build(), intents)
+        .framework(framework)
+        .await?;
+    let shard_manager = client.shard_manager.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        shard_manager.shutdown_all().await;
+    });
+    client.start_autosharded().await?;
+    Ok(())
+}
+
+fn framework_options() -> poise::FrameworkOptions<Data, Error> {
+    poise::FrameworkOptions {
+        commands: commands(),
+        on_error: |error| Box::pin(on_error(error)),
+        pre_command: |ctx| {
+            Box::pin(async move {
+                ctx.set_invocation_data(Instant::now()).await;
+            })
+        },
+        post_command: |ctx| Box::pin(observe_latency(ctx)),
+        ..Default::default()
+    }
+}
+
+async fn observe_latency(ctx: Context<'_>) {
+    if let Some(started) = ctx.invocation_data::<Instant>().await {
+        metrics::histogram!(
+            "opsbot_command_duration_seconds",
+            "command" => ctx.command().qualified_name.clone()
+        )
+        .record(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Users see what went wrong in words meant for them, ephemerally; internal errors show only
+/// a reference that is also in the log. Options Discord let through but we cannot parse are
+/// audited as `invalid`.
+async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
+    match error {
+        poise::FrameworkError::Command { error, ctx, .. } => {
+            observe_latency(ctx).await;
+            reply_error(ctx, &render::error_text(&error)).await;
+        }
+        poise::FrameworkError::ArgumentParse {
+            error, input, ctx, ..
+        } => {
+            let inv = invocation(ctx).await;
+            let text = format!(
+                "invalid option{}: {error}",
+                input.map(|i| format!(" `{i}`")).unwrap_or_default()
+            );
+            let recorded = ctx
+                .data()
+                .desk
+                .record(&inv, opsbot_commands::audit::Outcome::Invalid, &text)
+                .await;
+            let reply = match recorded {
+                Ok(_) => text,
+                Err(e) => render::error_text(&e),
+            };
+            reply_error(ctx, &reply).await;
+        }
+        other => {
+            if let Err(e) = poise::builtins::on_error(other).await {
+                tracing::error!(error = %e, "could not report a framework error");
+            }
+        }
+    }
+}
+
+async fn reply_error(ctx: Context<'_>, text: &str) {
+    let reply = poise::CreateReply::default().content(text).ephemeral(true);
+    if let Err(e) = ctx.send(reply).await {
+        tracing::warn!(error = %e, "could not send an error reply");
+    }
+}
