@@ -1,0 +1,201 @@
+//! The real binary against real Postgres: migrate, run (health, readiness, metrics, graceful
+//! shutdown), audit verify and tail, and the embedded database.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use opsbot_commands::actor::Source;
+use opsbot_commands::audit::{NewEvent, Outcome, append, seal_pending};
+use serde_json::json;
+use sqlx::PgPool;
+
+/// The URL of the throwaway database `#[sqlx::test]` made for this test.
+fn database_url(pool: &PgPool) -> String {
+    let options = pool.connect_options();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().expect("a database name")
+    )
+}
+
+fn opsbot(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_opsbot"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env_remove("OPSBOT_CONFIG")
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .output()
+        .expect("run opsbot")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn append_events(pool: &PgPool, n: i64) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let event = NewEvent {
+            actor_id: 10 + i,
+            actor_name: format!("user{i}"),
+            source: Source::Discord,
+            guild_id: Some(1),
+            channel_id: Some(2),
+            interaction_id: None,
+            command: "whoami".into(),
+            args: json!({"i": i}),
+            outcome: Outcome::Ok,
+            detail: String::new(),
+            correlation_id: None,
+        };
+        ids.push(append(pool, &event).await.expect("append"));
+    }
+    ids
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn audit_verify_reports_ok_then_names_the_tampered_event(pool: PgPool) {
+    let url = database_url(&pool);
+    let ids = append_events(&pool, 4).await;
+    seal_pending(&pool).await.expect("seal");
+
+    let ok = opsbot(&url, &["audit", "verify"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(stdout(&ok), "ok: 4 events\n");
+
+    // One more event, not sealed: still ok, with a note on stderr.
+    append_events(&pool, 1).await;
+    let pending = opsbot(&url, &["audit", "verify"]);
+    assert_eq!(pending.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&pending.stderr).contains("not sealed yet"));
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE audit_events DISABLE TRIGGER USER;
+         UPDATE audit_events SET actor_name = 'mallory' WHERE id = {};
+         ALTER TABLE audit_events ENABLE TRIGGER USER;",
+        ids[2]
+    )))
+    .execute(&pool)
+    .await
+    .expect("tamper");
+    let bad = opsbot(&url, &["audit", "verify"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stdout(&bad).starts_with(&format!("event {}: ", ids[2])), "{}", stdout(&bad));
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn audit_tail_prints_json_lines_in_order(pool: PgPool) {
+    let url = database_url(&pool);
+    let ids = append_events(&pool, 5).await;
+    seal_pending(&pool).await.expect("seal");
+    let output = opsbot(&url, &["audit", "tail", "-n", "3", "--json"]);
+    assert!(output.status.success());
+    let lines: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    let got: Vec<i64> = lines.iter().map(|l| l["id"].as_i64().expect("id")).collect();
+    assert_eq!(got, ids[2..]);
+    for field in ["id", "at", "actor_id", "actor_name", "source", "command", "args", "outcome", "detail", "hash"] {
+        assert!(lines[0].get(field).is_some(), "missing {field}");
+    }
+    assert_eq!(lines[0]["hash"].as_str().map(str::len), Some(64));
+
+    let text = opsbot(&url, &["audit", "tail", "-n", "1"]);
+    assert!(stdout(&text).starts_with(&format!("#{} ", ids[4])), "{}", stdout(&text));
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn run_serves_health_and_shuts_down_cleanly(pool: PgPool) {
+    let url = database_url(&pool);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsbot"))
+        .args(["run", "--log-format", "json"])
+        .env("DATABASE_URL", &url)
+        .env("OPSBOT_HTTP_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("OPSBOT_DISCORD_TOKEN")
+        .env_remove("OPSBOT_CONFIG")
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start opsbot run");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            ready = r.status() == 200;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "/readyz never answered 200");
+    let health = client.get(format!("{base}/healthz")).send().await.expect("healthz");
+    assert_eq!(health.status(), 200);
+    let metrics = client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("body");
+    assert!(metrics.contains("opsbot_build_info{version=\""), "{metrics}");
+
+    // An event appended while it runs is sealed by its sealer, at the latest on shutdown.
+    append_events(&pool, 2).await;
+    let pid = nix::unistd::Pid::from_raw(child.id().expect("pid") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("output");
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{logs}");
+    assert!(output.stdout.is_empty(), "stdout stays clean");
+    assert!(logs.lines().all(|l| l.starts_with('{')), "JSON logs: {logs}");
+    assert!(logs.contains("no Discord token configured"), "{logs}");
+    let report = opsbot_commands::audit::verify(&pool).await.expect("verify");
+    assert_eq!(report.summary(), "ok: 2 events");
+    assert_eq!(report.unsealed, 0);
+}
+
+#[test]
+fn embedded_database_starts_migrates_and_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(env!("CARGO_BIN_EXE_opsbot"))
+        .args(["migrate"])
+        .env_remove("DATABASE_URL")
+        .env_remove("OPSBOT_DATABASE_URL")
+        .env_remove("OPSBOT_CONFIG")
+        .current_dir(dir.path())
+        .output()
+        .expect("run opsbot");
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{logs}");
+    assert!(dir.path().join(".opsbot/pg/PG_VERSION").exists());
+    assert!(logs.contains("embedded PostgreSQL stopped"), "{logs}");
+    // A second command reuses the data directory (no second initdb) and sees the schema.
+    let verify = Command::new(env!("CARGO_BIN_EXE_opsbot"))
+        .args(["audit", "verify"])
+        .env_remove("DATABASE_URL")
+        .env_remove("OPSBOT_CONFIG")
+        .current_dir(dir.path())
+        .output()
+        .expect("run opsbot");
+    assert_eq!(String::from_utf8_lossy(&verify.stdout), "ok: 0 events\n", "{}", String::from_utf8_lossy(&verify.stderr));
+    assert!(!String::from_utf8_lossy(&verify.stderr).contains("initialising"));
+}
+
+#[test]
+fn unknown_subcommands_and_bad_flags_are_refused_with_help() {
+    let output = Command::new(env!("CARGO_BIN_EXE_opsbot"))
+        .args(["audit", "tial"])
+        .output()
+        .expect("run opsbot");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("tail"));
+}

@@ -1,0 +1,110 @@
+//! `opsbot commands export` prints the registration JSON, and it fits Discord's limits
+//! (FIELD-NOTES: names `^[-_a-z0-9]{1,32}$`, descriptions 1-100 chars, ≤ 25 options and
+//! choices, required options before optional ones, ≤ 100 commands, ≤ 8000 chars a command).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn export() -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_opsbot"))
+        .args(["commands", "export"])
+        .env_remove("DATABASE_URL")
+        .env_remove("OPSBOT_CONFIG")
+        .output()
+        .expect("run opsbot");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+}
+
+fn check_name(name: &str, path: &str, problems: &mut Vec<String>) {
+    let ok = (1..=32).contains(&name.chars().count())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !ok {
+        problems.push(format!("{path}: name `{name}` does not match ^[-_a-z0-9]{{1,32}}$"));
+    }
+}
+
+fn check_description(description: &str, path: &str, problems: &mut Vec<String>) {
+    if !(1..=100).contains(&description.chars().count()) {
+        problems.push(format!("{path}: description must be 1-100 characters, is {}", description.chars().count()));
+    }
+}
+
+fn check_options(options: &[Value], path: &str, problems: &mut Vec<String>) {
+    if options.len() > 25 {
+        problems.push(format!("{path}: {} options, at most 25", options.len()));
+    }
+    let mut seen_optional = false;
+    for option in options {
+        let name = option["name"].as_str().unwrap_or_default();
+        let here = format!("{path} {name}");
+        check_name(name, &here, problems);
+        check_description(option["description"].as_str().unwrap_or_default(), &here, problems);
+        let kind = option["type"].as_u64().unwrap_or_default();
+        if option["choices"].as_array().map_or(0, Vec::len) > 25 {
+            problems.push(format!("{here}: more than 25 choices"));
+        }
+        // Types 1 and 2 are subcommands and groups; they have no `required`.
+        if kind > 2 {
+            let required = option["required"].as_bool().unwrap_or(false);
+            if required && seen_optional {
+                problems.push(format!("{here}: a required option after an optional one"));
+            }
+            seen_optional |= !required;
+        }
+        if let Some(nested) = option["options"].as_array() {
+            check_options(nested, &here, problems);
+        }
+    }
+}
+
+#[test]
+fn exported_commands_fit_discords_limits() {
+    let exported = export();
+    let commands = exported.as_array().expect("an array of commands");
+    assert!(!commands.is_empty());
+    assert!(commands.len() <= 100, "{} commands, at most 100 per scope", commands.len());
+    let mut problems = Vec::new();
+    for command in commands {
+        let name = command["name"].as_str().unwrap_or_default();
+        let path = format!("/{name}");
+        check_name(name, &path, &mut problems);
+        check_description(command["description"].as_str().unwrap_or_default(), &path, &mut problems);
+        check_options(command["options"].as_array().map_or(&[][..], Vec::as_slice), &path, &mut problems);
+        let size = serde_json::to_string(command).expect("json").len();
+        if size > 8000 {
+            problems.push(format!("{path}: {size} characters, at most 8000"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn exported_commands_are_the_documented_ones() {
+    let exported = export();
+    let mut names: Vec<String> = Vec::new();
+    for command in exported.as_array().expect("array") {
+        let name = command["name"].as_str().expect("name");
+        let subcommands: Vec<&str> = command["options"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["type"] == 1)
+            .filter_map(|o| o["name"].as_str())
+            .collect();
+        if subcommands.is_empty() {
+            names.push(format!("/{name}"));
+        } else {
+            names.extend(subcommands.iter().map(|s| format!("/{name} {s}")));
+        }
+        assert_eq!(command["contexts"], serde_json::json!([0]), "/{name} is guild-only");
+    }
+    insta::assert_snapshot!(names.join("\n"), @r"
+    /whoami
+    /audit recent
+    /audit verify
+    ");
+}
