@@ -330,3 +330,12 @@ fn role_map_carries_the_roles() {
     let debug = format!("{:?}", config.role_map());
     assert!(debug.contains("audit:*"), "{debug}");
 }
+
+#[test]
+fn config_check_names_what_it_loaded() {
+    let (_, source) = load(None, &env(&[])).expect("defaults load");
+    assert_eq!(source, "built-in defaults");
+    let file = file("[http]\nlisten = \"127.0.0.1:9\"\n");
+    let (_, source) = load(Some(file.path()), &env(&[])).expect("file loads");
+    assert_eq!(source, file.path().display().to_string());
+}
