@@ -140,7 +140,7 @@ impl Respond for FakeDiscord {
             "nonce": nonce,
             "content": body["content"],
         }));
-        if self.bucket_every > 0 && *answers % self.bucket_every == 0 {
+        if self.bucket_every > 0 && answers.is_multiple_of(self.bucket_every) {
             response = response
                 .insert_header("X-RateLimit-Remaining", "0")
                 .insert_header("X-RateLimit-Reset-After", "0.01");
@@ -177,7 +177,7 @@ fn deploy_message() -> Message {
                 },
                 Field {
                     name: "Approved by".into(),
-                    value: String::new(),
+                    value: "bob".into(),
                     inline: true,
                 },
             ],
@@ -207,7 +207,7 @@ fn body_translates_the_message() {
             {
               "inline": true,
               "name": "Approved by",
-              "value": "​"
+              "value": "bob"
             }
           ],
           "footer": {
@@ -268,6 +268,17 @@ fn body_is_cut_to_discord_limits() {
         }
     }
     assert_eq!(total, 6000, "the embeds use the whole budget and no more");
+}
+
+#[test]
+fn blank_fields_are_not_sent_empty() {
+    let mut message = deploy_message();
+    message.embeds[0].fields[1].value = "  ".into();
+    message.embeds[0].fields[0].name = String::new();
+    let body = create_message_body(&message, "n");
+    let fields = &body["embeds"][0]["fields"];
+    assert_eq!(fields[0]["name"], json!("\u{200b}"));
+    assert_eq!(fields[1]["value"], json!("\u{200b}"));
 }
 
 #[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
