@@ -1,1 +1,0 @@
-//! Outbox dispatcher (being written).

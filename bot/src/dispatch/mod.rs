@@ -1,0 +1,427 @@
+//! The outbox dispatcher: delivers the messages queued with `opsbot_commands::outbox::enqueue`
+//! to Discord (`POST /api/v10/channels/{channel_id}/messages`).
+//!
+//! - **No duplicates.** Each row carries a nonce sent with `enforce_nonce: true`: if a request
+//!   reached Discord but its answer was lost, the retry gets the message Discord already made.
+//!   Rows are claimed with `FOR UPDATE SKIP LOCKED` and a lease, so two dispatchers (replicas)
+//!   never hold the same row; a dispatcher stops working on its batch before the lease could
+//!   run out under it ([`REQUEST_TIMEOUT`] + [`RECORD_MARGIN`] before the end).
+//! - **Rate limits.** At most one request per `min_request_spacing` (Discord's global 50/s); a
+//!   429 is retried after exactly its `retry_after`; a global 429 pauses every delivery of this
+//!   dispatcher; an exhausted bucket (`X-RateLimit-Remaining: 0`) holds that channel until
+//!   `X-RateLimit-Reset-After`.
+//! - **Failures.** 5xx, 401, timeouts and connection errors are retried with jittered exponential
+//!   backoff; after `max_attempts` such failures, or at once for any other 4xx, the row is
+//!   dead-lettered: `status = 'dead'`, an audit event (`outbox deliver`, outcome `error`) and an
+//!   error log, so people see it.
+//! - **429s do not count as failures.** `attempts` counts every request, 429s included (that
+//!   is what `mark_retry` records), so the dispatcher keeps the number of 429s in the row's
+//!   `last_error` (`[429s so far: N] ...`) and dead-letters when `attempts - N` reaches
+//!   `max_attempts`. A message that Discord keeps rate limiting is therefore never given up on:
+//!   Discord says when to come back, and the dispatcher does.
+//! - **Restarts.** All state that matters is in Postgres. A dispatcher that dies holding a
+//!   lease delays its rows until the lease ends; then any dispatcher takes them over.
+
+mod body;
+mod pacing;
+mod response;
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use opsbot_commands::Source;
+use opsbot_commands::audit::{self, NewEvent, Outcome};
+use opsbot_commands::outbox::{self, OutboxItem};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use body::create_message_body;
+
+use pacing::Pacing;
+use response::{Delivery, backoff, bucket_exhausted_for, classify, rate_limited_count};
+
+/// Timeout of one create-message request, connection included. Discord answers in well under
+/// a second; ten seconds rides out a slow moment, yet leaves most of the lease (30 s by default)
+/// for the rest of the batch. A timed-out request may still have posted: the retry's nonce
+/// makes that harmless.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Timeout for establishing a connection: a refused or black-holed Discord should become a
+/// retry quickly, not use up the whole request timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time kept in hand, after a request's timeout, to record its result before the lease ends:
+/// past the lease another dispatcher may claim the row.
+pub const RECORD_MARGIN: Duration = Duration::from_secs(5);
+/// Longest pause of [`Dispatcher::run`] after consecutive database errors: long enough not to
+/// flood the log while Postgres is down, short enough to resume soon after it is back.
+const DB_ERROR_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Discord asks bots to identify themselves as `DiscordBot ($url, $version)`.
+const USER_AGENT: &str = concat!(
+    "DiscordBot (https://github.com/opsbot/opsbot, ",
+    env!("CARGO_PKG_VERSION"),
+    ")"
+);
+
+/// Tuning of the dispatcher; [`Default`] suits Discord.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// Failures (not counting 429s) after which a message is dead-lettered. Default 8: with a
+    /// 1 s base that is about four minutes of retries, enough for a Discord hiccup.
+    pub max_attempts: i32,
+    /// Delay after the first failure; doubles with every further failure. Default 1 s.
+    pub base_backoff: Duration,
+    /// Longest delay between retries. Default 5 min, within Discord's nonce memory of "the
+    /// past few minutes".
+    pub max_backoff: Duration,
+    /// How long claimed rows are reserved for this dispatcher. Default 30 s; must exceed
+    /// [`REQUEST_TIMEOUT`] + [`RECORD_MARGIN`].
+    pub lease: Duration,
+    /// Pause between passes when the last one found less than a full batch. Default 250 ms:
+    /// messages go out promptly at four cheap queries a second.
+    pub poll_interval: Duration,
+    /// Rows claimed per pass. Default 20: a pass at the global limit takes under half a second,
+    /// well within the lease.
+    pub batch: i64,
+    /// Least time between two requests of one dispatcher. Default 20 ms: Discord's global limit
+    /// is 50 requests per second per bot.
+    pub min_request_spacing: Duration,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> DispatchSettings {
+        DispatchSettings {
+            max_attempts: 8,
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(5 * 60),
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(250),
+            batch: 20,
+            min_request_spacing: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Delivers the outbox to Discord. Cheap to clone; clones share their pacing (rate limits).
+#[derive(Clone)]
+pub struct Dispatcher {
+    pool: PgPool,
+    /// Carries the `Authorization` header (marked sensitive) as a default header, so the
+    /// token is stored nowhere else and never printed.
+    client: reqwest::Client,
+    /// `{api_base}/api/v10/channels/`.
+    channels_url: String,
+    settings: DispatchSettings,
+    pacing: Pacing,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("channels_url", &self.channels_url)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pass {
+    claimed: usize,
+    delivered: usize,
+}
+
+impl Dispatcher {
+    /// A dispatcher posting to `api_base` (`https://discord.com`, or a fake's base URL) with
+    /// the bot `token`.
+    pub fn new(
+        pool: PgPool,
+        api_base: &str,
+        token: SecretString,
+        settings: DispatchSettings,
+    ) -> anyhow::Result<Dispatcher> {
+        let base = api_base.trim_end_matches('/');
+        reqwest::Url::parse(base).with_context(|| {
+            format!("Discord API base {api_base:?} is not a URL; expected e.g. https://discord.com")
+        })?;
+        if settings.lease < REQUEST_TIMEOUT + RECORD_MARGIN {
+            bail!(
+                "outbox lease {:?} is too short: it must exceed the request timeout {:?} plus {:?} to record the result",
+                settings.lease,
+                REQUEST_TIMEOUT,
+                RECORD_MARGIN
+            );
+        }
+        if settings.max_attempts < 1 || settings.batch < 1 {
+            bail!(
+                "outbox max_attempts ({}) and batch ({}) must be at least 1",
+                settings.max_attempts,
+                settings.batch
+            );
+        }
+        let mut auth =
+            HeaderValue::try_from(format!("Bot {}", token.expose_secret())).map_err(|_| {
+                anyhow::anyhow!(
+                    "the Discord token contains characters not allowed in an HTTP header"
+                )
+            })?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, auth);
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(USER_AGENT)
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .context("building the HTTP client for Discord")?;
+        Ok(Dispatcher {
+            pool,
+            client,
+            channels_url: format!("{base}/api/v10/channels/"),
+            pacing: Pacing::new(settings.min_request_spacing),
+            settings,
+        })
+    }
+
+    /// One pass: claims due rows, delivers them in id order and records each result. Returns
+    /// how many were delivered. Waits out a global rate limit first, if one is in force.
+    pub async fn deliver_due(&self) -> anyhow::Result<usize> {
+        let pass = self.pass(&CancellationToken::new()).await?;
+        Ok(pass.delivered)
+    }
+
+    /// Delivers until `shutdown` is cancelled: a pass every `poll_interval`, or straight away
+    /// after a full batch. Database errors are logged and retried. On shutdown the message in
+    /// flight is finished and recorded; the rest of its batch waits for its lease to end.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(url = %self.channels_url, "outbox dispatcher started");
+        let mut db_errors: u32 = 0;
+        while !shutdown.is_cancelled() {
+            let wait = match self.pass(&shutdown).await {
+                Ok(pass) => {
+                    db_errors = 0;
+                    let full =
+                        i64::try_from(pass.claimed).unwrap_or(i64::MAX) >= self.settings.batch;
+                    if full {
+                        Duration::ZERO
+                    } else {
+                        self.settings.poll_interval
+                    }
+                }
+                Err(e) => {
+                    db_errors = db_errors.saturating_add(1);
+                    let wait = self
+                        .settings
+                        .poll_interval
+                        .saturating_mul(2u32.saturating_pow(db_errors.min(16)))
+                        .min(DB_ERROR_BACKOFF_MAX);
+                    tracing::error!(error = format!("{e:#}"), retry_in = ?wait, "outbox delivery pass failed; will retry");
+                    wait
+                }
+            };
+            if !sleep_until(Instant::now() + wait, &shutdown).await {
+                break;
+            }
+        }
+        tracing::info!("outbox dispatcher stopped");
+    }
+
+    async fn pass(&self, stop: &CancellationToken) -> anyhow::Result<Pass> {
+        // Rows claimed during a global pause would only sit out their lease.
+        if let Some(until) = self.pacing.paused_until()
+            && !sleep_until(until, stop).await
+        {
+            return Ok(Pass::default());
+        }
+        // Taken before the claim, so this deadline falls no later than the lease in Postgres.
+        let lease_end = Instant::now() + self.settings.lease;
+        let items = outbox::claim_due(&self.pool, self.settings.batch, self.settings.lease)
+            .await
+            .context("claiming due outbox rows")?;
+        let mut pass = Pass {
+            claimed: items.len(),
+            delivered: 0,
+        };
+        for item in &items {
+            if stop.is_cancelled() {
+                break;
+            }
+            let slot = self.pacing.reserve(item.channel_id);
+            if slot + REQUEST_TIMEOUT + RECORD_MARGIN > lease_end {
+                tracing::debug!(
+                    outbox_id = item.id,
+                    "rate limits leave too little of the lease; the rest of the batch waits for it to end"
+                );
+                break;
+            }
+            if !sleep_until(slot, stop).await {
+                break;
+            }
+            if self.deliver(item).await? {
+                pass.delivered += 1;
+            }
+        }
+        Ok(pass)
+    }
+
+    /// Sends one message and records the result. `Ok(true)` when it was delivered.
+    async fn deliver(&self, item: &OutboxItem) -> anyhow::Result<bool> {
+        let url = format!("{}{}/messages", self.channels_url, item.channel_id);
+        let body = create_message_body(&item.message, &item.nonce);
+        let delivery = match self.client.post(&url).json(&body).send().await {
+            Ok(response) => {
+                let status = response.status();
+                let headers = response.headers().clone();
+                if let Some(reset) = bucket_exhausted_for(&headers) {
+                    self.pacing.block_channel(item.channel_id, reset);
+                }
+                // A 2xx whose body is lost still means the message exists: it is marked sent
+                // without an id rather than retried.
+                let bytes = response.bytes().await.unwrap_or_default();
+                classify(status, &headers, &bytes)
+            }
+            Err(e) => Delivery::Transient {
+                error: format!("request to Discord failed: {}", error_chain(&e)),
+            },
+        };
+        match delivery {
+            Delivery::Sent { message_id } => {
+                outbox::mark_sent(&self.pool, item.id, message_id)
+                    .await
+                    .with_context(|| format!("recording outbox row {} as sent", item.id))?;
+                metrics::counter!("opsbot_outbox_delivered_total").increment(1);
+                tracing::debug!(
+                    outbox_id = item.id,
+                    channel_id = item.channel_id,
+                    ?message_id,
+                    "outbox message delivered"
+                );
+                Ok(true)
+            }
+            Delivery::RateLimited {
+                retry_after,
+                global,
+                error,
+            } => {
+                if global {
+                    self.pacing.pause_all(retry_after);
+                } else {
+                    self.pacing.block_channel(item.channel_id, retry_after);
+                }
+                let rate_limited = self.rate_limited_so_far(item.id).await? + 1;
+                let error = response::with_rate_limited_count(rate_limited, &error);
+                outbox::mark_retry(&self.pool, item.id, &error, retry_after)
+                    .await
+                    .with_context(|| format!("recording a retry of outbox row {}", item.id))?;
+                metrics::counter!("opsbot_outbox_retries_total").increment(1);
+                tracing::warn!(
+                    outbox_id = item.id,
+                    channel_id = item.channel_id,
+                    global,
+                    ?retry_after,
+                    "Discord rate limited an outbox message; retrying after retry_after"
+                );
+                Ok(false)
+            }
+            Delivery::Transient { error } => {
+                let rate_limited = self.rate_limited_so_far(item.id).await?;
+                let failures_before = item.attempts.saturating_sub(rate_limited);
+                if failures_before.saturating_add(1) >= self.settings.max_attempts {
+                    let error = format!(
+                        "gave up after {} failed attempts; last: {error}",
+                        failures_before + 1
+                    );
+                    self.dead_letter(item, &error).await?;
+                    return Ok(false);
+                }
+                let retry_in = backoff(
+                    self.settings.base_backoff,
+                    self.settings.max_backoff,
+                    failures_before,
+                );
+                let error = response::with_rate_limited_count(rate_limited, &error);
+                outbox::mark_retry(&self.pool, item.id, &error, retry_in)
+                    .await
+                    .with_context(|| format!("recording a retry of outbox row {}", item.id))?;
+                metrics::counter!("opsbot_outbox_retries_total").increment(1);
+                tracing::warn!(
+                    outbox_id = item.id,
+                    channel_id = item.channel_id,
+                    error,
+                    ?retry_in,
+                    "outbox delivery failed; will retry"
+                );
+                Ok(false)
+            }
+            Delivery::Permanent { error } => {
+                let error = format!("Discord refused the message: {error}");
+                self.dead_letter(item, &error).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// The 429s a row has had, kept in its `last_error` (see the module docs).
+    async fn rate_limited_so_far(&self, id: i64) -> anyhow::Result<i32> {
+        let status = outbox::status(&self.pool, id)
+            .await
+            .with_context(|| format!("reading outbox row {id}"))?;
+        Ok(rate_limited_count(
+            status.and_then(|s| s.last_error).as_deref(),
+        ))
+    }
+
+    /// Gives up on a message where people will see it: the audit trail first (so that a dead
+    /// row always has its event), then the row, then the log.
+    async fn dead_letter(&self, item: &OutboxItem, error: &str) -> anyhow::Result<()> {
+        let event = NewEvent {
+            actor_id: 0,
+            actor_name: "opsbot".into(),
+            source: Source::Scheduler,
+            guild_id: None,
+            channel_id: Some(item.channel_id),
+            interaction_id: None,
+            command: "outbox deliver".into(),
+            args: serde_json::json!({ "outbox_id": item.id, "channel_id": item.channel_id }),
+            outcome: Outcome::Error,
+            detail: error.to_owned(),
+            correlation_id: None,
+        };
+        audit::append(&self.pool, &event)
+            .await
+            .with_context(|| format!("auditing the dead-lettering of outbox row {}", item.id))?;
+        outbox::mark_dead(&self.pool, item.id, error)
+            .await
+            .with_context(|| format!("dead-lettering outbox row {}", item.id))?;
+        metrics::counter!("opsbot_outbox_dead_total").increment(1);
+        tracing::error!(
+            outbox_id = item.id,
+            channel_id = item.channel_id,
+            error,
+            "outbox message dead-lettered; it will not be posted"
+        );
+        Ok(())
+    }
+}
+
+/// Sleeps until `at`; `false` if `stop` was cancelled first.
+async fn sleep_until(at: Instant, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => false,
+        () = tokio::time::sleep_until(at) => true,
+    }
+}
+
+/// `error: cause: cause`, since reqwest's own message hides what went wrong (refused, timed out).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
