@@ -6,6 +6,7 @@ pub mod config;
 pub mod database;
 pub mod discord;
 pub mod dispatch;
+pub mod emulator;
 pub mod run;
 pub mod sealer;
 pub mod telemetry;

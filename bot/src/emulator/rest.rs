@@ -1,0 +1,664 @@
+//! The emulator's REST API: the subset of Discord's v10 routes opsbot uses, answering in the
+//! shapes of Discord's OpenAPI spec. Requests must carry the bot token; routes can be
+//! scripted to fail (429 with `retry_after`, 5xx) to test retries.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post, put};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::guild::{CHANNEL_PUBLIC_THREAD, CHANNEL_TEXT, Message};
+use super::{EmulatorEvent, Shared, State as EmulatorState};
+
+/// Discord's `MESSAGE_FLAGS.EPHEMERAL`.
+const EPHEMERAL: u64 = 1 << 6;
+
+type Shared_ = State<Arc<Shared>>;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/v10/gateway", get(gateway))
+        .route("/api/v10/gateway/bot", get(gateway_bot))
+        .route("/api/v10/users/@me", get(current_user))
+        .route("/api/v10/oauth2/applications/@me", get(current_application))
+        .route("/api/v10/applications/{app}/commands", put(register_commands).get(list_commands))
+        .route(
+            "/api/v10/applications/{app}/guilds/{guild}/commands",
+            put(register_guild_commands).get(list_commands_in_guild),
+        )
+        .route("/api/v10/interactions/{id}/{token}/callback", post(interaction_callback))
+        .route(
+            "/api/v10/webhooks/{app}/{token}/messages/@original",
+            get(get_original).patch(edit_original).delete(delete_original),
+        )
+        .route("/api/v10/webhooks/{app}/{token}", post(create_followup))
+        .route("/api/v10/webhooks/{app}/{token}/messages/{message}", patch(edit_followup))
+        .route("/api/v10/channels/{channel}", get(get_channel).patch(modify_channel))
+        .route("/api/v10/channels/{channel}/messages", post(create_message))
+        .route("/api/v10/channels/{channel}/messages/{message}", get(get_message).patch(edit_message))
+        .route("/api/v10/channels/{channel}/pins/{message}", put(pin_message))
+        .route("/api/v10/channels/{channel}/messages/pins/{message}", put(pin_message))
+        .route("/api/v10/channels/{channel}/messages/{message}/threads", post(start_thread_from_message))
+        .route("/api/v10/channels/{channel}/threads", post(start_thread))
+        .route("/api/v10/guilds/{guild}", get(get_guild))
+        .route("/api/v10/guilds/{guild}/channels", post(create_channel).get(list_channels))
+        .route("/api/v10/guilds/{guild}/roles", get(list_roles))
+        .route("/api/v10/guilds/{guild}/members/{user}", get(get_member))
+        .fallback(unknown_route)
+        .layer(middleware::from_fn_with_state(shared.clone(), gatekeeper))
+        .with_state(shared)
+}
+
+/// Discord's JSON error body.
+fn error(status: StatusCode, code: u32, message: &str) -> Response {
+    (status, Json(json!({ "message": message, "code": code }))).into_response()
+}
+
+/// Records the request, checks the bot token, and plays scripted failures.
+async fn gatekeeper(State(shared): Shared_, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let scripted = {
+        let mut state = shared.state();
+        state.requests.push(format!("{method} {path}"));
+        let failure = state.failures.iter_mut().find(|f| {
+            f.remaining > 0
+                && path.contains(&f.path)
+                && f.method.as_deref().is_none_or(|m| m == method.as_str())
+        });
+        failure.map(|f| {
+            f.remaining -= 1;
+            (f.status, f.retry_after)
+        })
+    };
+    // Interaction callbacks and webhooks authenticate with the interaction token instead.
+    let needs_token = !path.starts_with("/api/v10/interactions/") && !path.starts_with("/api/v10/webhooks/");
+    if needs_token {
+        let expected = format!("Bot {}", shared.token);
+        let given = request.headers().get("authorization").and_then(|v| v.to_str().ok());
+        if given != Some(expected.as_str()) {
+            return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+        }
+    }
+    if let Some((status, retry_after)) = scripted {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let mut response = (
+                status,
+                Json(json!({ "message": "You are being rate limited.", "retry_after": retry_after, "global": false })),
+            )
+                .into_response();
+            let headers = response.headers_mut();
+            headers.insert("retry-after", header_value(&retry_after.ceil().to_string()));
+            headers.insert("x-ratelimit-scope", HeaderValue::from_static("user"));
+            headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+            headers.insert("x-ratelimit-reset-after", header_value(&retry_after.to_string()));
+            return response;
+        }
+        return error(status, 0, "scripted failure");
+    }
+    next.run(request).await
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("1"))
+}
+
+async fn unknown_route(method: Method, uri: axum::http::Uri) -> Response {
+    tracing::warn!(%method, path = %uri.path(), "emulator: route not emulated");
+    error(StatusCode::NOT_FOUND, 0, "404: Not Found (this route is not emulated)")
+}
+
+fn parse_json(body: &Bytes, headers: &HeaderMap) -> Result<Value, Response> {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.starts_with("multipart/") {
+        return multipart_payload(body, content_type)
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, 50109, "multipart body without payload_json"));
+    }
+    serde_json::from_slice(body).map_err(|_| error(StatusCode::BAD_REQUEST, 50109, "The request body contains invalid JSON."))
+}
+
+/// The `payload_json` part of a multipart body (files are kept as attachment names only).
+fn multipart_payload(body: &Bytes, content_type: &str) -> Option<Value> {
+    let boundary = content_type.split("boundary=").nth(1)?.trim_matches('"');
+    let text = String::from_utf8_lossy(body);
+    let mut payload: Option<Value> = None;
+    let mut files = Vec::new();
+    for part in text.split(&format!("--{boundary}")) {
+        let Some((head, content)) = part.split_once("\r\n\r\n") else { continue };
+        if head.contains("name=\"payload_json\"") {
+            payload = serde_json::from_str(content.trim_end_matches("\r\n")).ok();
+        } else if let Some(filename) = head.split("filename=\"").nth(1).and_then(|s| s.split('"').next()) {
+            files.push(json!({ "filename": filename, "size": content.len().saturating_sub(2) }));
+        }
+    }
+    let mut payload = payload.unwrap_or_else(|| json!({}));
+    if !files.is_empty() {
+        payload["__files"] = Value::Array(files);
+    }
+    Some(payload)
+}
+
+async fn gateway(State(shared): Shared_) -> Json<Value> {
+    Json(json!({ "url": ws_url(&shared) }))
+}
+
+fn ws_url(shared: &Shared) -> String {
+    format!("{}/gateway", shared.base_url.replace("http://", "ws://"))
+}
+
+async fn gateway_bot(State(shared): Shared_) -> Json<Value> {
+    Json(json!({
+        "url": ws_url(&shared),
+        "shards": 1,
+        "session_start_limit": { "total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1 },
+    }))
+}
+
+async fn current_user(State(shared): Shared_) -> Json<Value> {
+    let state = shared.state();
+    let guild = &state.guild;
+    let mut user = guild.member(guild.bot_user_id).map(|m| guild.user_json(m)).unwrap_or(Value::Null);
+    user["verified"] = json!(true);
+    user["mfa_enabled"] = json!(false);
+    user["flags"] = json!(0);
+    Json(user)
+}
+
+async fn current_application(State(shared): Shared_) -> Json<Value> {
+    let state = shared.state();
+    let guild = &state.guild;
+    let bot = guild.member(guild.bot_user_id).map(|m| guild.user_json(m)).unwrap_or(Value::Null);
+    Json(json!({
+        "id": guild.application_id.to_string(),
+        "name": "opsbot",
+        "icon": null,
+        "description": "opsbot (emulated)",
+        "bot_public": false,
+        "bot_require_code_grant": false,
+        "verify_key": "0".repeat(64),
+        "flags": 0,
+        "team": null,
+        "owner": bot,
+        "bot": bot,
+        "summary": "",
+    }))
+}
+
+fn store_commands(state: &mut EmulatorState, guild_id: Option<u64>, commands: Vec<Value>) -> Vec<Value> {
+    let guild = &mut state.guild;
+    let stored: Vec<Value> = commands
+        .into_iter()
+        .map(|mut command| {
+            let id = guild.ids.next();
+            command["id"] = json!(id.to_string());
+            command["application_id"] = json!(guild.application_id.to_string());
+            command["version"] = json!(id.to_string());
+            if command.get("type").is_none() {
+                command["type"] = json!(1);
+            }
+            command["guild_id"] = match guild_id {
+                Some(g) => json!(g.to_string()),
+                None => Value::Null,
+            };
+            command["default_member_permissions"] = command.get("default_member_permissions").cloned().unwrap_or(Value::Null);
+            command
+        })
+        .collect();
+    guild.commands = stored.clone();
+    stored
+}
+
+async fn register_commands(State(shared): Shared_, headers: HeaderMap, body: Bytes) -> Response {
+    let commands = match parse_json(&body, &headers) {
+        Ok(Value::Array(commands)) => commands,
+        Ok(_) => return error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body: expected an array of commands"),
+        Err(response) => return response,
+    };
+    let stored = store_commands(&mut shared.state(), None, commands);
+    Json(Value::Array(stored)).into_response()
+}
+
+async fn register_guild_commands(
+    State(shared): Shared_,
+    Path((_app, guild)): Path<(u64, u64)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let commands = match parse_json(&body, &headers) {
+        Ok(Value::Array(commands)) => commands,
+        Ok(_) => return error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body: expected an array of commands"),
+        Err(response) => return response,
+    };
+    let mut state = shared.state();
+    if guild != state.guild.id {
+        return error(StatusCode::NOT_FOUND, 10004, "Unknown Guild");
+    }
+    let stored = store_commands(&mut state, Some(guild), commands);
+    Json(Value::Array(stored)).into_response()
+}
+
+async fn list_commands(State(shared): Shared_) -> Json<Value> {
+    Json(Value::Array(shared.state().guild.commands.clone()))
+}
+
+async fn list_commands_in_guild(State(shared): Shared_) -> Json<Value> {
+    Json(Value::Array(shared.state().guild.commands.clone()))
+}
+
+/// Creates a message in `channel_id` and returns its JSON and event.
+fn new_message(
+    state: &mut EmulatorState,
+    channel_id: u64,
+    body: &Value,
+    interaction_id: Option<u64>,
+) -> (Value, Message) {
+    let guild = &mut state.guild;
+    let id = guild.ids.next();
+    let message = Message {
+        id,
+        channel_id,
+        author_id: guild.bot_user_id,
+        content: body["content"].as_str().unwrap_or_default().to_owned(),
+        embeds: array(&body["embeds"]),
+        components: array(&body["components"]),
+        attachments: attachments(body),
+        flags: body["flags"].as_u64().unwrap_or(0),
+        pinned: false,
+        edited: false,
+        nonce: body["nonce"].as_str().map(str::to_owned).or_else(|| body["nonce"].as_i64().map(|n| n.to_string())),
+        interaction_id,
+        created_at: chrono::Utc::now(),
+    };
+    guild.messages.insert(id, message.clone());
+    (guild.message_json(&message), message)
+}
+
+fn array(value: &Value) -> Vec<Value> {
+    value.as_array().cloned().unwrap_or_default()
+}
+
+fn attachments(body: &Value) -> Vec<Value> {
+    array(&body["__files"])
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| json!({ "id": i.to_string(), "filename": f["filename"], "size": f["size"], "url": "", "proxy_url": "" }))
+        .collect()
+}
+
+fn event_for(state: &EmulatorState, kind: &'static str, message: &Message, ephemeral: bool) -> EmulatorEvent {
+    EmulatorEvent {
+        event: kind,
+        interaction_id: message.interaction_id,
+        channel_id: message.channel_id,
+        channel: state.guild.channel(message.channel_id).map(|c| c.name.clone()).unwrap_or_default(),
+        message_id: Some(message.id),
+        content: message.content.clone(),
+        embeds: message.embeds.clone(),
+        components: message.components.clone(),
+        attachments: message.attachments.clone(),
+        ephemeral,
+    }
+}
+
+async fn interaction_callback(
+    State(shared): Shared_,
+    Path((id, token)): Path<(u64, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = match parse_json(&body, &headers) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let mut state = shared.state();
+    let Some((interaction_id, channel_id, answered)) = state
+        .interactions
+        .get(&token)
+        .filter(|i| i.id == id)
+        .map(|i| (i.id, i.channel_id, i.original_message_id.is_some()))
+    else {
+        return error(StatusCode::NOT_FOUND, 10062, "Unknown interaction");
+    };
+    if answered {
+        return error(StatusCode::BAD_REQUEST, 40060, "Interaction has already been acknowledged.");
+    }
+    let kind = body["type"].as_u64().unwrap_or(0);
+    let data = body.get("data").cloned().unwrap_or_else(|| json!({}));
+    match kind {
+        // CHANNEL_MESSAGE_WITH_SOURCE, DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
+        4 | 5 => {
+            let ephemeral = data["flags"].as_u64().unwrap_or(0) & EPHEMERAL != 0;
+            let (_, message) = new_message(&mut state, channel_id, &data, Some(interaction_id));
+            if let Some(i) = state.interactions.get_mut(&token) {
+                i.original_message_id = Some(message.id);
+                i.ephemeral = ephemeral;
+                i.deferred = kind == 5;
+            }
+            if kind == 4 {
+                let event = event_for(&state, "reply", &message, ephemeral);
+                shared.emit(event);
+            }
+        }
+        // APPLICATION_COMMAND_AUTOCOMPLETE_RESULT: nothing visible.
+        8 => {}
+        // DEFERRED_UPDATE_MESSAGE, UPDATE_MESSAGE (component interactions) arrive with buttons.
+        6 | 7 => {}
+        other => return error(StatusCode::BAD_REQUEST, 50035, &format!("interaction response type {other} is not emulated")),
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn original_message_id(state: &EmulatorState, token: &str) -> Option<(u64, bool)> {
+    state.interactions.get(token).and_then(|i| i.original_message_id.map(|m| (m, i.ephemeral)))
+}
+
+async fn get_original(State(shared): Shared_, Path((_app, token)): Path<(u64, String)>) -> Response {
+    let state = shared.state();
+    match original_message_id(&state, &token).and_then(|(id, _)| state.guild.messages.get(&id)) {
+        Some(message) => Json(state.guild.message_json(message)).into_response(),
+        None => error(StatusCode::NOT_FOUND, 10008, "Unknown Message"),
+    }
+}
+
+async fn edit_original(
+    State(shared): Shared_,
+    Path((_app, token)): Path<(u64, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = match parse_json(&body, &headers) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let mut state = shared.state();
+    let Some((id, ephemeral)) = original_message_id(&state, &token) else {
+        return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
+    };
+    edit_stored(&shared, &mut state, id, &body, ephemeral)
+}
+
+async fn delete_original(State(shared): Shared_, Path((_app, token)): Path<(u64, String)>) -> Response {
+    let mut state = shared.state();
+    if let Some((id, _)) = original_message_id(&state, &token) {
+        state.guild.messages.remove(&id);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn edit_stored(shared: &Shared, state: &mut EmulatorState, id: u64, body: &Value, ephemeral: bool) -> Response {
+    let Some(message) = state.guild.messages.get_mut(&id) else {
+        return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
+    };
+    if let Some(content) = body.get("content") {
+        message.content = content.as_str().unwrap_or_default().to_owned();
+    }
+    if body.get("embeds").is_some() {
+        message.embeds = array(&body["embeds"]);
+    }
+    if body.get("components").is_some() {
+        message.components = array(&body["components"]);
+    }
+    if body.get("__files").is_some() {
+        message.attachments = attachments(body);
+    }
+    message.edited = true;
+    let message = message.clone();
+    let event = event_for(state, "edit", &message, ephemeral);
+    shared.emit(event);
+    Json(state.guild.message_json(&message)).into_response()
+}
+
+async fn create_followup(
+    State(shared): Shared_,
+    Path((_app, token)): Path<(u64, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = match parse_json(&body, &headers) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let mut state = shared.state();
+    let Some((interaction_id, channel_id)) = state.interactions.get(&token).map(|i| (i.id, i.channel_id)) else {
+        return error(StatusCode::NOT_FOUND, 10015, "Unknown Webhook");
+    };
+    // The first follow-up after a deferral replaces the "thinking…" message.
+    let deferred = state.interactions.get_mut(&token).and_then(|i| {
+        let pending = i.deferred.then_some((i.original_message_id, i.ephemeral));
+        i.deferred = false;
+        pending
+    });
+    if let Some((Some(original), ephemeral)) = deferred {
+        return edit_stored(&shared, &mut state, original, &body, ephemeral);
+    }
+    let ephemeral = body["flags"].as_u64().unwrap_or(0) & EPHEMERAL != 0;
+    let (json, message) = new_message(&mut state, channel_id, &body, Some(interaction_id));
+    let event = event_for(&state, "reply", &message, ephemeral);
+    shared.emit(event);
+    Json(json).into_response()
+}
+
+async fn edit_followup(
+    State(shared): Shared_,
+    Path((_app, _token, message)): Path<(u64, String, u64)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = match parse_json(&body, &headers) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let mut state = shared.state();
+    edit_stored(&shared, &mut state, message, &body, false)
+}
+
+async fn get_channel(State(shared): Shared_, Path(channel): Path<u64>) -> Response {
+    let state = shared.state();
+    match state.guild.channel(channel) {
+        Some(c) => Json(state.guild.channel_json(c)).into_response(),
+        None => error(StatusCode::NOT_FOUND, 10003, "Unknown Channel"),
+    }
+}
+
+async fn modify_channel(State(shared): Shared_, Path(channel): Path<u64>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = match parse_json(&body, &headers) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let mut state = shared.state();
+    let Some(c) = state.guild.channels.iter_mut().find(|c| c.id == channel) else {
+        return error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
+    };
+    if let Some(name) = body["name"].as_str() {
+        c.name = name.to_owned();
+    }
+    if let Some(topic) = body.get("topic") {
+        c.topic = topic.as_str().map(str::to_owned);
+    }
+    let c = c.clone();
+    Json(state.guild.channel_json(&c)).into_response()
+}
+
+async fn create_message(State(shared): Shared_, Path(channel): Path<u64>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = match parse_json(&body, &headers) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let mut state = shared.state();
+    if state.guild.channel(channel).is_none() {
+        return error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
+    }
+    let content_empty = body["content"].as_str().is_none_or(str::is_empty);
+    if content_empty && array(&body["embeds"]).is_empty() && array(&body["components"]).is_empty() && body.get("__files").is_none() {
+        return error(StatusCode::BAD_REQUEST, 50006, "Cannot send an empty message");
+    }
+    // With `enforce_nonce`, a repeated nonce returns the message it already created.
+    let nonce = body["nonce"].as_str().map(str::to_owned);
+    if body["enforce_nonce"].as_bool() == Some(true)
+        && let Some(nonce) = &nonce
+        && let Some(existing) = state
+            .guild
+            .messages
+            .values()
+            .find(|m| m.channel_id == channel && m.nonce.as_deref() == Some(nonce))
+    {
+        return Json(state.guild.message_json(existing)).into_response();
+    }
+    let (json, message) = new_message(&mut state, channel, &body, None);
+    let event = event_for(&state, "post", &message, false);
+    shared.emit(event);
+    Json(json).into_response()
+}
+
+async fn get_message(State(shared): Shared_, Path((channel, message)): Path<(u64, u64)>) -> Response {
+    let state = shared.state();
+    match state.guild.messages.get(&message).filter(|m| m.channel_id == channel) {
+        Some(m) => Json(state.guild.message_json(m)).into_response(),
+        None => error(StatusCode::NOT_FOUND, 10008, "Unknown Message"),
+    }
+}
+
+async fn edit_message(
+    State(shared): Shared_,
+    Path((channel, message)): Path<(u64, u64)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = match parse_json(&body, &headers) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let mut state = shared.state();
+    if !state.guild.messages.get(&message).is_some_and(|m| m.channel_id == channel) {
+        return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
+    }
+    edit_stored(&shared, &mut state, message, &body, false)
+}
+
+async fn pin_message(State(shared): Shared_, Path((channel, message)): Path<(u64, u64)>) -> Response {
+    let mut state = shared.state();
+    match state.guild.messages.get_mut(&message).filter(|m| m.channel_id == channel) {
+        Some(m) => {
+            m.pinned = true;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, 10008, "Unknown Message"),
+    }
+}
+
+fn create_thread(shared: &Shared, channel: u64, body: &Value) -> Response {
+    let mut state = shared.state();
+    if state.guild.channel(channel).is_none() {
+        return error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
+    }
+    let Some(name) = body["name"].as_str().filter(|n| !n.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body: name is required");
+    };
+    let id = state.guild.add_channel(None, name, CHANNEL_PUBLIC_THREAD, Some(channel));
+    let json = state.guild.channel(id).map(|c| state.guild.channel_json(c)).unwrap_or(Value::Null);
+    announce_channel(shared, &state, id);
+    (StatusCode::CREATED, Json(json)).into_response()
+}
+
+fn announce_channel(shared: &Shared, state: &EmulatorState, id: u64) {
+    if let Some(c) = state.guild.channel(id) {
+        shared.emit(EmulatorEvent {
+            event: "channel_created",
+            interaction_id: None,
+            channel_id: c.id,
+            channel: c.name.clone(),
+            message_id: None,
+            content: c.topic.clone().unwrap_or_default(),
+            embeds: Vec::new(),
+            components: Vec::new(),
+            attachments: Vec::new(),
+            ephemeral: false,
+        });
+    }
+}
+
+async fn start_thread_from_message(
+    State(shared): Shared_,
+    Path((channel, _message)): Path<(u64, u64)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match parse_json(&body, &headers) {
+        Ok(body) => create_thread(&shared, channel, &body),
+        Err(response) => response,
+    }
+}
+
+async fn start_thread(State(shared): Shared_, Path(channel): Path<u64>, headers: HeaderMap, body: Bytes) -> Response {
+    match parse_json(&body, &headers) {
+        Ok(body) => create_thread(&shared, channel, &body),
+        Err(response) => response,
+    }
+}
+
+async fn get_guild(State(shared): Shared_, Path(guild): Path<u64>) -> Response {
+    let state = shared.state();
+    if guild != state.guild.id {
+        return error(StatusCode::NOT_FOUND, 10004, "Unknown Guild");
+    }
+    let mut json = state.guild.guild_create_json();
+    if let Some(object) = json.as_object_mut() {
+        for key in ["members", "channels", "threads", "voice_states", "presences", "joined_at", "large", "unavailable", "member_count", "stage_instances", "guild_scheduled_events"] {
+            object.remove(key);
+        }
+    }
+    Json(json).into_response()
+}
+
+async fn create_channel(State(shared): Shared_, Path(guild): Path<u64>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = match parse_json(&body, &headers) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let mut state = shared.state();
+    if guild != state.guild.id {
+        return error(StatusCode::NOT_FOUND, 10004, "Unknown Guild");
+    }
+    let Some(name) = body["name"].as_str().filter(|n| !n.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body: name is required");
+    };
+    let kind = body["type"].as_u64().and_then(|k| u8::try_from(k).ok()).unwrap_or(CHANNEL_TEXT);
+    let parent = body["parent_id"].as_str().and_then(|p| p.parse().ok());
+    let id = state.guild.add_channel(None, name, kind, parent);
+    if let Some(topic) = body["topic"].as_str()
+        && let Some(c) = state.guild.channels.iter_mut().find(|c| c.id == id)
+    {
+        c.topic = Some(topic.to_owned());
+    }
+    let json = state.guild.channel(id).map(|c| state.guild.channel_json(c)).unwrap_or(Value::Null);
+    announce_channel(&shared, &state, id);
+    (StatusCode::CREATED, Json(json)).into_response()
+}
+
+async fn list_channels(State(shared): Shared_) -> Json<Value> {
+    let state = shared.state();
+    Json(Value::Array(state.guild.channels.iter().map(|c| state.guild.channel_json(c)).collect()))
+}
+
+async fn list_roles(State(shared): Shared_) -> Json<Value> {
+    let state = shared.state();
+    Json(Value::Array(state.guild.roles.iter().map(|r| state.guild.role_json(r)).collect()))
+}
+
+async fn get_member(State(shared): Shared_, Path((_guild, user)): Path<(u64, u64)>) -> Response {
+    let state = shared.state();
+    match state.guild.member(user) {
+        Some(m) => Json(state.guild.member_json(m)).into_response(),
+        None => error(StatusCode::NOT_FOUND, 10007, "Unknown Member"),
+    }
+}

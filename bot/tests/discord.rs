@@ -1,0 +1,51 @@
+//! The real poise commands end to end through the emulator, against real Postgres.
+
+mod support;
+
+use opsbot_commands::audit::tail;
+use sqlx::PgPool;
+use support::TestBot;
+
+const OPS: (&str, &[&str]) = ("ops", &["audit:*", "deploy:*"]);
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn whoami_names_roles_and_permissions(pool: PgPool) {
+    let mut bot = TestBot::start(pool.clone(), &[OPS]).await;
+    let reply = bot.say("ana", &["ops"], "/whoami").await;
+    assert!(reply.ephemeral);
+    let text = reply.content.replace(&format!("{}", bot.emulator.member("ana", None)), "<id>");
+    insta::assert_snapshot!(text, @r"
+    **ana** (`<id>`)
+    roles: ops
+    permissions: `audit:*`, `deploy:*`
+    ");
+    let events = tail(&pool, 5).await.expect("tail");
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].command.as_str(), events[0].outcome.as_str()), ("whoami", "ok"));
+    assert_eq!(events[0].source, "discord");
+    assert!(events[0].interaction_id.is_some());
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn audit_commands_need_their_permission_and_denials_are_audited(pool: PgPool) {
+    let mut bot = TestBot::start(pool.clone(), &[OPS, ("dev", &["deploy:staging"])]).await;
+    let denied = bot.say("bo", &["dev"], "/audit recent").await;
+    assert!(denied.ephemeral);
+    insta::assert_snapshot!(denied.content, @"⛔ you need the `audit:read` permission to read the audit log. Ask an admin for a role that grants it.");
+
+    let recent = bot.say("ana", &["ops"], "/audit recent").await;
+    let listing = recent.embeds[0]["description"].as_str().expect("description");
+    assert!(listing.contains("**bo** `audit recent` → **denied**"), "{listing}");
+
+    let verify = bot.say("ana", &["ops"], "/audit verify").await;
+    assert_eq!(verify.event, "edit", "verify defers, then fills its reply in");
+    assert!(verify.content.starts_with("✅ audit chain ok: 0 events"), "{}", verify.content);
+
+    let outcomes: Vec<String> = tail(&pool, 10)
+        .await
+        .expect("tail")
+        .into_iter()
+        .map(|e| format!("{} {} {}", e.actor_name, e.command, e.outcome))
+        .collect();
+    assert_eq!(outcomes, ["bo audit recent denied", "ana audit recent ok", "ana audit verify ok"]);
+}

@@ -1,0 +1,93 @@
+//! The test harness: the real poise bot connected to the emulator, driven by typed lines.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use opsbot::discord::{GatewaySettings, run_gateway};
+use opsbot::emulator::{Emulator, EmulatorEvent, GuildSpec};
+use opsbot_commands::Desk;
+use opsbot_commands::access::RoleMap;
+use sqlx::PgPool;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for the bot to answer before failing (it answers in milliseconds).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug)]
+pub struct TestBot {
+    pub emulator: Emulator,
+    pub pool: PgPool,
+    events: broadcast::Receiver<EmulatorEvent>,
+    shutdown: CancellationToken,
+    pub general: u64,
+}
+
+impl TestBot {
+    /// Starts the emulator and the bot with `[roles]` = `roles`, and waits until the bot
+    /// has registered its commands.
+    pub async fn start(pool: PgPool, roles: &[(&str, &[&str])]) -> TestBot {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+            .with_test_writer()
+            .try_init();
+        let shutdown = CancellationToken::new();
+        let role_map: BTreeMap<String, Vec<String>> = roles
+            .iter()
+            .map(|(name, grants)| (name.to_string(), grants.iter().map(|g| g.to_string()).collect()))
+            .collect();
+        let spec = GuildSpec {
+            roles: role_map.keys().cloned().collect(),
+            ..GuildSpec::default()
+        };
+        let emulator = Emulator::start(spec, shutdown.clone()).await.expect("emulator");
+        let events = emulator.subscribe();
+        let desk = Desk::new(pool.clone(), RoleMap::new(role_map).expect("roles"));
+        let settings = GatewaySettings {
+            token: emulator.token().to_owned(),
+            guild_ids: vec![emulator.guild_id()],
+            api_base: emulator.base_url().to_owned(),
+        };
+        tokio::spawn(run_gateway(settings, desk, shutdown.clone()));
+        let started = tokio::time::Instant::now();
+        while !emulator.commands_registered() {
+            assert!(started.elapsed() < ANSWER_TIMEOUT, "the bot never registered its commands");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let general = emulator.find_channel("general").expect("general").0;
+        TestBot { emulator, pool, events, shutdown, general }
+    }
+
+    /// Types `line` as member `name` (created with `roles`) in #general and returns the
+    /// bot's answer to it (its reply, or the edit that fills a deferred reply).
+    pub async fn say(&mut self, name: &str, roles: &[&str], line: &str) -> EmulatorEvent {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        let member = self.emulator.member(name, Some(&roles));
+        let interaction = self
+            .emulator
+            .type_line(member, self.general, line)
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        self.answer_to(interaction).await
+    }
+
+    pub async fn answer_to(&mut self, interaction: u64) -> EmulatorEvent {
+        let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .expect("the bot did not answer in time")
+                .expect("event stream");
+            if event.interaction_id == Some(interaction) && matches!(event.event, "reply" | "edit") {
+                return event;
+            }
+        }
+    }
+}
+
+impl Drop for TestBot {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
