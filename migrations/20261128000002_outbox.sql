@@ -10,7 +10,10 @@ CREATE TABLE outbox (
     nonce            text        NOT NULL UNIQUE,
     audit_event_id   bigint,
     status           text        NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'dead')),
+    -- Failed delivery attempts (5xx, timeouts, ...): the row is dead-lettered after N.
     attempts         integer     NOT NULL DEFAULT 0,
+    -- 429 answers: not the message's fault, so they never count toward dead-lettering.
+    rate_limited     integer     NOT NULL DEFAULT 0,
     next_attempt_at  timestamptz NOT NULL DEFAULT now(),
     -- A dispatcher that claimed the row owns it until then; after that another may retry it.
     leased_until     timestamptz,

@@ -18,7 +18,7 @@ pub struct OutboxItem {
     pub message: Message,
     /// Sent as Discord's `nonce` with `enforce_nonce`; at most 25 characters.
     pub nonce: String,
-    /// Attempts made before this one.
+    /// Failed attempts before this one (429s not included).
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
 }
@@ -102,6 +102,27 @@ pub async fn mark_sent(pool: &PgPool, id: i64, message_id: Option<i64>) -> Resul
     Ok(())
 }
 
+/// Records a 429: retry after Discord's `retry_after`, without counting a failed attempt.
+pub async fn mark_rate_limited(
+    pool: &PgPool,
+    id: i64,
+    error: &str,
+    retry_in: Duration,
+) -> Result<(), sqlx::Error> {
+    let retry_ms = i64::try_from(retry_in.as_millis()).unwrap_or(i64::MAX);
+    sqlx::query!(
+        "UPDATE outbox SET rate_limited = rate_limited + 1, last_error = $2, leased_until = NULL,
+                next_attempt_at = now() + make_interval(secs => $3::bigint / 1000.0)
+         WHERE id = $1",
+        id,
+        error,
+        retry_ms
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Records a failed attempt and when to try again.
 pub async fn mark_retry(
     pool: &PgPool,
@@ -142,6 +163,7 @@ pub struct OutboxStatus {
     pub id: i64,
     pub status: String,
     pub attempts: i32,
+    pub rate_limited: i32,
     pub last_error: Option<String>,
     pub message_id: Option<i64>,
 }
@@ -149,7 +171,7 @@ pub struct OutboxStatus {
 pub async fn status(pool: &PgPool, id: i64) -> Result<Option<OutboxStatus>, sqlx::Error> {
     sqlx::query_as!(
         OutboxStatus,
-        "SELECT id, status, attempts, last_error, message_id FROM outbox WHERE id = $1",
+        "SELECT id, status, attempts, rate_limited, last_error, message_id FROM outbox WHERE id = $1",
         id
     )
     .fetch_optional(pool)

@@ -14,10 +14,8 @@
 //!   backoff; after `max_attempts` such failures, or at once for any other 4xx, the row is
 //!   dead-lettered: `status = 'dead'`, an audit event (`outbox deliver`, outcome `error`) and an
 //!   error log, so people see it.
-//! - **429s do not count as failures.** `attempts` counts every request, 429s included (that
-//!   is what `mark_retry` records), so the dispatcher keeps the number of 429s in the row's
-//!   `last_error` (`[429s so far: N] ...`) and dead-letters when `attempts - N` reaches
-//!   `max_attempts`. A message that Discord keeps rate limiting is therefore never given up on:
+//! - **429s do not count as failures.** They are recorded in the row's `rate_limited` count,
+//!   not in `attempts`, so a message that Discord keeps rate limiting is never given up on:
 //!   Discord says when to come back, and the dispatcher does.
 //! - **Restarts.** All state that matters is in Postgres. A dispatcher that dies holding a
 //!   lease delays its rows until the lease ends; then any dispatcher takes them over.
@@ -41,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 pub use body::create_message_body;
 
 use pacing::Pacing;
-use response::{Delivery, backoff, bucket_exhausted_for, classify, rate_limited_count};
+use response::{Delivery, backoff, bucket_exhausted_for, classify};
 
 /// Timeout of one create-message request, connection included. Discord answers in well under
 /// a second; ten seconds rides out a slow moment, yet leaves most of the lease (30 s by default)
@@ -310,9 +308,7 @@ impl Dispatcher {
                 } else {
                     self.pacing.block_channel(item.channel_id, retry_after);
                 }
-                let rate_limited = self.rate_limited_so_far(item.id).await? + 1;
-                let error = response::with_rate_limited_count(rate_limited, &error);
-                outbox::mark_retry(&self.pool, item.id, &error, retry_after)
+                outbox::mark_rate_limited(&self.pool, item.id, &error, retry_after)
                     .await
                     .with_context(|| format!("recording a retry of outbox row {}", item.id))?;
                 metrics::counter!("opsbot_outbox_retries_total").increment(1);
@@ -326,8 +322,7 @@ impl Dispatcher {
                 Ok(false)
             }
             Delivery::Transient { error } => {
-                let rate_limited = self.rate_limited_so_far(item.id).await?;
-                let failures_before = item.attempts.saturating_sub(rate_limited);
+                let failures_before = item.attempts;
                 if failures_before.saturating_add(1) >= self.settings.max_attempts {
                     let error = format!(
                         "gave up after {} failed attempts; last: {error}",
@@ -341,7 +336,6 @@ impl Dispatcher {
                     self.settings.max_backoff,
                     failures_before,
                 );
-                let error = response::with_rate_limited_count(rate_limited, &error);
                 outbox::mark_retry(&self.pool, item.id, &error, retry_in)
                     .await
                     .with_context(|| format!("recording a retry of outbox row {}", item.id))?;
@@ -361,16 +355,6 @@ impl Dispatcher {
                 Ok(false)
             }
         }
-    }
-
-    /// The 429s a row has had, kept in its `last_error` (see the module docs).
-    async fn rate_limited_so_far(&self, id: i64) -> anyhow::Result<i32> {
-        let status = outbox::status(&self.pool, id)
-            .await
-            .with_context(|| format!("reading outbox row {id}"))?;
-        Ok(rate_limited_count(
-            status.and_then(|s| s.last_error).as_deref(),
-        ))
     }
 
     /// Gives up on a message where people will see it: the audit trail first (so that a dead

@@ -134,29 +134,6 @@ fn header_seconds(headers: &HeaderMap, name: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(value.trim().parse().ok()?).ok()
 }
 
-/// `last_error` of a rate-limited row starts with this marker, followed by the number of 429s
-/// the row has had and `] `. It is how 429s are told apart from failures in `attempts` (which
-/// counts both) without a column of their own, and it survives restarts and other replicas.
-const RATE_LIMITED_MARKER: &str = "[429s so far: ";
-
-/// How many of a row's attempts were answered with 429, from its `last_error`.
-pub(super) fn rate_limited_count(last_error: Option<&str>) -> i32 {
-    last_error
-        .and_then(|e| e.strip_prefix(RATE_LIMITED_MARKER))
-        .and_then(|rest| rest.split_once(']'))
-        .and_then(|(n, _)| n.parse().ok())
-        .unwrap_or(0)
-}
-
-/// `error` prefixed with the row's 429 count (omitted when zero), for `mark_retry`.
-pub(super) fn with_rate_limited_count(rate_limited: i32, error: &str) -> String {
-    if rate_limited == 0 {
-        error.to_owned()
-    } else {
-        format!("{RATE_LIMITED_MARKER}{rate_limited}] {error}")
-    }
-}
-
 /// `base * 2^failures`, capped at `max`, then jittered by ±20% so that messages which failed
 /// together do not all come back at the same instant.
 pub(super) fn backoff(base: Duration, max: Duration, failures: i32) -> Duration {
@@ -175,16 +152,6 @@ mod tests {
             map.insert(*name, value.parse().expect("valid header value"));
         }
         map
-    }
-
-    #[test]
-    fn rate_limit_count_round_trips() {
-        assert_eq!(rate_limited_count(None), 0);
-        assert_eq!(rate_limited_count(Some("HTTP 500")), 0);
-        let text = with_rate_limited_count(3, "HTTP 500 Internal Server Error");
-        assert_eq!(text, "[429s so far: 3] HTTP 500 Internal Server Error");
-        assert_eq!(rate_limited_count(Some(&text)), 3);
-        assert_eq!(with_rate_limited_count(0, "x"), "x");
     }
 
     #[test]
