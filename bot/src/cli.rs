@@ -29,6 +29,18 @@ pub struct Cli {
 pub enum CliCommand {
     /// Run the bot: Discord gateway (with a token), HTTP server, audit sealer, outbox dispatcher
     Run,
+    /// The whole bot against a built-in Discord emulator: type slash commands in the terminal
+    Shell {
+        /// The member you act as (created on first use)
+        #[arg(long, default_value = "you")]
+        user: String,
+        /// Your roles, comma-separated (names from [roles])
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// One JSON object per line on stdout instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply database migrations and exit
     Migrate,
     /// Check the configuration
@@ -104,6 +116,10 @@ async fn execute(command: CliCommand, config: Config) -> anyhow::Result<ExitCode
     match command {
         CliCommand::Run => {
             crate::run::run(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        CliCommand::Shell { user, roles, json } => {
+            crate::shell::shell(config, crate::shell::ShellOptions { user, roles, json }).await?;
             Ok(ExitCode::SUCCESS)
         }
         CliCommand::Migrate => {

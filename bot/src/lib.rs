@@ -9,5 +9,6 @@ pub mod dispatch;
 pub mod emulator;
 pub mod run;
 pub mod sealer;
+pub mod shell;
 pub mod telemetry;
 pub mod web;

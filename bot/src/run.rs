@@ -1,17 +1,19 @@
 //! `opsbot run`: the main job. HTTP server, audit sealer, outbox dispatcher and, when a token
 //! is configured, the Discord gateway; graceful shutdown on SIGTERM or SIGINT.
+//! `opsbot shell` starts the same [`Services`], pointed at the emulator.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use opsbot_commands::Desk;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::database::Database;
-use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::discord::{GatewaySettings, run_gateway};
+use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::web::{WebState, router};
 use crate::{sealer, telemetry};
 
@@ -21,81 +23,138 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-
-    let db = Database::connect(&config.database).await?;
-    db.migrate().await?;
-    let metrics = telemetry::metrics();
-    let desk = Desk::new(db.pool.clone(), config.role_map());
-    let tasks = TaskTracker::new();
-
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} ([http] listen / OPSBOT_HTTP_LISTEN)", config.http.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, "HTTP server listening");
-    let app = router(WebState {
-        pool: db.pool.clone(),
-        metrics,
-    });
-    let http_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(http_shutdown.clone().cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-            http_shutdown.cancel();
+    let discord = match &config.discord.token {
+        Some(token) => Some(GatewaySettings {
+            token: token.expose().to_owned(),
+            guild_ids: config.discord.guild_ids.clone(),
+            api_base: config.discord.api_base.clone(),
+        }),
+        None => {
+            tracing::warn!(
+                "no Discord token configured ([discord] token or OPSBOT_DISCORD_TOKEN): running without the Discord gateway; outbox messages wait until a token is configured"
+            );
+            None
         }
-    });
-    tasks.spawn(sealer::run(db.pool.clone(), shutdown.clone()));
-
-    let mut failure = None;
-    match &config.discord.token {
-        None => tracing::warn!(
-            "no Discord token configured ([discord] token or OPSBOT_DISCORD_TOKEN): running without the Discord gateway; outbox messages wait until a token is configured"
-        ),
-        Some(token) => {
-            let dispatcher = Dispatcher::new(
-                db.pool.clone(),
-                &config.discord.api_base,
-                secrecy::SecretString::from(token.expose().to_owned()),
-                DispatchSettings::default(),
-            )?;
-            tasks.spawn(dispatcher.run(shutdown.clone()));
-            let settings = GatewaySettings {
-                token: token.expose().to_owned(),
-                guild_ids: config.discord.guild_ids.clone(),
-                api_base: config.discord.api_base.clone(),
-            };
-            let gateway = tokio::spawn(run_gateway(settings, desk.clone(), shutdown.clone()));
-            let gateway_shutdown = shutdown.clone();
-            failure = Some(tokio::spawn(async move {
-                let result = match gateway.await {
-                    Ok(result) => result,
-                    Err(e) => Err(anyhow::anyhow!("the Discord gateway task panicked: {e}")),
-                };
-                if let Err(e) = &result {
-                    tracing::error!(error = format!("{e:#}"), "Discord gateway stopped");
-                }
-                gateway_shutdown.cancel();
-                result
-            }));
-        }
-    }
-
-    shutdown.cancelled().await;
-    tracing::info!("shutting down: finishing in-flight work");
-    tasks.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
-        tracing::warn!(grace_seconds = SHUTDOWN_GRACE.as_secs(), "some work did not finish in time");
-    }
-    let gateway_result = match failure {
-        Some(handle) => handle.await.unwrap_or(Ok(())),
-        None => Ok(()),
     };
-    sealer::seal_before_exit(&db.pool).await;
-    db.close().await;
-    tracing::info!("stopped");
-    gateway_result
+    let services = Services::start(&config, discord, HttpBind::Required, shutdown.clone()).await?;
+    shutdown.cancelled().await;
+    services.stop().await
+}
+
+/// Whether failing to bind `[http] listen` stops start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpBind {
+    Required,
+    /// The shell runs beside a real `opsbot run` often enough: it warns and goes on.
+    Optional,
+}
+
+/// Everything that runs while opsbot runs; stopped together, in order.
+#[derive(Debug)]
+pub struct Services {
+    pub db: Database,
+    pub desk: Desk,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    gateway: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Services {
+    /// Connects and migrates the database, then starts the HTTP server, the sealer and, with
+    /// `discord`, the outbox dispatcher and the gateway. A gateway that stops for good cancels
+    /// `shutdown`.
+    pub async fn start(
+        config: &Config,
+        discord: Option<GatewaySettings>,
+        http: HttpBind,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Services> {
+        let db = Database::connect(&config.database).await?;
+        db.migrate().await?;
+        let desk = Desk::new(db.pool.clone(), config.role_map());
+        let tasks = TaskTracker::new();
+
+        match tokio::net::TcpListener::bind(config.http.listen).await {
+            Ok(listener) => {
+                tracing::info!(listen = %listener.local_addr()?, "HTTP server listening");
+                let app = router(WebState {
+                    pool: db.pool.clone(),
+                    metrics: telemetry::metrics(),
+                });
+                let http_shutdown = shutdown.clone();
+                tasks.spawn(async move {
+                    let served = axum::serve(listener, app)
+                        .with_graceful_shutdown(http_shutdown.clone().cancelled_owned())
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "HTTP server failed");
+                        http_shutdown.cancel();
+                    }
+                });
+            }
+            Err(e) if http == HttpBind::Optional => {
+                tracing::warn!(listen = %config.http.listen, error = %e, "HTTP server not started");
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot listen on {} ([http] listen / OPSBOT_HTTP_LISTEN)", config.http.listen)
+                });
+            }
+        }
+        tasks.spawn(sealer::run(db.pool.clone(), shutdown.clone()));
+
+        let gateway = match discord {
+            None => None,
+            Some(settings) => {
+                let dispatcher = Dispatcher::new(
+                    db.pool.clone(),
+                    &settings.api_base,
+                    secrecy::SecretString::from(settings.token.clone()),
+                    DispatchSettings::default(),
+                )?;
+                tasks.spawn(dispatcher.run(shutdown.clone()));
+                let gateway = tokio::spawn(run_gateway(settings, desk.clone(), shutdown.clone()));
+                let gateway_shutdown = shutdown.clone();
+                Some(tokio::spawn(async move {
+                    let result = match gateway.await {
+                        Ok(result) => result,
+                        Err(e) => Err(anyhow::anyhow!("the Discord gateway task panicked: {e}")),
+                    };
+                    if let Err(e) = &result {
+                        tracing::error!(error = format!("{e:#}"), "Discord gateway stopped");
+                    }
+                    gateway_shutdown.cancel();
+                    result
+                }))
+            }
+        };
+        Ok(Services {
+            db,
+            desk,
+            shutdown,
+            tasks,
+            gateway,
+        })
+    }
+
+    /// Stops everything: in-flight work finishes (bounded by [`SHUTDOWN_GRACE`]), the audit
+    /// chain is sealed, the database closed. Returns the gateway's error, if it failed.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        tracing::info!("shutting down: finishing in-flight work");
+        self.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
+            tracing::warn!(grace_seconds = SHUTDOWN_GRACE.as_secs(), "some work did not finish in time");
+        }
+        let gateway_result = match self.gateway {
+            Some(handle) => handle.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        };
+        sealer::seal_before_exit(&self.db.pool).await;
+        self.db.close().await;
+        tracing::info!("stopped");
+        gateway_result
+    }
 }
 
 /// Cancels `shutdown` on SIGTERM or SIGINT.

@@ -1,0 +1,350 @@
+//! `opsbot shell [--user NAME] [--roles R1,R2] [--json]`: the whole bot (the same poise
+//! commands, HTTP server, sealer and outbox dispatcher as `opsbot run`) wired to the built-in
+//! Discord emulator. Type lines as in Discord's client:
+//!
+//! ```text
+//! /audit recent count:5
+//! :as bo dev          switch to member bo, with role dev
+//! :in general         switch channel (a name, an id, or `new`)
+//! ```
+//!
+//! Replies, posts, edits and created channels print as text, or with `--json` as one JSON
+//! object per line (`event`, `input`, `channel`, `content`, `embeds`, `components`,
+//! `attachments`). At end of input it waits for answers still due, shuts down like
+//! `opsbot run` (the audit chain is sealed) and exits 0.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{IsTerminal as _, Write as _};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::discord::GatewaySettings;
+use crate::emulator::{Emulator, EmulatorEvent, GuildSpec};
+use crate::run::{HttpBind, Services};
+
+/// How long the shell waits at end of input for answers still due.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the last answer, time for background work (outbox posts) to show before shutdown.
+const BACKGROUND_GRACE: Duration = Duration::from_millis(300);
+/// How long it waits for the bot to connect to the emulator at start.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone)]
+pub struct ShellOptions {
+    pub user: String,
+    pub roles: Vec<String>,
+    pub json: bool,
+}
+
+/// Lines typed so far whose interaction has not been answered, by interaction id.
+type Pending = Arc<Mutex<BTreeMap<u64, String>>>;
+
+pub async fn shell(config: Config, options: ShellOptions) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let spec = GuildSpec {
+        guild_id: config.discord.guild_ids.first().copied().unwrap_or(GuildSpec::default().guild_id),
+        roles: config.roles.keys().cloned().collect(),
+        ..GuildSpec::default()
+    };
+    let emulator = Emulator::start(spec, shutdown.clone()).await?;
+    let gateway = GatewaySettings {
+        token: emulator.token().to_owned(),
+        guild_ids: vec![emulator.guild_id()],
+        api_base: emulator.base_url().to_owned(),
+    };
+    let services = Services::start(&config, Some(gateway), HttpBind::Optional, shutdown.clone()).await?;
+    let started = tokio::time::Instant::now();
+    while !emulator.commands_registered() {
+        if started.elapsed() > CONNECT_TIMEOUT || shutdown.is_cancelled() {
+            services.stop().await?;
+            anyhow::bail!("the bot did not connect to the emulator within {}s", CONNECT_TIMEOUT.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let pending: Pending = Arc::default();
+    let printer = tokio::spawn(print_events(emulator.clone(), pending.clone(), options.json));
+    let interactive = std::io::stdin().is_terminal();
+    let mut lines = read_lines(interactive);
+    let mut session = Session {
+        emulator: emulator.clone(),
+        member: emulator.member(&options.user, Some(&options.roles)),
+        member_name: options.user.clone(),
+        channel: emulator.find_channel("general").map(|c| c.0).unwrap_or_default(),
+        pending: pending.clone(),
+        json: options.json,
+    };
+    if interactive {
+        eprintln!("opsbot shell: you are {} in #general. Type /commands as in Discord, :help for more, Ctrl-D to quit.", options.user);
+    }
+    loop {
+        let line = tokio::select! {
+            line = lines.recv() => line,
+            _ = shutdown.cancelled() => None,
+        };
+        let Some(line) = line else { break };
+        if session.handle(line.trim()).await == Flow::Quit {
+            break;
+        }
+    }
+    // Bounded wait for answers still due, then a short grace for background posts.
+    wait_until_answered(&pending, None).await;
+    tokio::time::sleep(BACKGROUND_GRACE).await;
+    let result = services.stop().await;
+    printer.abort();
+    result
+}
+
+/// Waits (at most [`SETTLE_TIMEOUT`]) until `interaction` (or, with `None`, every typed line)
+/// has been answered. Returns whether it was.
+async fn wait_until_answered(pending: &Pending, interaction: Option<u64>) -> bool {
+    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let waiting = pending
+            .lock()
+            .map(|p| match interaction {
+                Some(id) => p.contains_key(&id),
+                None => !p.is_empty(),
+            })
+            .unwrap_or(false);
+        if !waiting {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Quit,
+}
+
+struct Session {
+    emulator: Emulator,
+    member: u64,
+    member_name: String,
+    channel: u64,
+    pending: Pending,
+    json: bool,
+}
+
+const HELP: &str = "\
+/command sub option:value ...   run a slash command (quote values with spaces: reason:\"a b\")
+:as NAME [ROLE,ROLE]            act as another member (created on first use; roles replace theirs)
+:in CHANNEL                     switch channel: a name, an id, or `new` (the newest channel)
+:channels                       list channels
+:sleep SECONDS                  wait (for background work)
+:help                           this text
+:quit                           leave (so does end of input)";
+
+impl Session {
+    async fn handle(&mut self, line: &str) -> Flow {
+        if line.is_empty() || line.starts_with('#') {
+            return Flow::Continue;
+        }
+        if line.starts_with('/') {
+            match self.emulator.type_line(self.member, self.channel, line) {
+                Ok(interaction) => {
+                    if let Ok(mut pending) = self.pending.lock() {
+                        pending.insert(interaction, line.to_owned());
+                    }
+                    // One line at a time, as a person types: wait for the answer first.
+                    if !wait_until_answered(&self.pending, Some(interaction)).await {
+                        self.error(line, &format!("the bot did not answer within {}s", SETTLE_TIMEOUT.as_secs()));
+                    }
+                }
+                Err(e) => self.error(line, &e.to_string()),
+            }
+            return Flow::Continue;
+        }
+        let mut words = line.split_whitespace();
+        match words.next().unwrap_or_default() {
+            ":help" => self.info(HELP),
+            ":quit" | ":exit" => return Flow::Quit,
+            ":as" => match words.next() {
+                Some(name) => {
+                    let roles: Option<Vec<String>> = words.next().map(|r| {
+                        r.split(',').filter(|r| !r.is_empty()).map(str::to_owned).collect()
+                    });
+                    self.member = self.emulator.member(name, roles.as_deref());
+                    self.member_name = name.to_owned();
+                    self.info(&format!("you are now {name}"));
+                }
+                None => self.error(line, ":as needs a member name, e.g. `:as ana ops`"),
+            },
+            ":in" => match words.next().and_then(|c| self.emulator.find_channel(c)) {
+                Some((id, name)) => {
+                    self.channel = id;
+                    self.info(&format!("now in #{name}"));
+                }
+                None => {
+                    let names: Vec<String> = self.emulator.channels().into_iter().map(|c| c.1).collect();
+                    self.error(line, &format!("no such channel; channels: {}", names.join(", ")));
+                }
+            },
+            ":channels" => {
+                let list: Vec<String> = self
+                    .emulator
+                    .channels()
+                    .into_iter()
+                    .map(|(id, name, _)| format!("#{name} ({id})"))
+                    .collect();
+                self.info(&list.join("\n"));
+            }
+            ":sleep" => match words.next().and_then(|s| s.parse::<f64>().ok()).and_then(|s| Duration::try_from_secs_f64(s).ok()) {
+                Some(d) => tokio::time::sleep(d).await,
+                None => self.error(line, ":sleep needs a number of seconds, e.g. `:sleep 2`"),
+            },
+            other => self.error(line, &format!("unknown shell command `{other}`; type :help")),
+        }
+        Flow::Continue
+    }
+
+    fn info(&self, text: &str) {
+        if !self.json {
+            write_out(text);
+        }
+    }
+
+    fn error(&self, input: &str, message: &str) {
+        if self.json {
+            write_out(&json!({ "event": "error", "input": input, "content": message }).to_string());
+        } else {
+            write_out(&format!("error: {message}"));
+        }
+    }
+}
+
+fn write_out(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// Prints everything the emulator reports, pairing answers with the lines they answer.
+async fn print_events(emulator: Emulator, pending: Pending, json: bool) {
+    let mut events = emulator.subscribe();
+    let mut answered: HashSet<u64> = HashSet::new();
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "shell output fell behind");
+                continue;
+            }
+            Err(_) => return,
+        };
+        let input = event.interaction_id.and_then(|id| {
+            let mut pending = pending.lock().ok()?;
+            match pending.get(&id).cloned() {
+                Some(line) if matches!(event.event, "reply" | "edit") => {
+                    answered.insert(id);
+                    pending.remove(&id);
+                    Some(line)
+                }
+                other => other,
+            }
+        });
+        let text = if json { event_json(&event, input.as_deref()).to_string() } else { event_text(&event) };
+        write_out(&text);
+    }
+}
+
+/// One `--json` line.
+pub fn event_json(event: &EmulatorEvent, input: Option<&str>) -> Value {
+    let mut value = json!({
+        "event": event.event,
+        "channel": event.channel,
+        "channel_id": event.channel_id.to_string(),
+        "content": event.content,
+        "embeds": event.embeds,
+        "components": event.components,
+        "attachments": event.attachments,
+        "ephemeral": event.ephemeral,
+    });
+    if let Some(input) = input {
+        value["input"] = json!(input);
+    }
+    if let Some(id) = event.message_id {
+        value["message_id"] = json!(id.to_string());
+    }
+    value
+}
+
+/// An event as text for people.
+pub fn event_text(event: &EmulatorEvent) -> String {
+    let mut text = match event.event {
+        "channel_created" => format!("+ channel #{} created", event.channel),
+        kind => format!(
+            "[{kind} in #{}{}]",
+            event.channel,
+            if event.ephemeral { ", only you can see this" } else { "" }
+        ),
+    };
+    if !event.content.is_empty() {
+        text.push('\n');
+        text.push_str(&event.content);
+    }
+    for embed in &event.embeds {
+        if let Some(title) = embed["title"].as_str() {
+            text.push_str(&format!("\n┃ {title}"));
+        }
+        if let Some(description) = embed["description"].as_str() {
+            for line in description.lines() {
+                text.push_str(&format!("\n┃ {line}"));
+            }
+        }
+        for field in embed["fields"].as_array().into_iter().flatten() {
+            text.push_str(&format!(
+                "\n┃ {}: {}",
+                field["name"].as_str().unwrap_or_default(),
+                field["value"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    for row in &event.components {
+        let labels: Vec<String> = row["components"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["label"].as_str().map(|l| format!("[{l}]")))
+            .collect();
+        if !labels.is_empty() {
+            text.push_str(&format!("\n{}", labels.join(" ")));
+        }
+    }
+    text
+}
+
+/// Lines from stdin: with line editing and history on a terminal, plain lines from a pipe.
+fn read_lines(interactive: bool) -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        if interactive {
+            let Ok(mut editor) = rustyline::DefaultEditor::new() else { return };
+            while let Ok(line) = editor.readline("opsbot> ") {
+                let _ = editor.add_history_entry(line.as_str());
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        } else {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
