@@ -1,0 +1,122 @@
+//! The emulator as Discord: nonces, scripted 429/500 storms, and the outbox delivering
+//! through them exactly once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use opsbot::dispatch::{DispatchSettings, Dispatcher};
+use opsbot::emulator::{Emulator, GuildSpec};
+use opsbot_commands::chat::Message;
+use opsbot_commands::outbox;
+use serde_json::json;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+const DEPLOYS: u64 = 111_000_000_000_000_111;
+
+async fn emulator(shutdown: &CancellationToken) -> Emulator {
+    let spec = GuildSpec {
+        channels: vec![(DEPLOYS, "deploys".to_owned())],
+        ..GuildSpec::default()
+    };
+    Emulator::start(spec, shutdown.clone()).await.expect("emulator")
+}
+
+#[tokio::test]
+async fn a_repeated_nonce_with_enforce_nonce_returns_the_same_message() {
+    let shutdown = CancellationToken::new();
+    let emulator = emulator(&shutdown).await;
+    let client = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        client
+            .post(format!("{}/api/v10/channels/{DEPLOYS}/messages", emulator.base_url()))
+            .header("authorization", format!("Bot {}", emulator.token()))
+            .json(&body)
+            .send()
+    };
+    let body = json!({"content": "hello", "nonce": "n-1", "enforce_nonce": true});
+    let first: serde_json::Value = post(body.clone()).await.expect("post").json().await.expect("json");
+    let second: serde_json::Value = post(body).await.expect("post").json().await.expect("json");
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(emulator.channel_messages(DEPLOYS).len(), 1);
+    // Without enforce_nonce, Discord creates a second message.
+    post(json!({"content": "hello", "nonce": "n-1"})).await.expect("post");
+    assert_eq!(emulator.channel_messages(DEPLOYS).len(), 2);
+    // A wrong token is refused, as Discord does.
+    let refused = client
+        .post(format!("{}/api/v10/channels/{DEPLOYS}/messages", emulator.base_url()))
+        .header("authorization", "Bot wrong")
+        .json(&json!({"content": "x"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status(), 401);
+    shutdown.cancel();
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn the_outbox_delivers_every_message_once_through_a_429_and_500_storm(pool: PgPool) {
+    const MESSAGES: usize = 40;
+    let shutdown = CancellationToken::new();
+    let emulator = emulator(&shutdown).await;
+    let path = format!("/channels/{DEPLOYS}/messages");
+    emulator.script_failure(Some("POST"), &path, 429, 6, 0.02);
+    emulator.script_failure(Some("POST"), &path, 500, 6, 0.0);
+    emulator.script_failure(Some("POST"), &path, 502, 3, 0.0);
+    let mut ids = Vec::new();
+    for i in 0..MESSAGES {
+        let message = Message::text(format!("deploy {i} succeeded"));
+        ids.push(outbox::enqueue(&pool, DEPLOYS as i64, &message, None).await.expect("enqueue"));
+    }
+    let settings = DispatchSettings {
+        max_attempts: 10,
+        base_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(50),
+        poll_interval: Duration::from_millis(10),
+        min_request_spacing: Duration::from_millis(1),
+        ..DispatchSettings::default()
+    };
+    let mut posts = emulator.subscribe();
+    // Two dispatchers, as two replicas would run.
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let dispatcher = Dispatcher::new(
+                pool.clone(),
+                emulator.base_url(),
+                secrecy::SecretString::from(emulator.token().to_owned()),
+                settings.clone(),
+            )
+            .expect("dispatcher");
+            tokio::spawn(dispatcher.run(shutdown.clone()))
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    while seen.len() < MESSAGES {
+        let event = tokio::time::timeout_at(deadline, posts.recv())
+            .await
+            .expect("every message posted in time")
+            .expect("event");
+        if event.event == "post" {
+            *seen.entry(event.content).or_default() += 1;
+        }
+    }
+    for id in &ids {
+        let row = outbox::status(&pool, *id).await.expect("status").expect("row");
+        assert_eq!(row.status, "sent", "{row:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    shutdown.cancel();
+    for task in tasks {
+        task.await.expect("dispatcher task");
+    }
+    let messages = emulator.channel_messages(DEPLOYS);
+    assert_eq!(messages.len(), MESSAGES, "no message lost or doubled");
+    assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+    let failed = emulator
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("POST") && r.ends_with(&path))
+        .count();
+    assert_eq!(failed, MESSAGES + 6 + 6 + 3, "each scripted failure was retried");
+}
