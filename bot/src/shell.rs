@@ -6,6 +6,7 @@
 //! /audit recent count:5
 //! :as bo dev          switch to member bo, with role dev
 //! :in general         switch channel (a name, an id, or `new`)
+//! :click Older        press a button on the newest message that has it
 //! ```
 //!
 //! Replies, posts, edits and created channels print as text, or with `--json` as one JSON
@@ -141,6 +142,7 @@ const HELP: &str = "\
 /command sub option:value ...   run a slash command (quote values with spaces: reason:\"a b\")
 :as NAME [ROLE,ROLE]            act as another member (created on first use; roles replace theirs)
 :in CHANNEL                     switch channel: a name, an id, or `new` (the newest channel)
+:click LABEL                    press the button with that label on the newest message that has one
 :channels                       list channels
 :sleep SECONDS                  wait (for background work)
 :help                           this text
@@ -153,15 +155,7 @@ impl Session {
         }
         if line.starts_with('/') {
             match self.emulator.type_line(self.member, self.channel, line) {
-                Ok(interaction) => {
-                    if let Ok(mut pending) = self.pending.lock() {
-                        pending.insert(interaction, line.to_owned());
-                    }
-                    // One line at a time, as a person types: wait for the answer first.
-                    if !wait_until_answered(&self.pending, Some(interaction)).await {
-                        self.error(line, &format!("the bot did not answer within {}s", SETTLE_TIMEOUT.as_secs()));
-                    }
-                }
+                Ok(interaction) => self.await_answer(line, interaction).await,
                 Err(e) => self.error(line, &e.to_string()),
             }
             return Flow::Continue;
@@ -170,6 +164,17 @@ impl Session {
         match words.next().unwrap_or_default() {
             ":help" => self.info(HELP),
             ":quit" | ":exit" => return Flow::Quit,
+            ":click" => {
+                let label = line[":click".len()..].trim();
+                if label.is_empty() {
+                    self.error(line, ":click needs a button label, e.g. `:click Approve`");
+                } else {
+                    match self.emulator.click(self.member, label) {
+                        Ok(interaction) => self.await_answer(line, interaction).await,
+                        Err(e) => self.error(line, &e.to_string()),
+                    }
+                }
+            }
             ":as" => match words.next() {
                 Some(name) => {
                     let roles: Option<Vec<String>> = words.next().map(|r| {
@@ -207,6 +212,16 @@ impl Session {
             other => self.error(line, &format!("unknown shell command `{other}`; type :help")),
         }
         Flow::Continue
+    }
+
+    /// One line at a time, as a person types: waits for the answer before the next line.
+    async fn await_answer(&self, line: &str, interaction: u64) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.insert(interaction, line.to_owned());
+        }
+        if !wait_until_answered(&self.pending, Some(interaction)).await {
+            self.error(line, &format!("the bot did not answer within {}s", SETTLE_TIMEOUT.as_secs()));
+        }
     }
 
     fn info(&self, text: &str) {

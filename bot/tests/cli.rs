@@ -199,3 +199,59 @@ fn unknown_subcommands_and_bad_flags_are_refused_with_help() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("tail"));
 }
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn shell_reads_a_script_and_prints_json_events(pool: PgPool) {
+    let url = database_url(&pool);
+    let config = tempfile::NamedTempFile::new().expect("config file");
+    std::fs::write(
+        config.path(),
+        "[roles]\nops = [\"audit:*\"]\ndev = [\"deploy:staging\"]\n[http]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .expect("write config");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsbot"))
+        .args(["shell", "--json", "--user", "ana", "--roles", "ops", "--config"])
+        .arg(config.path())
+        .env("DATABASE_URL", &url)
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start opsbot shell");
+    let script = "/whoami\n:as bo dev\n/audit recent\n/audit\n/nope\n:as ana\n/audit verify\n";
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(script.as_bytes()).await.expect("write script");
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the shell exits at end of input")
+        .expect("output");
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{logs}");
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let summary: Vec<String> = events
+        .iter()
+        .map(|e| format!("{} {} {}", e["event"], e["input"], e["channel"]))
+        .collect();
+    insta::assert_snapshot!(summary.join("\n"), @r#"
+    "reply" "/whoami" "general"
+    "reply" "/audit recent" "general"
+    "error" "/audit" null
+    "error" "/nope" null
+    "edit" "/audit verify" "general"
+    "#);
+    assert!(events[1]["content"].as_str().expect("content").contains("audit:read"));
+    assert!(events[2]["content"].as_str().expect("content").contains("recent, verify"), "{}", events[2]);
+    assert!(events[3]["content"].as_str().expect("content").contains("/audit, /whoami"), "{}", events[3]);
+    assert!(events[4]["content"].as_str().expect("content").starts_with("✅ audit chain ok"), "{}", events[4]);
+    // The graceful shutdown sealed everything the session audited.
+    let report = opsbot_commands::audit::verify(&pool).await.expect("verify");
+    assert_eq!((report.verified, report.unsealed), (4, 0), "{report:?}");
+}

@@ -49,3 +49,38 @@ async fn audit_commands_need_their_permission_and_denials_are_audited(pool: PgPo
         .collect();
     assert_eq!(outcomes, ["bo audit recent denied", "ana audit recent ok", "ana audit verify ok"]);
 }
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn the_older_button_pages_through_the_audit_log(pool: PgPool) {
+    let mut bot = TestBot::start(pool.clone(), &[OPS]).await;
+    for _ in 0..3 {
+        bot.say("ana", &["ops"], "/whoami").await;
+    }
+    let first = bot.say("ana", &["ops"], "/audit recent count:2").await;
+    let lines = |e: &opsbot::emulator::EmulatorEvent| -> Vec<String> {
+        e.embeds[0]["description"]
+            .as_str()
+            .expect("description")
+            .lines()
+            .map(|l| l.split('`').nth(3).unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(lines(&first), ["whoami", "whoami"]);
+    assert_eq!(first.components[0]["components"][0]["label"], "Older");
+
+    let older = bot.click("ana", "Older").await;
+    assert_eq!(older.event, "edit", "the page replaces the message the button is on");
+    assert_eq!(older.message_id, first.message_id);
+    assert_eq!(lines(&older), ["whoami"]);
+    assert!(older.components.is_empty(), "no older page: no button");
+
+    // The press was audited like the command, with the page it asked for.
+    let events = tail(&pool, 1).await.expect("tail");
+    assert_eq!((events[0].command.as_str(), events[0].outcome.as_str()), ("audit recent", "ok"));
+    assert!(events[0].args["before"].is_i64(), "{}", events[0].args);
+
+    // Someone else cannot see (so cannot press) ana's ephemeral reply.
+    let bo = bot.emulator.member("bo", Some(&["ops".to_string()]));
+    let err = bot.emulator.click(bo, "Older").expect_err("not visible to bo");
+    assert!(err.to_string().contains("no message you can see"), "{err}");
+}

@@ -1,9 +1,15 @@
 //! `/audit recent [count] [actor] [command] [outcome]` and `/audit verify`.
 
-use opsbot_commands::audit::{AuditQuery, Outcome, RECENT_DEFAULT_LIMIT};
+use opsbot_commands::CommandError;
+use opsbot_commands::audit::{AuditQuery, Outcome, Page, RECENT_DEFAULT_LIMIT};
 use poise::serenity_prelude as serenity;
+use serde_json::json;
 
-use super::{Context, Error, invocation, render};
+use super::invocation::component_invocation;
+use super::{Context, Data, Error, invocation, render};
+
+/// Prefix of the custom id of the "Older" button under `/audit recent`.
+pub const OLDER_BUTTON: &str = "audit-older";
 
 /// Read and check the audit trail
 #[poise::command(slash_command, guild_only, subcommands("recent", "verify"), subcommand_required)]
@@ -33,15 +39,86 @@ pub async fn recent(
         limit: count.unwrap_or(RECENT_DEFAULT_LIMIT),
         ..AuditQuery::default()
     };
-    let events = ctx.data().desk.audit_recent(&inv, filter).await?;
+    let page = ctx.data().desk.audit_recent(&inv, filter.clone()).await?;
     ctx.send(
         poise::CreateReply::default()
-            .embed(render::recent_embed(&events))
+            .embed(render::recent_embed(&page.events))
+            .components(older_button(&page, &filter))
             .ephemeral(true),
     )
     .await
     .map_err(Error::internal)?;
     Ok(())
+}
+
+/// An "Older" button when there is a next page and the filter fits a custom id.
+fn older_button(page: &Page, filter: &AuditQuery) -> Vec<serenity::CreateActionRow> {
+    let Some(cursor) = page.next_cursor else {
+        return Vec::new();
+    };
+    let fields = [
+        cursor.to_string(),
+        filter.limit.to_string(),
+        filter.outcome.clone().unwrap_or_default(),
+        filter.actor.clone().unwrap_or_default(),
+        filter.command.clone().unwrap_or_default(),
+    ];
+    if fields.iter().any(|f| f.contains('|')) {
+        return Vec::new();
+    }
+    let custom_id = format!("{OLDER_BUTTON}|{}", fields.join("|"));
+    // Discord's limit on a custom id.
+    if custom_id.len() > 100 {
+        return Vec::new();
+    }
+    vec![serenity::CreateActionRow::Buttons(vec![
+        serenity::CreateButton::new(custom_id)
+            .label("Older")
+            .style(serenity::ButtonStyle::Secondary),
+    ])]
+}
+
+/// The filter encoded in an "Older" button's custom id.
+fn parse_older(custom_id: &str) -> Option<AuditQuery> {
+    let mut fields = custom_id.strip_prefix(OLDER_BUTTON)?.strip_prefix('|')?.split('|');
+    let before = fields.next()?.parse().ok()?;
+    let limit = fields.next()?.parse().ok()?;
+    let text = |f: Option<&str>| f.filter(|s| !s.is_empty()).map(str::to_owned);
+    Some(AuditQuery {
+        before_id: Some(before),
+        limit,
+        outcome: text(fields.next()),
+        actor: text(fields.next()),
+        command: text(fields.next()),
+        ..AuditQuery::default()
+    })
+}
+
+/// "Older" pressed: the next page replaces the message, audited as `audit recent`.
+pub async fn older_pressed(
+    ctx: &serenity::Context,
+    data: &Data,
+    press: &serenity::ComponentInteraction,
+) -> Result<(), Error> {
+    let Some(filter) = parse_older(&press.data.custom_id) else {
+        return Err(CommandError::Invalid("this button is out of date; run /audit recent again".to_owned()));
+    };
+    let args = json!({
+        "before": filter.before_id,
+        "count": filter.limit,
+        "outcome": filter.outcome,
+        "actor": filter.actor,
+        "command": filter.command,
+    });
+    let inv = component_invocation(ctx, press, "audit recent", args).await;
+    let page = data.desk.audit_recent(&inv, filter.clone()).await?;
+    let update = serenity::CreateInteractionResponseMessage::new()
+        .embed(render::recent_embed(&page.events))
+        .components(older_button(&page, &filter));
+    press
+        .create_response(ctx, serenity::CreateInteractionResponse::UpdateMessage(update))
+        .await
+        .map_err(Error::internal)
 }
 
 /// Check that no audit event was altered, removed or re-ordered (needs audit:verify)
@@ -64,4 +141,29 @@ async fn complete_outcome(_ctx: Context<'_>, partial: &str) -> serenity::CreateA
         .map(serenity::AutocompleteChoice::from)
         .collect();
     serenity::CreateAutocompleteResponse::new().set_choices(choices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn older_button_round_trips_its_filter() {
+        let filter = AuditQuery {
+            limit: 5,
+            outcome: Some("denied".into()),
+            actor: Some("ana".into()),
+            ..AuditQuery::default()
+        };
+        let page = Page { events: Vec::new(), next_cursor: Some(42) };
+        let rows = older_button(&page, &filter);
+        assert_eq!(rows.len(), 1);
+        let parsed = parse_older("audit-older|42|5|denied|ana|").expect("parses");
+        assert_eq!(parsed.before_id, Some(42));
+        assert_eq!((parsed.limit, parsed.outcome.as_deref(), parsed.actor.as_deref(), parsed.command), (5, Some("denied"), Some("ana"), None));
+        assert!(parse_older("audit-older|x").is_none());
+        assert!(older_button(&Page { events: Vec::new(), next_cursor: None }, &filter).is_empty());
+        let long = AuditQuery { command: Some("x".repeat(120)), ..filter };
+        assert!(older_button(&page, &long).is_empty(), "custom ids are at most 100 characters");
+    }
 }

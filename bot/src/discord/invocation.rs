@@ -1,5 +1,5 @@
-//! Who invoked a command and with what, from a poise context: the [`Invocation`] every
-//! domain call takes.
+//! Who invoked a command and with what, from a poise context or a button press: the
+//! [`Invocation`] every domain call takes.
 
 use opsbot_commands::{Actor, Invocation, Source};
 use poise::serenity_prelude as serenity;
@@ -10,13 +10,11 @@ use super::Context;
 /// Builds the invocation of the current command: actor (with role names), options as given,
 /// guild, channel and interaction ids.
 pub async fn invocation(ctx: Context<'_>) -> Invocation {
-    let author = ctx.author();
-    let actor = Actor {
-        id: snowflake(author.id.get()),
-        name: author.name.clone(),
-        roles: role_names(ctx).await,
-        source: Source::Discord,
+    let role_ids = match ctx.author_member().await {
+        Some(member) => member.roles.clone(),
+        None => Vec::new(),
     };
+    let actor = actor(ctx.serenity_context(), ctx.guild_id(), ctx.author(), &role_ids).await;
     let (args, interaction_id) = match ctx {
         poise::Context::Application(app) => (
             options_json(app.args),
@@ -31,21 +29,55 @@ pub async fn invocation(ctx: Context<'_>) -> Invocation {
     inv
 }
 
+/// The invocation of a button press: recorded under `command` with `args`.
+pub async fn component_invocation(
+    ctx: &serenity::Context,
+    press: &serenity::ComponentInteraction,
+    command: &str,
+    args: Value,
+) -> Invocation {
+    let role_ids = press.member.as_ref().map(|m| m.roles.clone()).unwrap_or_default();
+    let actor = actor(ctx, press.guild_id, &press.user, &role_ids).await;
+    let mut inv = Invocation::new(actor, command, args);
+    inv.guild_id = press.guild_id.map(|g| snowflake(g.get()));
+    inv.channel_id = Some(snowflake(press.channel_id.get()));
+    inv.interaction_id = Some(snowflake(press.id.get()));
+    inv
+}
+
+async fn actor(
+    ctx: &serenity::Context,
+    guild_id: Option<serenity::GuildId>,
+    user: &serenity::User,
+    role_ids: &[serenity::RoleId],
+) -> Actor {
+    Actor {
+        id: snowflake(user.id.get()),
+        name: user.name.clone(),
+        roles: role_names(ctx, guild_id, role_ids).await,
+        source: Source::Discord,
+    }
+}
+
 /// Discord ids fit in 63 bits (they are milliseconds since 2015 shifted left by 22).
 fn snowflake(id: u64) -> i64 {
     i64::try_from(id).unwrap_or(i64::MAX)
 }
 
-/// The names of the author's roles in this guild (role names are what `[roles]` maps).
-async fn role_names(ctx: Context<'_>) -> Vec<String> {
-    let Some(member) = ctx.author_member().await else {
+/// The names of these roles in the guild (role names are what `[roles]` maps): from the
+/// gateway cache, else asked over HTTP.
+async fn role_names(
+    ctx: &serenity::Context,
+    guild_id: Option<serenity::GuildId>,
+    role_ids: &[serenity::RoleId],
+) -> Vec<String> {
+    let Some(guild_id) = guild_id else {
         return Vec::new();
     };
-    let role_ids = member.roles.clone();
     if role_ids.is_empty() {
         return Vec::new();
     }
-    let cached: Option<Vec<String>> = ctx.guild().map(|guild| {
+    let cached: Option<Vec<String>> = ctx.cache.guild(guild_id).map(|guild| {
         role_ids
             .iter()
             .filter_map(|id| guild.roles.get(id).map(|r| r.name.clone()))
@@ -54,10 +86,7 @@ async fn role_names(ctx: Context<'_>) -> Vec<String> {
     if let Some(names) = cached.filter(|n| n.len() == role_ids.len()) {
         return names;
     }
-    let Some(guild_id) = ctx.guild_id() else {
-        return Vec::new();
-    };
-    match guild_id.roles(ctx.http()).await {
+    match guild_id.roles(&ctx.http).await {
         Ok(roles) => role_ids
             .iter()
             .filter_map(|id| roles.get(id).map(|r| r.name.clone()))

@@ -107,8 +107,45 @@ fn framework_options() -> poise::FrameworkOptions<Data, Error> {
             })
         },
         post_command: |ctx| Box::pin(observe_latency(ctx)),
+        event_handler: |framework, event| {
+            Box::pin(on_event(framework.serenity_context, event, framework.user_data))
+        },
         ..Default::default()
     }
+}
+
+/// Button presses: routed by the prefix of their custom id. Errors reply ephemerally, like
+/// command errors.
+async fn on_event(
+    ctx: &serenity::Context,
+    event: &serenity::FullEvent,
+    data: &Data,
+) -> Result<(), Error> {
+    let serenity::FullEvent::InteractionCreate {
+        interaction: serenity::Interaction::Component(press),
+    } = event
+    else {
+        return Ok(());
+    };
+    let result = if press.data.custom_id.starts_with(audit::OLDER_BUTTON) {
+        audit::older_pressed(ctx, data, press).await
+    } else {
+        Err(CommandError::Invalid(
+            "this button belongs to nothing opsbot knows (any more)".to_owned(),
+        ))
+    };
+    if let Err(error) = result {
+        let reply = serenity::CreateInteractionResponseMessage::new()
+            .content(render::error_text(&error))
+            .ephemeral(true);
+        if let Err(e) = press
+            .create_response(ctx, serenity::CreateInteractionResponse::Message(reply))
+            .await
+        {
+            tracing::warn!(error = %e, "could not answer a button press");
+        }
+    }
+    Ok(())
 }
 
 async fn observe_latency(ctx: Context<'_>) {

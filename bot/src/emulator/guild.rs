@@ -81,6 +81,8 @@ pub struct Message {
     pub edited: bool,
     pub nonce: Option<String>,
     pub interaction_id: Option<u64>,
+    /// An ephemeral reply: only this member sees it.
+    pub visible_to: Option<u64>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 

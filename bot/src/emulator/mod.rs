@@ -80,8 +80,12 @@ struct ScriptedFailure {
 #[derive(Debug)]
 struct Interaction {
     id: u64,
+    member_id: u64,
     channel_id: u64,
+    /// The reply to a command; for a button press, the message the button is on.
     original_message_id: Option<u64>,
+    /// Whether the initial response (callback) was sent: only one is allowed.
+    acknowledged: bool,
     ephemeral: bool,
     /// Acknowledged with "thinking…": the first follow-up fills that message in, as on Discord.
     deferred: bool,
@@ -310,9 +314,80 @@ impl Emulator {
             token,
             Interaction {
                 id,
+                member_id,
                 channel_id,
                 original_message_id: None,
+                acknowledged: false,
                 ephemeral: false,
+                deferred: false,
+            },
+        );
+        dispatch(&mut state, "INTERACTION_CREATE", payload);
+        Ok(id)
+    }
+}
+
+impl Emulator {
+    /// Presses the button labelled `label` (case-insensitive) on the newest message that has
+    /// one, in any channel, among those `member_id` can see (ephemeral replies only by the
+    /// member they answered). Dispatches a MESSAGE_COMPONENT interaction; returns its id.
+    pub fn click(&self, member_id: u64, label: &str) -> Result<u64, LineError> {
+        let mut state = self.shared.state();
+        if state.shards.is_empty() {
+            return Err(LineError("the bot is not connected to the emulator yet".to_owned()));
+        }
+        let guild = &state.guild;
+        let found = guild.messages.values().rev().find_map(|m| {
+            if m.visible_to.is_some_and(|v| v != member_id) {
+                return None;
+            }
+            let button = m
+                .components
+                .iter()
+                .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+                .find(|c| c["type"] == 2 && c["label"].as_str().is_some_and(|l| l.eq_ignore_ascii_case(label)))?;
+            Some((m.clone(), button))
+        });
+        let Some((message, button)) = found else {
+            let labels: Vec<String> = guild
+                .messages
+                .values()
+                .filter(|m| m.visible_to.is_none_or(|v| v == member_id))
+                .flat_map(|m| m.components.iter().flat_map(|row| row["components"].as_array().cloned().unwrap_or_default()))
+                .filter_map(|c| c["label"].as_str().map(str::to_owned))
+                .collect();
+            return Err(LineError(if labels.is_empty() {
+                format!("no message you can see has a button labelled \"{label}\" (no buttons at all)")
+            } else {
+                format!("no message you can see has a button labelled \"{label}\"; buttons: {}", labels.join(", "))
+            }));
+        };
+        if button["disabled"] == json!(true) {
+            return Err(LineError(format!("the \"{label}\" button is disabled")));
+        }
+        let Some(custom_id) = button["custom_id"].as_str().map(str::to_owned) else {
+            return Err(LineError(format!("the \"{label}\" button is a link, not an action")));
+        };
+        let member = guild.member(member_id).cloned().ok_or_else(|| LineError(format!("no member with id {member_id}")))?;
+        let channel = guild
+            .channel(message.channel_id)
+            .cloned()
+            .ok_or_else(|| LineError("the message's channel is gone".to_owned()))?;
+        let id = state.guild.ids.next();
+        let token = format!("emulator-interaction-{id}-{}", uuid::Uuid::new_v4().simple());
+        let guild = &state.guild;
+        let mut payload = interaction_json(guild, &member, &channel, json!({ "custom_id": custom_id, "component_type": 2 }), id, &token);
+        payload["type"] = json!(3);
+        payload["message"] = guild.message_json(&message);
+        state.interactions.insert(
+            token,
+            Interaction {
+                id,
+                member_id,
+                channel_id: message.channel_id,
+                original_message_id: Some(message.id),
+                acknowledged: false,
+                ephemeral: message.visible_to.is_some(),
                 deferred: false,
             },
         );
@@ -438,6 +513,34 @@ mod tests {
     }
 
     #[test]
+    fn button_presses_deserialize_into_serenitys_component_interaction() {
+        let guild = sample_guild();
+        let data = json!({"custom_id": "audit-older|1|2|||", "component_type": 2});
+        let mut value = interaction_json(&guild, &guild.members[1], &guild.channels[0], data, 6, "tok");
+        value["type"] = json!(3);
+        let message = guild::Message {
+            id: 9,
+            channel_id: guild.channels[0].id,
+            author_id: guild.bot_user_id,
+            content: String::new(),
+            embeds: vec![],
+            components: vec![json!({"type": 1, "components": [{"type": 2, "style": 2, "label": "Older", "custom_id": "audit-older|1|2|||"}]})],
+            attachments: vec![],
+            flags: 64,
+            pinned: false,
+            edited: false,
+            nonce: None,
+            interaction_id: Some(5),
+            visible_to: Some(guild.members[1].id),
+            created_at: chrono::Utc::now(),
+        };
+        value["message"] = guild.message_json(&message);
+        let parsed: serenity::Interaction = serde_json::from_value(value).expect("serenity Interaction");
+        let press = parsed.message_component().expect("a component interaction");
+        assert_eq!(press.data.custom_id, "audit-older|1|2|||");
+    }
+
+    #[test]
     fn messages_and_channels_deserialize_into_serenitys_models() {
         let mut guild = sample_guild();
         let channel_id = guild.channels[0].id;
@@ -454,6 +557,7 @@ mod tests {
             edited: false,
             nonce: Some("n".into()),
             interaction_id: None,
+            visible_to: None,
             created_at: chrono::Utc::now(),
         };
         let _: serenity::Message = serde_json::from_value(guild.message_json(&message)).expect("serenity Message");

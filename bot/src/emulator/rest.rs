@@ -277,6 +277,7 @@ fn new_message(
         edited: false,
         nonce: body["nonce"].as_str().map(str::to_owned).or_else(|| body["nonce"].as_i64().map(|n| n.to_string())),
         interaction_id,
+        visible_to: None,
         created_at: chrono::Utc::now(),
     };
     guild.messages.insert(id, message.clone());
@@ -321,15 +322,15 @@ async fn interaction_callback(
         Err(response) => return response,
     };
     let mut state = shared.state();
-    let Some((interaction_id, channel_id, answered)) = state
+    let Some((interaction_id, member_id, channel_id, acknowledged, clicked)) = state
         .interactions
         .get(&token)
         .filter(|i| i.id == id)
-        .map(|i| (i.id, i.channel_id, i.original_message_id.is_some()))
+        .map(|i| (i.id, i.member_id, i.channel_id, i.acknowledged, i.original_message_id))
     else {
         return error(StatusCode::NOT_FOUND, 10062, "Unknown interaction");
     };
-    if answered {
+    if acknowledged {
         return error(StatusCode::BAD_REQUEST, 40060, "Interaction has already been acknowledged.");
     }
     let kind = body["type"].as_u64().unwrap_or(0);
@@ -338,7 +339,11 @@ async fn interaction_callback(
         // CHANNEL_MESSAGE_WITH_SOURCE, DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
         4 | 5 => {
             let ephemeral = data["flags"].as_u64().unwrap_or(0) & EPHEMERAL != 0;
-            let (_, message) = new_message(&mut state, channel_id, &data, Some(interaction_id));
+            let (_, mut message) = new_message(&mut state, channel_id, &data, Some(interaction_id));
+            if ephemeral {
+                message.visible_to = Some(member_id);
+                state.guild.messages.insert(message.id, message.clone());
+            }
             if let Some(i) = state.interactions.get_mut(&token) {
                 i.original_message_id = Some(message.id);
                 i.ephemeral = ephemeral;
@@ -349,11 +354,25 @@ async fn interaction_callback(
                 shared.emit(event);
             }
         }
+        // DEFERRED_UPDATE_MESSAGE: the bot edits the clicked message later (PATCH @original).
+        6 if clicked.is_some() => {}
+        // UPDATE_MESSAGE: edits the message the pressed button is on.
+        7 => {
+            let Some(message_id) = clicked else {
+                return error(StatusCode::BAD_REQUEST, 40000, "UPDATE_MESSAGE answers only component interactions");
+            };
+            let ephemeral = state.interactions.get(&token).is_some_and(|i| i.ephemeral);
+            if let Some(i) = state.interactions.get_mut(&token) {
+                i.acknowledged = true;
+            }
+            edit_stored(&shared, &mut state, message_id, &data, ephemeral, Some(interaction_id));
+        }
         // APPLICATION_COMMAND_AUTOCOMPLETE_RESULT: nothing visible.
         8 => {}
-        // DEFERRED_UPDATE_MESSAGE, UPDATE_MESSAGE (component interactions) arrive with buttons.
-        6 | 7 => {}
         other => return error(StatusCode::BAD_REQUEST, 50035, &format!("interaction response type {other} is not emulated")),
+    }
+    if let Some(i) = state.interactions.get_mut(&token) {
+        i.acknowledged = true;
     }
     StatusCode::NO_CONTENT.into_response()
 }
@@ -384,7 +403,8 @@ async fn edit_original(
     let Some((id, ephemeral)) = original_message_id(&state, &token) else {
         return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
     };
-    edit_stored(&shared, &mut state, id, &body, ephemeral)
+    let answering = state.interactions.get(&token).map(|i| i.id);
+    edit_stored(&shared, &mut state, id, &body, ephemeral, answering)
 }
 
 async fn delete_original(State(shared): Shared_, Path((_app, token)): Path<(u64, String)>) -> Response {
@@ -395,7 +415,16 @@ async fn delete_original(State(shared): Shared_, Path((_app, token)): Path<(u64,
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn edit_stored(shared: &Shared, state: &mut EmulatorState, id: u64, body: &Value, ephemeral: bool) -> Response {
+/// Edits message `id`; the `edit` event names `answering` (the interaction whose response this
+/// is) or else the interaction that created the message.
+fn edit_stored(
+    shared: &Shared,
+    state: &mut EmulatorState,
+    id: u64,
+    body: &Value,
+    ephemeral: bool,
+    answering: Option<u64>,
+) -> Response {
     let Some(message) = state.guild.messages.get_mut(&id) else {
         return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
     };
@@ -413,7 +442,10 @@ fn edit_stored(shared: &Shared, state: &mut EmulatorState, id: u64, body: &Value
     }
     message.edited = true;
     let message = message.clone();
-    let event = event_for(state, "edit", &message, ephemeral);
+    let mut event = event_for(state, "edit", &message, ephemeral);
+    if answering.is_some() {
+        event.interaction_id = answering;
+    }
     shared.emit(event);
     Json(state.guild.message_json(&message)).into_response()
 }
@@ -439,7 +471,7 @@ async fn create_followup(
         pending
     });
     if let Some((Some(original), ephemeral)) = deferred {
-        return edit_stored(&shared, &mut state, original, &body, ephemeral);
+        return edit_stored(&shared, &mut state, original, &body, ephemeral, Some(interaction_id));
     }
     let ephemeral = body["flags"].as_u64().unwrap_or(0) & EPHEMERAL != 0;
     let (json, message) = new_message(&mut state, channel_id, &body, Some(interaction_id));
@@ -459,7 +491,7 @@ async fn edit_followup(
         Err(response) => return response,
     };
     let mut state = shared.state();
-    edit_stored(&shared, &mut state, message, &body, false)
+    edit_stored(&shared, &mut state, message, &body, false, None)
 }
 
 async fn get_channel(State(shared): Shared_, Path(channel): Path<u64>) -> Response {
@@ -542,7 +574,7 @@ async fn edit_message(
     if !state.guild.messages.get(&message).is_some_and(|m| m.channel_id == channel) {
         return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
     }
-    edit_stored(&shared, &mut state, message, &body, false)
+    edit_stored(&shared, &mut state, message, &body, false, None)
 }
 
 async fn pin_message(State(shared): Shared_, Path((channel, message)): Path<(u64, u64)>) -> Response {

@@ -72,6 +72,16 @@ impl TestBot {
         self.answer_to(interaction).await
     }
 
+    /// Presses the button labelled `label` as member `name`; returns the bot's answer.
+    pub async fn click(&mut self, name: &str, label: &str) -> EmulatorEvent {
+        let member = self.emulator.member(name, None);
+        let interaction = self
+            .emulator
+            .click(member, label)
+            .unwrap_or_else(|e| panic!(":click {label}: {e}"));
+        self.answer_to(interaction).await
+    }
+
     pub async fn answer_to(&mut self, interaction: u64) -> EmulatorEvent {
         let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
         loop {

@@ -1,9 +1,9 @@
 //! `/audit recent [count] [actor] [command] [outcome]` (needs `audit:read`) and
 //! `/audit verify` (needs `audit:verify`).
 
-use super::query::{AuditQuery, query};
+use super::query::{AuditQuery, Page, query};
 use super::verify::{VerifyReport, verify};
-use super::model::{AuditEvent, Outcome};
+use super::model::Outcome;
 use crate::actor::Source;
 use crate::desk::{Desk, Invocation};
 use crate::error::CommandError;
@@ -12,21 +12,20 @@ use crate::error::CommandError;
 pub const RECENT_DEFAULT_LIMIT: i64 = 10;
 
 impl Desk {
-    /// The newest events matching `filter`, newest first.
+    /// The newest events matching `filter` (older than its cursor, if any), newest first.
     pub async fn audit_recent(
         &self,
         inv: &Invocation,
         filter: AuditQuery,
-    ) -> Result<Vec<AuditEvent>, CommandError> {
+    ) -> Result<Page, CommandError> {
         self.authorize(inv, "audit:read", "read the audit log").await?;
         let result = match check_filter(&filter) {
             Err(e) => Err(e),
             Ok(()) => query(&self.pool, &filter)
                 .await
-                .map(|page| page.events)
                 .map_err(CommandError::from),
         };
-        self.conclude(inv, result, |events| format!("{} events", events.len()))
+        self.conclude(inv, result, |page| format!("{} events", page.events.len()))
             .await
     }
 

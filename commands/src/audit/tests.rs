@@ -277,7 +277,7 @@ async fn allowed_commands_are_audited_too(pool: PgPool) {
         )
         .await
         .expect("recent");
-    assert_eq!(recent.len(), 1, "the whoami event; this command is recorded after it reads");
+    assert_eq!(recent.events.len(), 1, "the whoami event; this command is recorded after it reads");
     let report = desk.audit_verify(&invocation(&["ops"], "audit verify")).await.expect("verify");
     assert!(report.is_ok());
     let outcomes: Vec<_> = tail(&pool, 10)
