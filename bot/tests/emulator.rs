@@ -120,3 +120,105 @@ async fn the_outbox_delivers_every_message_once_through_a_429_and_500_storm(pool
         .count();
     assert_eq!(failed, MESSAGES + 6 + 6 + 3, "each scripted failure was retried");
 }
+
+#[tokio::test]
+async fn oauth2_authorization_code_grant_identifies_the_member() {
+    let shutdown = CancellationToken::new();
+    let emulator = emulator(&shutdown).await;
+    let ana = emulator.member("ana", Some(&["ops".to_string()]));
+    let (client_id, client_secret) = emulator.oauth_client();
+    let base = emulator.base_url();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let redirect_uri = "http://127.0.0.1:9/auth/callback";
+    let page = http
+        .get(format!("{base}/oauth2/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", redirect_uri),
+            ("scope", "identify guilds.members.read"),
+            ("state", "xyz"),
+        ])
+        .send()
+        .await
+        .expect("authorize")
+        .text()
+        .await
+        .expect("page");
+    let href = page
+        .split("id=\"as-ana\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a link to authorize as ana")
+        .replace("&amp;", "&");
+    let approved = http.get(format!("{base}{href}")).send().await.expect("approve");
+    assert!(approved.status().is_redirection());
+    let location = approved.headers()["location"].to_str().expect("location").to_owned();
+    assert!(location.starts_with(&format!("{redirect_uri}?code=")), "{location}");
+    assert!(location.ends_with("&state=xyz"), "{location}");
+    let code = location.split("code=").nth(1).and_then(|c| c.split('&').next()).expect("code");
+
+    let form = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirect_uri)];
+    let wrong_secret = http
+        .post(format!("{base}/api/v10/oauth2/token"))
+        .basic_auth(&client_id, Some("nope"))
+        .form(&form)
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(wrong_secret.status(), 401);
+    let token: serde_json::Value = http
+        .post(format!("{base}/api/v10/oauth2/token"))
+        .basic_auth(&client_id, Some(&client_secret))
+        .form(&form)
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(token["token_type"], "Bearer");
+    let access = token["access_token"].as_str().expect("access token");
+    // A code works once.
+    let reused = http
+        .post(format!("{base}/api/v10/oauth2/token"))
+        .basic_auth(&client_id, Some(&client_secret))
+        .form(&form)
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(reused.status(), 400);
+
+    let me: serde_json::Value = http
+        .get(format!("{base}/api/v10/users/@me"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .expect("@me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["id"], ana.to_string());
+    assert_eq!(me["username"], "ana");
+    let member: serde_json::Value = http
+        .get(format!("{base}/api/v10/users/@me/guilds/{}/member", emulator.guild_id()))
+        .bearer_auth(access)
+        .send()
+        .await
+        .expect("member")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(member["roles"].as_array().map(Vec::len), Some(1));
+    let bad = http
+        .get(format!("{base}/api/v10/users/@me"))
+        .bearer_auth("forged")
+        .send()
+        .await
+        .expect("@me");
+    assert_eq!(bad.status(), 401);
+    shutdown.cancel();
+}

@@ -5,6 +5,7 @@
 
 mod gateway;
 pub mod guild;
+mod oauth;
 mod rest;
 pub mod typed_line;
 
@@ -99,6 +100,7 @@ struct State {
     failures: Vec<ScriptedFailure>,
     /// Every REST request served, as `METHOD /path`, for tests.
     requests: Vec<String>,
+    oauth: oauth::OAuthState,
 }
 
 #[derive(Debug)]
@@ -175,7 +177,9 @@ impl Emulator {
             base_url: format!("http://{addr}"),
             token: EMULATOR_TOKEN.to_owned(),
         });
-        let app = rest::router(shared.clone()).merge(gateway::router(shared.clone()));
+        let app = rest::router(shared.clone())
+            .merge(oauth::router(shared.clone()))
+            .merge(gateway::router(shared.clone()));
         tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -194,6 +198,14 @@ impl Emulator {
 
     pub fn token(&self) -> &str {
         &self.shared.token
+    }
+
+    /// OAuth2 client id (the application id) and secret for a web login against the emulator.
+    pub fn oauth_client(&self) -> (String, String) {
+        (
+            self.shared.state().guild.application_id.to_string(),
+            oauth::EMULATOR_CLIENT_SECRET.to_owned(),
+        )
     }
 
     pub fn guild_id(&self) -> u64 {

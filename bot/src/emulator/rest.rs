@@ -77,8 +77,18 @@ async fn gatekeeper(State(shared): Shared_, request: Request, next: Next) -> Res
             (f.status, f.retry_after)
         })
     };
-    // Interaction callbacks and webhooks authenticate with the interaction token instead.
-    let needs_token = !path.starts_with("/api/v10/interactions/") && !path.starts_with("/api/v10/webhooks/");
+    // Interaction callbacks and webhooks authenticate with the interaction token, OAuth2
+    // routes with client credentials or a bearer token (checked by their handlers).
+    let bearer = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer "));
+    let needs_token = !bearer
+        && path.starts_with("/api/")
+        && !path.starts_with("/api/v10/interactions/")
+        && !path.starts_with("/api/v10/webhooks/")
+        && !path.ends_with("/oauth2/token");
     if needs_token {
         let expected = format!("Bot {}", shared.token);
         let given = request.headers().get("authorization").and_then(|v| v.to_str().ok());
@@ -164,14 +174,27 @@ async fn gateway_bot(State(shared): Shared_) -> Json<Value> {
     }))
 }
 
-async fn current_user(State(shared): Shared_) -> Json<Value> {
+/// The bot user for the bot token; the member a bearer token (OAuth2 `identify`) was granted for.
+async fn current_user(State(shared): Shared_, headers: HeaderMap) -> Response {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer "));
+    let user_id = if bearer {
+        match super::oauth::bearer_member(&shared, &headers, "identify") {
+            Ok(id) => id,
+            Err(response) => return response,
+        }
+    } else {
+        shared.state().guild.bot_user_id
+    };
     let state = shared.state();
     let guild = &state.guild;
-    let mut user = guild.member(guild.bot_user_id).map(|m| guild.user_json(m)).unwrap_or(Value::Null);
+    let mut user = guild.member(user_id).map(|m| guild.user_json(m)).unwrap_or(Value::Null);
     user["verified"] = json!(true);
     user["mfa_enabled"] = json!(false);
     user["flags"] = json!(0);
-    Json(user)
+    Json(user).into_response()
 }
 
 async fn current_application(State(shared): Shared_) -> Json<Value> {
