@@ -19,7 +19,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "OPSBOT_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// How log lines (on stderr) are written
-    #[arg(long, global = true, env = "OPSBOT_LOG_FORMAT", value_enum, default_value_t)]
+    #[arg(
+        long,
+        global = true,
+        env = "OPSBOT_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: CliCommand,
@@ -91,7 +97,9 @@ pub fn main() -> ExitCode {
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(errors) => {
-            eprintln!("error: the configuration is invalid:\n{errors}\n(run `opsbot config check` for hints)");
+            eprintln!(
+                "error: the configuration is invalid:\n{errors}\n(run `opsbot config check` for hints)"
+            );
             return ExitCode::from(2);
         }
     };
@@ -160,7 +168,11 @@ async fn run_audit(db: &Database, command: AuditCommand) -> anyhow::Result<ExitC
             if let Some(warning) = report.unsealed_warning() {
                 eprintln!("{warning}");
             }
-            Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         AuditCommand::Tail { n, json } => {
             if n < 1 {
@@ -195,7 +207,11 @@ pub fn tail_line(event: &audit::AuditEvent) -> String {
         event.args,
         event.outcome,
         detail,
-        if event.hash.is_none() { " (unsealed)" } else { "" },
+        if event.hash.is_none() {
+            " (unsealed)"
+        } else {
+            ""
+        },
     )
 }
 
@@ -205,7 +221,9 @@ fn not_migrated_hint(error: sqlx::Error) -> anyhow::Error {
         .and_then(|e| e.code())
         .is_some_and(|code| code == "42P01");
     if missing_table {
-        anyhow::anyhow!("this database has no audit trail yet: run `opsbot migrate` (or `opsbot run`) first")
+        anyhow::anyhow!(
+            "this database has no audit trail yet: run `opsbot migrate` (or `opsbot run`) first"
+        )
     } else {
         anyhow::Error::new(error).context("reading the audit trail")
     }
@@ -229,10 +247,17 @@ mod tests {
         ] {
             let cli = Cli::try_parse_from(args).expect("parses");
             assert_eq!(cli.config, Some(PathBuf::from("x.toml")));
-            assert!(matches!(cli.command, CliCommand::Audit(AuditCommand::Verify)));
+            assert!(matches!(
+                cli.command,
+                CliCommand::Audit(AuditCommand::Verify)
+            ));
         }
-        let cli = Cli::try_parse_from(["opsbot", "audit", "tail", "-n", "5", "--json"]).expect("parses");
-        assert!(matches!(cli.command, CliCommand::Audit(AuditCommand::Tail { n: 5, json: true })));
+        let cli =
+            Cli::try_parse_from(["opsbot", "audit", "tail", "-n", "5", "--json"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            CliCommand::Audit(AuditCommand::Tail { n: 5, json: true })
+        ));
         assert!(Cli::try_parse_from(["opsbot", "deploy"]).is_err());
     }
 }

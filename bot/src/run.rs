@@ -12,10 +12,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::database::Database;
+use crate::discord::chat::SerenityChat;
 use crate::discord::{GatewaySettings, run_gateway};
 use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::web::{WebState, router};
 use crate::{sealer, telemetry};
+use opsbot_commands::deploy::tracker;
 
 /// How long in-flight work may take to finish after a shutdown signal before opsbot exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -54,6 +56,8 @@ pub enum HttpBind {
 pub struct Services {
     pub db: Database,
     pub desk: Desk,
+    /// Where the HTTP server listens, if it started.
+    pub http_addr: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     gateway: Option<JoinHandle<anyhow::Result<()>>>,
@@ -71,15 +75,22 @@ impl Services {
     ) -> anyhow::Result<Services> {
         let db = Database::connect(&config.database).await?;
         db.migrate().await?;
-        let desk = Desk::new(db.pool.clone(), config.role_map());
+        let mut desk =
+            Desk::new(db.pool.clone(), config.role_map()).with_deploys(deploy_catalog(config));
+        if let Some(settings) = &discord {
+            desk = desk.with_chat(std::sync::Arc::new(SerenityChat::new(settings)));
+        }
         let tasks = TaskTracker::new();
 
+        let mut http_addr = None;
         match tokio::net::TcpListener::bind(config.http.listen).await {
             Ok(listener) => {
+                http_addr = Some(listener.local_addr()?);
                 tracing::info!(listen = %listener.local_addr()?, "HTTP server listening");
                 let app = router(WebState {
                     pool: db.pool.clone(),
                     metrics: telemetry::metrics(),
+                    desk: desk.clone(),
                 });
                 let http_shutdown = shutdown.clone();
                 tasks.spawn(async move {
@@ -97,11 +108,15 @@ impl Services {
             }
             Err(e) => {
                 return Err(e).with_context(|| {
-                    format!("cannot listen on {} ([http] listen / OPSBOT_HTTP_LISTEN)", config.http.listen)
+                    format!(
+                        "cannot listen on {} ([http] listen / OPSBOT_HTTP_LISTEN)",
+                        config.http.listen
+                    )
                 });
             }
         }
         tasks.spawn(sealer::run(db.pool.clone(), shutdown.clone()));
+        tasks.spawn(tracker::run(desk.clone(), shutdown.clone()));
 
         let gateway = match discord {
             None => None,
@@ -131,6 +146,7 @@ impl Services {
         Ok(Services {
             db,
             desk,
+            http_addr,
             shutdown,
             tasks,
             gateway,
@@ -143,8 +159,14 @@ impl Services {
         self.shutdown.cancel();
         tracing::info!("shutting down: finishing in-flight work");
         self.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
-            tracing::warn!(grace_seconds = SHUTDOWN_GRACE.as_secs(), "some work did not finish in time");
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace_seconds = SHUTDOWN_GRACE.as_secs(),
+                "some work did not finish in time"
+            );
         }
         let gateway_result = match self.gateway {
             Some(handle) => handle.await.unwrap_or(Ok(())),
@@ -175,4 +197,85 @@ pub async fn cancel_on_signal(shutdown: CancellationToken) {
         _ = terminate => tracing::info!("SIGTERM received"),
     }
     shutdown.cancel();
+}
+
+/// What the config says about deploys, in the domain's terms.
+pub fn deploy_catalog(config: &Config) -> opsbot_commands::deploy::DeployCatalog {
+    use crate::config::BackendConfig;
+    use opsbot_commands::deploy::backends::{BackendSpec, command, github_actions, webhook};
+    use opsbot_commands::deploy::{DeployCatalog, EnvironmentPolicy, ServiceSpec};
+    let secret = |s: &crate::config::Secret| secrecy::SecretString::from(s.expose().to_owned());
+    let services = config
+        .services
+        .iter()
+        .map(|service| {
+            let backend = match &service.backend {
+                BackendConfig::GithubActions {
+                    repo,
+                    workflow,
+                    git_ref,
+                    token,
+                    api_base,
+                    poll_interval,
+                    timeout,
+                } => BackendSpec::GithubActions(github_actions::GithubActionsSpec {
+                    repo: repo.clone(),
+                    workflow: workflow.clone(),
+                    git_ref: git_ref.clone(),
+                    token: secret(token),
+                    api_base: api_base.clone(),
+                    poll_interval: *poll_interval,
+                    timeout: *timeout,
+                }),
+                BackendConfig::Webhook {
+                    url,
+                    secret: key,
+                    timeout,
+                } => BackendSpec::Webhook(webhook::WebhookSpec {
+                    url: url.clone(),
+                    secret: secret(key),
+                    timeout: *timeout,
+                }),
+                BackendConfig::Command {
+                    program,
+                    args,
+                    timeout,
+                    workdir,
+                } => BackendSpec::Command(command::CommandSpec {
+                    program: program.clone(),
+                    args: args.clone(),
+                    timeout: *timeout,
+                    workdir: workdir.clone(),
+                }),
+            };
+            (
+                service.name.clone(),
+                ServiceSpec {
+                    name: service.name.clone(),
+                    environments: service.environments.clone(),
+                    backend,
+                },
+            )
+        })
+        .collect();
+    let environments = config
+        .environments
+        .iter()
+        .map(|(name, env)| {
+            (
+                name.clone(),
+                EnvironmentPolicy {
+                    approvals: env.approvals,
+                    freeze: env.freeze.clone(),
+                },
+            )
+        })
+        .collect();
+    DeployCatalog {
+        services,
+        environments,
+        approval_timeout: config.deploy.approval_timeout,
+        announce_channel: config.channels.deploys.map(|c| c as i64),
+        public_url: config.http.public_url.clone(),
+    }
 }

@@ -25,6 +25,8 @@ pub async fn run(pool: PgPool, shutdown: CancellationToken) {
 pub async fn seal_before_exit(pool: &PgPool) {
     match seal_pending(pool).await {
         Ok(n) => tracing::info!(sealed = n, "audit chain sealed before exit"),
-        Err(e) => tracing::error!(error = %e, "could not seal the audit chain before exit; the next start will"),
+        Err(e) => {
+            tracing::error!(error = %e, "could not seal the audit chain before exit; the next start will")
+        }
     }
 }

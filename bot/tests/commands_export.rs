@@ -13,7 +13,11 @@ fn export() -> Value {
         .env_remove("OPSBOT_CONFIG")
         .output()
         .expect("run opsbot");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("stdout is JSON")
 }
 
@@ -23,13 +27,18 @@ fn check_name(name: &str, path: &str, problems: &mut Vec<String>) {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !ok {
-        problems.push(format!("{path}: name `{name}` does not match ^[-_a-z0-9]{{1,32}}$"));
+        problems.push(format!(
+            "{path}: name `{name}` does not match ^[-_a-z0-9]{{1,32}}$"
+        ));
     }
 }
 
 fn check_description(description: &str, path: &str, problems: &mut Vec<String>) {
     if !(1..=100).contains(&description.chars().count()) {
-        problems.push(format!("{path}: description must be 1-100 characters, is {}", description.chars().count()));
+        problems.push(format!(
+            "{path}: description must be 1-100 characters, is {}",
+            description.chars().count()
+        ));
     }
 }
 
@@ -42,7 +51,11 @@ fn check_options(options: &[Value], path: &str, problems: &mut Vec<String>) {
         let name = option["name"].as_str().unwrap_or_default();
         let here = format!("{path} {name}");
         check_name(name, &here, problems);
-        check_description(option["description"].as_str().unwrap_or_default(), &here, problems);
+        check_description(
+            option["description"].as_str().unwrap_or_default(),
+            &here,
+            problems,
+        );
         let kind = option["type"].as_u64().unwrap_or_default();
         if option["choices"].as_array().map_or(0, Vec::len) > 25 {
             problems.push(format!("{here}: more than 25 choices"));
@@ -66,14 +79,26 @@ fn exported_commands_fit_discords_limits() {
     let exported = export();
     let commands = exported.as_array().expect("an array of commands");
     assert!(!commands.is_empty());
-    assert!(commands.len() <= 100, "{} commands, at most 100 per scope", commands.len());
+    assert!(
+        commands.len() <= 100,
+        "{} commands, at most 100 per scope",
+        commands.len()
+    );
     let mut problems = Vec::new();
     for command in commands {
         let name = command["name"].as_str().unwrap_or_default();
         let path = format!("/{name}");
         check_name(name, &path, &mut problems);
-        check_description(command["description"].as_str().unwrap_or_default(), &path, &mut problems);
-        check_options(command["options"].as_array().map_or(&[][..], Vec::as_slice), &path, &mut problems);
+        check_description(
+            command["description"].as_str().unwrap_or_default(),
+            &path,
+            &mut problems,
+        );
+        check_options(
+            command["options"].as_array().map_or(&[][..], Vec::as_slice),
+            &path,
+            &mut problems,
+        );
         let size = serde_json::to_string(command).expect("json").len();
         if size > 8000 {
             problems.push(format!("{path}: {size} characters, at most 8000"));
@@ -100,10 +125,20 @@ fn exported_commands_are_the_documented_ones() {
         } else {
             names.extend(subcommands.iter().map(|s| format!("/{name} {s}")));
         }
-        assert_eq!(command["contexts"], serde_json::json!([0]), "/{name} is guild-only");
+        assert_eq!(
+            command["contexts"],
+            serde_json::json!([0]),
+            "/{name} is guild-only"
+        );
     }
     insta::assert_snapshot!(names.join("\n"), @r"
     /whoami
+    /deploy run
+    /deploy status
+    /deploy history
+    /deploy lock
+    /deploy unlock
+    /rollback
     /audit recent
     /audit verify
     ");

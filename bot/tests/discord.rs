@@ -13,7 +13,9 @@ async fn whoami_names_roles_and_permissions(pool: PgPool) {
     let mut bot = TestBot::start(pool.clone(), &[OPS]).await;
     let reply = bot.say("ana", &["ops"], "/whoami").await;
     assert!(reply.ephemeral);
-    let text = reply.content.replace(&format!("{}", bot.emulator.member("ana", None)), "<id>");
+    let text = reply
+        .content
+        .replace(&format!("{}", bot.emulator.member("ana", None)), "<id>");
     insta::assert_snapshot!(text, @r"
     **ana** (`<id>`)
     roles: ops
@@ -21,7 +23,10 @@ async fn whoami_names_roles_and_permissions(pool: PgPool) {
     ");
     let events = tail(&pool, 5).await.expect("tail");
     assert_eq!(events.len(), 1);
-    assert_eq!((events[0].command.as_str(), events[0].outcome.as_str()), ("whoami", "ok"));
+    assert_eq!(
+        (events[0].command.as_str(), events[0].outcome.as_str()),
+        ("whoami", "ok")
+    );
     assert_eq!(events[0].source, "discord");
     assert!(events[0].interaction_id.is_some());
 }
@@ -34,12 +39,24 @@ async fn audit_commands_need_their_permission_and_denials_are_audited(pool: PgPo
     insta::assert_snapshot!(denied.content, @"⛔ you need the `audit:read` permission to read the audit log. Ask an admin for a role that grants it.");
 
     let recent = bot.say("ana", &["ops"], "/audit recent").await;
-    let listing = recent.embeds[0]["description"].as_str().expect("description");
-    assert!(listing.contains("**bo** `audit recent` → **denied**"), "{listing}");
+    let listing = recent.embeds[0]["description"]
+        .as_str()
+        .expect("description");
+    assert!(
+        listing.contains("**bo** `audit recent` → **denied**"),
+        "{listing}"
+    );
 
     let verify = bot.say("ana", &["ops"], "/audit verify").await;
-    assert_eq!(verify.event, "edit", "verify defers, then fills its reply in");
-    assert!(verify.content.starts_with("✅ audit chain ok: 0 events"), "{}", verify.content);
+    assert_eq!(
+        verify.event, "edit",
+        "verify defers, then fills its reply in"
+    );
+    assert!(
+        verify.content.starts_with("✅ audit chain ok: 0 events"),
+        "{}",
+        verify.content
+    );
 
     let outcomes: Vec<String> = tail(&pool, 10)
         .await
@@ -47,7 +64,14 @@ async fn audit_commands_need_their_permission_and_denials_are_audited(pool: PgPo
         .into_iter()
         .map(|e| format!("{} {} {}", e.actor_name, e.command, e.outcome))
         .collect();
-    assert_eq!(outcomes, ["bo audit recent denied", "ana audit recent ok", "ana audit verify ok"]);
+    assert_eq!(
+        outcomes,
+        [
+            "bo audit recent denied",
+            "ana audit recent ok",
+            "ana audit verify ok"
+        ]
+    );
 }
 
 #[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
@@ -69,18 +93,27 @@ async fn the_older_button_pages_through_the_audit_log(pool: PgPool) {
     assert_eq!(first.components[0]["components"][0]["label"], "Older");
 
     let older = bot.click("ana", "Older").await;
-    assert_eq!(older.event, "edit", "the page replaces the message the button is on");
+    assert_eq!(
+        older.event, "edit",
+        "the page replaces the message the button is on"
+    );
     assert_eq!(older.message_id, first.message_id);
     assert_eq!(lines(&older), ["whoami"]);
     assert!(older.components.is_empty(), "no older page: no button");
 
     // The press was audited like the command, with the page it asked for.
     let events = tail(&pool, 1).await.expect("tail");
-    assert_eq!((events[0].command.as_str(), events[0].outcome.as_str()), ("audit recent", "ok"));
+    assert_eq!(
+        (events[0].command.as_str(), events[0].outcome.as_str()),
+        ("audit recent", "ok")
+    );
     assert!(events[0].args["before"].is_i64(), "{}", events[0].args);
 
     // Someone else cannot see (so cannot press) ana's ephemeral reply.
     let bo = bot.emulator.member("bo", Some(&["ops".to_string()]));
-    let err = bot.emulator.click(bo, "Older").expect_err("not visible to bo");
+    let err = bot
+        .emulator
+        .click(bo, "Older")
+        .expect_err("not visible to bo");
     assert!(err.to_string().contains("no message you can see"), "{err}");
 }

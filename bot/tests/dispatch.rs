@@ -183,6 +183,11 @@ fn deploy_message() -> Message {
             ],
             footer: Some("deploy #17".into()),
         }],
+        buttons: vec![opsbot_commands::chat::Button {
+            label: "Approve".into(),
+            custom_id: "deploy-approve|17|abc".into(),
+            style: opsbot_commands::chat::ButtonStyle::Success,
+        }],
     }
 }
 
@@ -193,6 +198,19 @@ fn body_translates_the_message() {
       "allowed_mentions": {
         "parse": []
       },
+      "components": [
+        {
+          "components": [
+            {
+              "custom_id": "deploy-approve|17|abc",
+              "label": "Approve",
+              "style": 3,
+              "type": 2
+            }
+          ],
+          "type": 1
+        }
+      ],
       "content": "api v1.2.3 is live in production @everyone",
       "embeds": [
         {
@@ -247,6 +265,7 @@ fn body_is_cut_to_discord_limits() {
     let message = Message {
         content: long(2500),
         embeds: vec![embed; 12],
+        buttons: Vec::new(),
     };
     let body = create_message_body(&message, "n");
     assert_eq!(chars(&body["content"]), 2000);
@@ -347,10 +366,7 @@ async fn waits_out_a_429_then_delivers_once(pool: PgPool) {
         ("pending", 0, 1)
     );
     let error = row.last_error.expect("error recorded");
-    assert!(
-        error.starts_with("HTTP 429 Too Many Requests"),
-        "{error}"
-    );
+    assert!(error.starts_with("HTTP 429 Too Many Requests"), "{error}");
     // Not due before retry_after: an immediate pass sends nothing.
     assert_eq!(dispatcher.deliver_due().await.expect("deliver"), 0);
     assert_eq!(

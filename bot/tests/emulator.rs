@@ -19,7 +19,9 @@ async fn emulator(shutdown: &CancellationToken) -> Emulator {
         channels: vec![(DEPLOYS, "deploys".to_owned())],
         ..GuildSpec::default()
     };
-    Emulator::start(spec, shutdown.clone()).await.expect("emulator")
+    Emulator::start(spec, shutdown.clone())
+        .await
+        .expect("emulator")
 }
 
 #[tokio::test]
@@ -29,22 +31,35 @@ async fn a_repeated_nonce_with_enforce_nonce_returns_the_same_message() {
     let client = reqwest::Client::new();
     let post = |body: serde_json::Value| {
         client
-            .post(format!("{}/api/v10/channels/{DEPLOYS}/messages", emulator.base_url()))
+            .post(format!(
+                "{}/api/v10/channels/{DEPLOYS}/messages",
+                emulator.base_url()
+            ))
             .header("authorization", format!("Bot {}", emulator.token()))
             .json(&body)
             .send()
     };
     let body = json!({"content": "hello", "nonce": "n-1", "enforce_nonce": true});
-    let first: serde_json::Value = post(body.clone()).await.expect("post").json().await.expect("json");
+    let first: serde_json::Value = post(body.clone())
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
     let second: serde_json::Value = post(body).await.expect("post").json().await.expect("json");
     assert_eq!(first["id"], second["id"]);
     assert_eq!(emulator.channel_messages(DEPLOYS).len(), 1);
     // Without enforce_nonce, Discord creates a second message.
-    post(json!({"content": "hello", "nonce": "n-1"})).await.expect("post");
+    post(json!({"content": "hello", "nonce": "n-1"}))
+        .await
+        .expect("post");
     assert_eq!(emulator.channel_messages(DEPLOYS).len(), 2);
     // A wrong token is refused, as Discord does.
     let refused = client
-        .post(format!("{}/api/v10/channels/{DEPLOYS}/messages", emulator.base_url()))
+        .post(format!(
+            "{}/api/v10/channels/{DEPLOYS}/messages",
+            emulator.base_url()
+        ))
         .header("authorization", "Bot wrong")
         .json(&json!({"content": "x"}))
         .send()
@@ -66,7 +81,11 @@ async fn the_outbox_delivers_every_message_once_through_a_429_and_500_storm(pool
     let mut ids = Vec::new();
     for i in 0..MESSAGES {
         let message = Message::text(format!("deploy {i} succeeded"));
-        ids.push(outbox::enqueue(&pool, DEPLOYS as i64, &message, None).await.expect("enqueue"));
+        ids.push(
+            outbox::enqueue(&pool, DEPLOYS as i64, &message, None)
+                .await
+                .expect("enqueue"),
+        );
     }
     let settings = DispatchSettings {
         max_attempts: 10,
@@ -102,7 +121,10 @@ async fn the_outbox_delivers_every_message_once_through_a_429_and_500_storm(pool
         }
     }
     for id in &ids {
-        let row = outbox::status(&pool, *id).await.expect("status").expect("row");
+        let row = outbox::status(&pool, *id)
+            .await
+            .expect("status")
+            .expect("row");
         assert_eq!(row.status, "sent", "{row:?}");
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -118,7 +140,11 @@ async fn the_outbox_delivers_every_message_once_through_a_429_and_500_storm(pool
         .iter()
         .filter(|r| r.starts_with("POST") && r.ends_with(&path))
         .count();
-    assert_eq!(failed, MESSAGES + 6 + 6 + 3, "each scripted failure was retried");
+    assert_eq!(
+        failed,
+        MESSAGES + 6 + 6 + 3,
+        "each scripted failure was retried"
+    );
 }
 
 #[tokio::test]
@@ -154,14 +180,32 @@ async fn oauth2_authorization_code_grant_identifies_the_member() {
         .and_then(|rest| rest.split('"').next())
         .expect("a link to authorize as ana")
         .replace("&amp;", "&");
-    let approved = http.get(format!("{base}{href}")).send().await.expect("approve");
+    let approved = http
+        .get(format!("{base}{href}"))
+        .send()
+        .await
+        .expect("approve");
     assert!(approved.status().is_redirection());
-    let location = approved.headers()["location"].to_str().expect("location").to_owned();
-    assert!(location.starts_with(&format!("{redirect_uri}?code=")), "{location}");
+    let location = approved.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(
+        location.starts_with(&format!("{redirect_uri}?code=")),
+        "{location}"
+    );
     assert!(location.ends_with("&state=xyz"), "{location}");
-    let code = location.split("code=").nth(1).and_then(|c| c.split('&').next()).expect("code");
+    let code = location
+        .split("code=")
+        .nth(1)
+        .and_then(|c| c.split('&').next())
+        .expect("code");
 
-    let form = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirect_uri)];
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+    ];
     let wrong_secret = http
         .post(format!("{base}/api/v10/oauth2/token"))
         .basic_auth(&client_id, Some("nope"))
@@ -204,7 +248,10 @@ async fn oauth2_authorization_code_grant_identifies_the_member() {
     assert_eq!(me["id"], ana.to_string());
     assert_eq!(me["username"], "ana");
     let member: serde_json::Value = http
-        .get(format!("{base}/api/v10/users/@me/guilds/{}/member", emulator.guild_id()))
+        .get(format!(
+            "{base}/api/v10/users/@me/guilds/{}/member",
+            emulator.guild_id()
+        ))
         .bearer_auth(access)
         .send()
         .await

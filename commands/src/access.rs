@@ -111,7 +111,10 @@ mod tests {
         assert!(!grant_covers("deploy:*", "deploy"));
         assert!(!grant_covers("deploy:*", "deployer:x"));
         assert!(!grant_covers("deploy:staging", "deploy:production"));
-        assert!(grant_covers("deploy:approve:*", "deploy:approve:production"));
+        assert!(grant_covers(
+            "deploy:approve:*",
+            "deploy:approve:production"
+        ));
     }
 
     #[test]

@@ -9,6 +9,39 @@ pub struct Message {
     pub content: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub embeds: Vec<Embed>,
+    /// One row of buttons under the message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buttons: Vec<Button>,
+}
+
+/// A button; pressing it sends `custom_id` back to the bot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Button {
+    pub label: String,
+    pub custom_id: String,
+    pub style: ButtonStyle,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ButtonStyle {
+    Primary,
+    Secondary,
+    Success,
+    Danger,
+}
+
+/// What the domain asks of the chat platform directly (not through the outbox), when it needs
+/// the answer: the id of a thread it creates.
+#[async_trait::async_trait]
+pub trait Chat: Send + Sync + std::fmt::Debug {
+    /// Starts a public thread on a message; returns the thread's channel id.
+    async fn start_thread(
+        &self,
+        channel_id: i64,
+        message_id: i64,
+        name: &str,
+    ) -> Result<i64, String>;
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -39,7 +72,7 @@ impl Message {
     pub fn text(content: impl Into<String>) -> Message {
         Message {
             content: content.into(),
-            embeds: Vec::new(),
+            ..Message::default()
         }
     }
 }

@@ -1,13 +1,18 @@
 //! The domain's entry point: every command runs through a [`Desk`], which checks access,
 //! runs the command and records the outcome in the audit trail, denied and failed ones included.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 use sqlx::PgPool;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::access::RoleMap;
 use crate::actor::Actor;
 use crate::audit::{self, NewEvent, Outcome};
+use crate::chat::Chat;
+use crate::deploy::DeployCatalog;
 use crate::error::CommandError;
 
 /// One invocation of a command, from any front door.
@@ -55,16 +60,45 @@ impl Invocation {
     }
 }
 
-/// The shared state every command needs: the database and the access rules.
+/// The shared state every command needs: the database, the access rules, what the config
+/// says about deploys, and the chat platform for the few calls that need an answer.
 #[derive(Debug, Clone)]
 pub struct Desk {
     pub pool: PgPool,
     pub roles: RoleMap,
+    pub deploys: Arc<DeployCatalog>,
+    pub chat: Option<Arc<dyn Chat>>,
+    /// Wakes the deploy tracker when a deploy becomes ready to start.
+    pub deploy_wakeup: Arc<Notify>,
 }
 
 impl Desk {
     pub fn new(pool: PgPool, roles: RoleMap) -> Desk {
-        Desk { pool, roles }
+        Desk {
+            pool,
+            roles,
+            deploys: Arc::new(DeployCatalog::default()),
+            chat: None,
+            deploy_wakeup: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn with_deploys(mut self, catalog: DeployCatalog) -> Desk {
+        self.deploys = Arc::new(catalog);
+        self
+    }
+
+    pub fn with_chat(mut self, chat: Arc<dyn Chat>) -> Desk {
+        self.chat = Some(chat);
+        self
+    }
+
+    /// Records a refusal (invalid input, a conflict, a denial by rule) and returns it.
+    pub async fn refuse(&self, inv: &Invocation, error: CommandError) -> CommandError {
+        match self.record(inv, error.outcome(), &error.to_string()).await {
+            Ok(_) => error,
+            Err(recording) => recording,
+        }
     }
 
     /// Checks `permission`; a denial is audited (outcome `denied`) before it is returned.
@@ -81,7 +115,8 @@ impl Desk {
             permission: permission.to_owned(),
             action: action.to_owned(),
         };
-        self.record(inv, Outcome::Denied, &denied.to_string()).await?;
+        self.record(inv, Outcome::Denied, &denied.to_string())
+            .await?;
         Err(denied)
     }
 
@@ -92,13 +127,7 @@ impl Desk {
         outcome: Outcome,
         detail: &str,
     ) -> Result<i64, CommandError> {
-        metrics::counter!(
-            "opsbot_commands_total",
-            "command" => inv.command.clone(),
-            "outcome" => outcome.as_str()
-        )
-        .increment(1);
-        audit::append(&self.pool, &inv.event(outcome, detail)).await
+        record_in(&self.pool, inv, outcome, detail).await
     }
 
     /// Records how a command ended: `ok` with `detail` of the value, or the error's outcome
@@ -117,10 +146,28 @@ impl Desk {
             Err(error) => {
                 // A replayed interaction must not leave a second event behind.
                 if !matches!(error, CommandError::Conflict(_) if inv.interaction_id.is_some()) {
-                    self.record(inv, error.outcome(), &error.to_string()).await?;
+                    self.record(inv, error.outcome(), &error.to_string())
+                        .await?;
                 }
                 Err(error)
             }
         }
     }
+}
+
+/// Appends the audit event of `inv` with `outcome` through `db` (pass a transaction to make
+/// it commit with the change it records), counting it in the command metrics.
+pub async fn record_in(
+    db: impl sqlx::PgExecutor<'_>,
+    inv: &Invocation,
+    outcome: Outcome,
+    detail: &str,
+) -> Result<i64, CommandError> {
+    metrics::counter!(
+        "opsbot_commands_total",
+        "command" => inv.command.clone(),
+        "outcome" => outcome.as_str()
+    )
+    .increment(1);
+    audit::append(db, &inv.event(outcome, detail)).await
 }

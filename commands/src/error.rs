@@ -11,6 +11,10 @@ pub enum CommandError {
     /// The actor lacks a permission. Audited with outcome `denied`.
     #[error("you need the `{permission}` permission to {action}")]
     Denied { permission: String, action: String },
+    /// Refused by a rule rather than a missing permission (e.g. approving your own deploy).
+    /// Audited with outcome `denied`.
+    #[error("{0}")]
+    Forbidden(String),
     /// The request is malformed or names something that does not exist.
     #[error("{0}")]
     Invalid(String),
@@ -43,7 +47,7 @@ impl CommandError {
     /// The audit outcome that records this error.
     pub fn outcome(&self) -> Outcome {
         match self {
-            CommandError::Denied { .. } => Outcome::Denied,
+            CommandError::Denied { .. } | CommandError::Forbidden(_) => Outcome::Denied,
             CommandError::Invalid(_) | CommandError::NotFound(_) => Outcome::Invalid,
             CommandError::Conflict(_) => Outcome::Conflict,
             CommandError::Unavailable(_) | CommandError::Internal { .. } => Outcome::Error,

@@ -8,6 +8,7 @@ pub mod access;
 pub mod actor;
 pub mod audit;
 pub mod chat;
+pub mod deploy;
 pub mod desk;
 pub mod error;
 pub mod outbox;

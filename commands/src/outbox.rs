@@ -21,6 +21,11 @@ pub struct OutboxItem {
     /// Failed attempts before this one (429s not included).
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
+    /// Set for an edit of that message instead of a new post.
+    pub edit_message_id: Option<i64>,
+    /// An edit for which a newer edit of the same message is queued: skip it, or it could
+    /// overwrite the newer text when retries reorder them.
+    pub superseded: bool,
 }
 
 /// Queues `message` for `channel_id`. Pass the transaction that records the audit event.
@@ -38,6 +43,28 @@ pub async fn enqueue(
         payload,
         nonce,
         audit_event_id
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Queues an edit of message `message_id` in `channel_id` to read `message`.
+pub async fn enqueue_edit(
+    db: impl PgExecutor<'_>,
+    channel_id: i64,
+    message_id: i64,
+    message: &Message,
+    audit_event_id: Option<i64>,
+) -> Result<i64, sqlx::Error> {
+    let nonce = uuid::Uuid::new_v4().simple().to_string()[..24].to_owned();
+    let payload = serde_json::to_value(message).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query_scalar!(
+        "INSERT INTO outbox (channel_id, payload, nonce, audit_event_id, edit_message_id) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        channel_id,
+        payload,
+        nonce,
+        audit_event_id,
+        message_id
     )
     .fetch_one(db)
     .await
@@ -62,7 +89,10 @@ pub async fn claim_due(
             LIMIT $1
             FOR UPDATE SKIP LOCKED
         )
-        RETURNING id, channel_id, payload, nonce, attempts, created_at
+        RETURNING id, channel_id, payload, nonce, attempts, created_at, edit_message_id,
+                  EXISTS (SELECT 1 FROM outbox newer
+                          WHERE newer.edit_message_id = outbox.edit_message_id
+                            AND newer.id > outbox.id) AS "superseded!"
         "#,
         limit,
         lease_ms
@@ -79,9 +109,16 @@ pub async fn claim_due(
                 nonce: row.nonce,
                 attempts: row.attempts,
                 created_at: row.created_at,
+                edit_message_id: row.edit_message_id,
+                superseded: row.superseded,
             }),
             Err(e) => {
-                mark_dead(pool, row.id, &format!("stored payload is not a message: {e}")).await?;
+                mark_dead(
+                    pool,
+                    row.id,
+                    &format!("stored payload is not a message: {e}"),
+                )
+                .await?;
             }
         }
     }
@@ -180,8 +217,10 @@ pub async fn status(pool: &PgPool, id: i64) -> Result<Option<OutboxStatus>, sqlx
 
 /// Counts by status (`pending`, `sent`, `dead`), for `/readyz`-style checks and metrics.
 pub async fn counts(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let rows = sqlx::query!(r#"SELECT status, count(*) AS "n!" FROM outbox GROUP BY status ORDER BY status"#)
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query!(
+        r#"SELECT status, count(*) AS "n!" FROM outbox GROUP BY status ORDER BY status"#
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(rows.into_iter().map(|r| (r.status, r.n)).collect())
 }

@@ -1,11 +1,12 @@
 //! Environment overrides: `OPSBOT_<SECTION>_<KEY>` replaces `<key>` in `[<section>]`.
+//! Arrays of tables (`[[services]]`) have no single key to replace and are file-only.
 
 use std::collections::BTreeMap;
 
 use toml::{Table, Value};
 
 use super::problem::{Problem, closest};
-use super::{SECRET_KEYS, SECTIONS, section_names};
+use super::{ARRAY_SECTIONS, SECRET_KEYS, SECTIONS, section_names};
 
 /// Variables that configure the command line rather than the bot; they map to no key.
 const CLI_SETTINGS: &[&str] = &["OPSBOT_CONFIG", "OPSBOT_LOG_FORMAT"];
@@ -51,6 +52,15 @@ pub(super) fn apply(
                     format!("unknown section [{section}] (from {section}.{field})"),
                 )
                 .with_hint(hint),
+            );
+            continue;
+        }
+        if ARRAY_SECTIONS.contains(&section.as_str()) {
+            problems.push(
+                Problem::new(key, format!("[[{section}]] can only be set in the config file"))
+                    .with_hint(format!(
+                        "write each entry under its own [[{section}]] header in the file, and unset {name}"
+                    )),
             );
             continue;
         }

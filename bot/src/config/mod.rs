@@ -3,19 +3,24 @@
 //! How a user configures opsbot:
 //! - Copy `opsbot.example.toml` to `opsbot.toml` and edit it. `opsbot --config PATH` reads
 //!   another file; without `--config` and without `opsbot.toml`, built-in defaults apply.
-//! - Every key can be overridden from the environment as `OPSBOT_<SECTION>_<KEY>`:
-//!   `OPSBOT_HTTP_LISTEN=0.0.0.0:9000`, `OPSBOT_DISCORD_GUILD_IDS=[1,2]`,
-//!   `OPSBOT_ROLES_OPS='["audit:*"]'`. The environment wins over the file. A value is read as a
-//!   TOML literal when it is one, else as a plain string. `DATABASE_URL` also sets
-//!   `database.url` (`OPSBOT_DATABASE_URL` wins over it).
-//! - Secrets (`discord.token`, `database.url`) are written in the file as `env:NAME` or
-//!   `file:PATH`, never literally; in the environment they may also be the secret itself.
+//! - Every key directly under a section can be overridden from the environment as
+//!   `OPSBOT_<SECTION>_<KEY>`: `OPSBOT_HTTP_LISTEN=0.0.0.0:9000`,
+//!   `OPSBOT_DISCORD_GUILD_IDS=[1,2]`, `OPSBOT_ROLES_OPS='["audit:*"]'`,
+//!   `OPSBOT_DEPLOY_APPROVAL_TIMEOUT=1h`. The environment wins over the file. A value is read as
+//!   a TOML literal when it is one, else as a plain string. `DATABASE_URL` also sets
+//!   `database.url` (`OPSBOT_DATABASE_URL` wins over it). `[[services]]` are set in the file
+//!   only.
+//! - Secrets (`discord.token`, `database.url`, a backend's `token` or `secret`) are written in
+//!   the file as `env:NAME` or `file:PATH`, never literally; in the environment they may also be
+//!   the secret itself.
 //! - Unknown keys are errors, and loading reports every problem at once:
 //!   `opsbot config check` prints them all (see [`check_command`]).
 
+mod backend;
 mod env;
 mod problem;
 mod secret;
+mod services;
 mod values;
 
 #[cfg(test)]
@@ -26,25 +31,40 @@ use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::de::DeTable;
 use toml::{Table, Value};
 
+pub use backend::{BackendConfig, COMMAND_PLACEHOLDERS};
 pub use problem::{ConfigErrors, Problem};
 pub use secret::Secret;
+pub use services::{EnvironmentConfig, ServiceConfig};
 
 /// The file read when no `--config` is given, from the working directory.
 pub const DEFAULT_PATH: &str = "opsbot.toml";
 
-/// Each section and its keys. `[roles]` takes any role name as a key.
+/// Each section and its keys. `[roles]` takes any role name as a key, `[environments]` any
+/// environment name (their keys are in [`services::ENVIRONMENT_KEYS`]); `[[services]]` is an
+/// array of tables (see [`ARRAY_SECTIONS`]).
 /// Keep in step with the `Raw*` structs: unknown-key hints and env overrides rely on it.
 const SECTIONS: &[(&str, &[&str])] = &[
+    (
+        "channels",
+        &["deploys", "incidents", "alerts", "incident_category"],
+    ),
     ("database", &["url", "max_connections", "embedded_dir"]),
+    ("deploy", &["approval_timeout"]),
     ("discord", &["token", "guild_ids", "api_base"]),
-    ("http", &["listen"]),
+    ("environments", &[]),
+    ("http", &["listen", "public_url"]),
     ("roles", &[]),
+    ("services", services::SERVICE_KEYS),
 ];
+
+/// Sections written as arrays of tables (`[[services]]`), which the environment cannot set.
+const ARRAY_SECTIONS: &[&str] = &["services"];
 
 /// Keys holding secrets: never echoed in problems, never parsed as TOML literals from env.
 const SECRET_KEYS: &[&str] = &["discord.token", "database.url"];
@@ -64,6 +84,16 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[roles]`: Discord role name → grants such as `deploy:*`; every grant is valid.
     pub roles: BTreeMap<String, Vec<String>>,
+    /// `[channels]`
+    pub channels: ChannelsConfig,
+    /// `[deploy]`
+    pub deploy: DeployConfig,
+    /// `[environments.<name>]`: approvals and freeze windows per environment. Every name here
+    /// is deployed to by some service; an environment without a section has the
+    /// [`EnvironmentConfig::default`] policy (no approvals, no freeze).
+    pub environments: BTreeMap<String, EnvironmentConfig>,
+    /// `[[services]]`, in file order; names are unique.
+    pub services: Vec<ServiceConfig>,
 }
 
 /// `[discord]`: how the bot reaches Discord.
@@ -94,12 +124,39 @@ pub struct DatabaseConfig {
 pub struct HttpConfig {
     /// The address to listen on. Default `127.0.0.1:8080` (this machine only).
     pub listen: SocketAddr,
+    /// Where people reach opsbot's web pages (deploy pages are linked from Discord messages):
+    /// an absolute http(s) URL without a trailing `/`, e.g. `https://opsbot.example.com`.
+    /// `None`: messages carry no links.
+    pub public_url: Option<String>,
+}
+
+/// `[channels]`: Discord channel ids (every one non-zero); `None` when not configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelsConfig {
+    /// Where deploys are announced and their threads live.
+    pub deploys: Option<u64>,
+    /// Where incidents are announced.
+    pub incidents: Option<u64>,
+    /// Where alerts are posted.
+    pub alerts: Option<u64>,
+    /// The category under which each incident gets its own channel.
+    pub incident_category: Option<u64>,
+}
+
+/// `[deploy]`: rules for every deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployConfig {
+    /// How long a deploy waits for its approvals before it expires. Default 30 minutes.
+    pub approval_timeout: Duration,
 }
 
 /// Default `database.max_connections`: plenty for one bot, a tenth of Postgres' default limit.
 const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 /// Default `http.listen` port.
 const DEFAULT_HTTP_PORT: u16 = 8080;
+/// Default `deploy.approval_timeout`: long enough to find a reviewer during working hours,
+/// short enough that an approval is given for the state of things the requester saw.
+const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 impl Default for Config {
     fn default() -> Config {
@@ -116,8 +173,15 @@ impl Default for Config {
             },
             http: HttpConfig {
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_HTTP_PORT)),
+                public_url: None,
             },
             roles: BTreeMap::new(),
+            channels: ChannelsConfig::default(),
+            deploy: DeployConfig {
+                approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
+            },
+            environments: BTreeMap::new(),
+            services: Vec::new(),
         }
     }
 }
@@ -333,6 +397,12 @@ struct RawConfig {
     database: RawDatabase,
     http: RawHttp,
     roles: BTreeMap<String, Value>,
+    channels: RawChannels,
+    deploy: RawDeploy,
+    /// Checked by hand, key by key, so that one bad environment does not hide the others.
+    environments: BTreeMap<String, Value>,
+    /// Checked by hand: the array, each service and its backend (whose keys depend on `kind`).
+    services: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -355,4 +425,20 @@ struct RawDatabase {
 #[serde(default)]
 struct RawHttp {
     listen: Option<Value>,
+    public_url: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawChannels {
+    deploys: Option<Value>,
+    incidents: Option<Value>,
+    alerts: Option<Value>,
+    incident_category: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawDeploy {
+    approval_timeout: Option<Value>,
 }

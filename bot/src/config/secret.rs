@@ -1,4 +1,4 @@
-//! Secrets (`discord.token`, `database.url`): typed so that they are never printed, and
+//! Secrets (`discord.token`, `database.url`, deploy backends' `token` and `secret`): typed so that they are never printed, and
 //! resolved from `env:NAME` or `file:PATH` references when the configuration is loaded.
 
 use std::collections::BTreeMap;
@@ -146,6 +146,8 @@ fn suggested_var(path: &str) -> &'static str {
     match path {
         "database.url" => "DATABASE_URL",
         "discord.token" => "DISCORD_TOKEN",
+        _ if path.ends_with(".backend.token") => "GITHUB_TOKEN",
+        _ if path.ends_with(".backend.secret") => "DEPLOY_WEBHOOK_SECRET",
         _ => "NAME",
     }
 }

@@ -4,6 +4,8 @@ use std::path::Path;
 
 use super::*;
 
+mod deploy;
+
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
@@ -43,7 +45,16 @@ fn defaults_when_no_file() {
     assert_eq!(config.database.max_connections, 10);
     assert_eq!(config.database.embedded_dir, Path::new(".opsbot/pg"));
     assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.http.public_url, None);
     assert!(config.roles.is_empty());
+    assert_eq!(config.channels, ChannelsConfig::default());
+    assert_eq!(config.channels.deploys, None);
+    assert_eq!(
+        config.deploy.approval_timeout,
+        std::time::Duration::from_secs(30 * 60)
+    );
+    assert!(config.environments.is_empty());
+    assert!(config.services.is_empty());
 }
 
 #[test]
@@ -103,7 +114,7 @@ fn every_unknown_key_is_reported_with_its_path() {
     assert_eq!(keys, ["database.max_conections", "http.listne"]);
     assert_eq!(
         errors.problems[1].hint.as_deref(),
-        Some("did you mean `listen`? known keys in [http]: listen")
+        Some("did you mean `listen`? known keys in [http]: listen, public_url")
     );
 }
 
@@ -239,7 +250,7 @@ port = 8080
 [roles]
 ops = ["deploy:*", "Deploy"]
 
-[channels]
+[chanels]
 deploys = 1
 "#,
         &[("OPSBOT_DATABASE_EMBEDDED_DIR", ""), ("OPSBOT_HTTP", "x")],
@@ -247,10 +258,10 @@ deploys = 1
     insta::assert_snapshot!(problems, @r#"
     OPSBOT_HTTP (env): names no config key
       hint: write OPSBOT_<SECTION>_<KEY>, e.g. OPSBOT_HTTP_LISTEN
-    channels: unknown section (opsbot.toml:18:2)
-      hint: known sections: database, discord, http, roles
+    chanels: unknown section (opsbot.toml:18:2)
+      hint: did you mean [channels]? known sections: channels, database, deploy, discord, environments, http, roles, services
     http.port: unknown key (opsbot.toml:13:1)
-      hint: known keys in [http]: listen
+      hint: known keys in [http]: listen, public_url
     discord.token: secrets are never written in the config file; write env:NAME or file:PATH (opsbot.toml:3:1)
       hint: e.g. discord.token = "env:DISCORD_TOKEN", and remove the secret from the file (rotate it if the file was shared)
     discord.guild_ids: 0 is not a guild id; Discord ids are positive (opsbot.toml:4:1)
@@ -293,7 +304,11 @@ fn a_syntax_error_points_at_its_line() {
 fn every_documented_key_is_read() {
     let mut text = String::new();
     for (section, keys) in SECTIONS {
-        text.push_str(&format!("[{section}]\n"));
+        if ARRAY_SECTIONS.contains(section) {
+            text.push_str(&format!("[[{section}]]\n"));
+        } else {
+            text.push_str(&format!("[{section}]\n"));
+        }
         for key in *keys {
             text.push_str(&format!("{key} = 1\n"));
         }
@@ -322,6 +337,95 @@ fn the_example_file_loads() {
     );
     assert_eq!(config.database.embedded_dir, defaults.database.embedded_dir);
     assert_eq!(config.discord.api_base, defaults.discord.api_base);
+    assert_eq!(config.http.public_url, None);
+    assert_eq!(config.channels.deploys, Some(111_111_111_111_111_111));
+    assert_eq!(config.channels.incidents, None);
+    assert_eq!(
+        config.deploy.approval_timeout,
+        defaults.deploy.approval_timeout
+    );
+    let production = &config.environments["production"];
+    assert_eq!(production.approvals, 1);
+    assert_eq!(
+        production
+            .freeze
+            .iter()
+            .map(|window| window.describe())
+            .collect::<Vec<_>>(),
+        ["Fri 16:00 - Mon 08:00 America/Los_Angeles"]
+    );
+    // Only the service that needs no secret is left uncommented.
+    assert_eq!(config.services.len(), 1);
+    let worker = &config.services[0];
+    assert_eq!(worker.name, "worker");
+    assert_eq!(worker.environments, ["staging", "production"]);
+    let BackendConfig::Command {
+        program,
+        args,
+        timeout,
+        workdir,
+    } = &worker.backend
+    else {
+        panic!("worker deploys with a command: {:?}", worker.backend);
+    };
+    assert_eq!(program, "./scripts/example-deploy.sh");
+    assert_eq!(args, &["{service}", "{version}", "{environment}"]);
+    assert_eq!(*timeout, std::time::Duration::from_secs(120));
+    assert_eq!(*workdir, None);
+    let script = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(program);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&script)
+            .expect("the example script exists")
+            .permissions(),
+    );
+    assert!(mode & 0o111 != 0, "{} is executable", script.display());
+}
+
+#[test]
+fn the_example_file_documents_the_commented_out_backends() {
+    // Uncommented, with their secrets set, the github_actions and webhook examples load.
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../opsbot.example.toml"
+    ));
+    let example = std::fs::read_to_string(path).expect("read the example");
+    let uncommented: String = example
+        .lines()
+        .map(|line| {
+            let code = line.strip_prefix("# ").unwrap_or(line);
+            if code == "[[services]]"
+                || code.starts_with("name = ")
+                || code.starts_with("environments = ")
+                || code.starts_with("backend = ")
+            {
+                code
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config = load_text(
+        &uncommented,
+        &[
+            ("GITHUB_TOKEN", "ghp-example"),
+            ("DEPLOY_WEBHOOK_SECRET", "whsec-example"),
+        ],
+    )
+    .expect("the commented-out services are valid");
+    let kinds: Vec<(&str, &str)> = config
+        .services
+        .iter()
+        .map(|service| (service.name.as_str(), service.backend.kind()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("worker", "command"),
+            ("api", "github_actions"),
+            ("web", "webhook")
+        ]
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 use toml::{Table, Value};
@@ -10,12 +11,21 @@ use toml::{Table, Value};
 use super::problem::{Problem, closest};
 use super::secret::{self, Secret, Written};
 use super::{
-    Config, ConfigFile, DatabaseConfig, DiscordConfig, HttpConfig, RawConfig, SECTIONS, line_col,
-    section_names,
+    ARRAY_SECTIONS, ChannelsConfig, Config, ConfigFile, DatabaseConfig, DeployConfig,
+    DiscordConfig, HttpConfig, RawChannels, RawConfig, SECTIONS, line_col, section_names,
 };
 
 /// Most pool connections allowed: beyond this, Postgres' own limits bite first.
 const MAX_CONNECTIONS_LIMIT: i64 = 1000;
+
+/// What a URL setting is for, which decides whether it may carry a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum UrlUse {
+    /// Paths are appended to it (`http.public_url`, a GitHub `api_base`).
+    Base,
+    /// Requested as written (a webhook `url`).
+    Endpoint,
+}
 
 /// The state of one load: where values came from, and every problem found so far.
 pub(super) struct Values<'a> {
@@ -30,16 +40,30 @@ pub(super) struct Values<'a> {
 impl Values<'_> {
     /// The problem key for a path: the variable when the value came from the environment.
     fn key(&self, path: &str) -> String {
-        match self.origins.get(path) {
-            Some(var) => format!("{var} (env)"),
+        if let Some(var) = self.origins.get(path) {
+            return format!("{var} (env)");
+        }
+        match self.env_origin(path) {
+            Some(var) => format!("{path} (in {var})"),
             None => path.to_owned(),
         }
     }
 
+    /// The variable that set `path` or a table holding it (`OPSBOT_ENVIRONMENTS_PROD` for
+    /// `environments.prod.approvals`).
+    fn env_origin(&self, path: &str) -> Option<&str> {
+        path.char_indices()
+            .filter(|(_, c)| matches!(c, '.' | '['))
+            .map(|(end, _)| &path[..end])
+            .chain([path])
+            .find_map(|prefix| self.origins.get(prefix))
+            .map(String::as_str)
+    }
+
     /// Records a problem with the value at `path`, pointing at the file when it came from there.
-    fn report(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
+    pub(super) fn report(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
         let mut message = message.into();
-        if !self.origins.contains_key(path)
+        if self.env_origin(path).is_none()
             && let Some(at) = self.locate(path)
         {
             message = format!("{message} ({at})");
@@ -51,31 +75,56 @@ impl Values<'_> {
         });
     }
 
-    /// `file:line:column` of the deepest key of `path` present in the file.
+    /// `file:line:column` of the deepest part of `path` present in the file; `path` is dotted
+    /// keys with list indexes, e.g. `services[1].backend.args[0]`.
     fn locate(&self, path: &str) -> Option<String> {
-        let (file, mut table) = self.file?;
+        let (file, root) = self.file?;
         let mut found = None;
-        for segment in path.split('.') {
-            let Some((key, value)) = table.get_key_value(segment) else {
+        let mut table = Some(root);
+        'segments: for segment in path.split('.') {
+            let mut parts = segment.split('[');
+            let name = parts.next().unwrap_or_default();
+            let Some((key, value)) = table.and_then(|table| table.get_key_value(name)) else {
                 break;
             };
             found = Some(key.span().start);
-            match value.get_ref() {
-                DeValue::Table(inner) => table = inner,
-                _ => break,
+            let mut current = value.get_ref();
+            for index in parts {
+                let item = match (current, index.trim_end_matches(']').parse::<usize>()) {
+                    (DeValue::Array(items), Ok(index)) => items.get(index),
+                    _ => None,
+                };
+                let Some(item) = item else {
+                    break 'segments;
+                };
+                found = Some(item.span().start);
+                current = item.get_ref();
             }
+            table = match current {
+                DeValue::Table(inner) => Some(inner),
+                _ => None,
+            };
         }
         found.map(|offset| format!("{}:{}", file.label, line_col(&file.text, offset)))
     }
 
-    /// Reports and removes known sections that are not tables, so the rest still loads.
+    /// Reports and removes known sections of the wrong shape, so the rest still loads.
     pub(super) fn drop_misshapen_sections(&mut self, table: &mut Table) {
         for name in section_names() {
-            let misshapen = table
-                .get(name)
-                .filter(|value| !value.is_table())
-                .map(|value| value.type_str());
-            if let Some(found) = misshapen {
+            let Some(value) = table.get(name) else {
+                continue;
+            };
+            let found = value.type_str();
+            if ARRAY_SECTIONS.contains(&name) {
+                if !value.is_array() {
+                    self.report(
+                        name,
+                        format!("expected [[{name}]] entries, found {found}"),
+                        Some(format!("write each entry under its own [[{name}]] header")),
+                    );
+                    table.remove(name);
+                }
+            } else if !value.is_table() {
                 self.report(
                     name,
                     format!("expected a table [{name}], found {found}"),
@@ -83,6 +132,19 @@ impl Values<'_> {
                 );
                 table.remove(name);
             }
+        }
+    }
+
+    /// Reports every key of `table` (at `path`) not in `known`; `place` names where, for the
+    /// hint: `[environments.production]`, `a command backend`.
+    pub(super) fn unknown_keys(&mut self, path: &str, table: &Table, known: &[&str], place: &str) {
+        for key in table.keys().filter(|key| !known.contains(&key.as_str())) {
+            let list = format!("known keys in {place}: {}", known.join(", "));
+            let hint = match closest(key, known) {
+                Some(guess) => format!("did you mean `{guess}`? {list}"),
+                None => list,
+            };
+            self.report(&format!("{path}.{key}"), "unknown key", Some(hint));
         }
     }
 
@@ -162,6 +224,14 @@ impl Values<'_> {
                 .listen
                 .and_then(|value| self.listen(value))
                 .unwrap_or(defaults.http.listen),
+            public_url: raw.http.public_url.and_then(|value| {
+                self.http_url(
+                    "http.public_url",
+                    value,
+                    "\"https://opsbot.example.com\"",
+                    UrlUse::Base,
+                )
+            }),
         };
         let roles = raw
             .roles
@@ -171,15 +241,29 @@ impl Values<'_> {
                 Some((role, grants))
             })
             .collect();
+        let channels = self.channels(raw.channels);
+        let deploy = DeployConfig {
+            approval_timeout: raw
+                .deploy
+                .approval_timeout
+                .and_then(|value| self.duration("deploy.approval_timeout", value))
+                .unwrap_or(defaults.deploy.approval_timeout),
+        };
+        let (services, deployed_to) = self.services(raw.services);
+        let environments = self.environments(raw.environments, &deployed_to);
         Config {
             discord,
             database,
             http,
             roles,
+            channels,
+            deploy,
+            environments,
+            services,
         }
     }
 
-    fn secret(&mut self, path: &str, value: Value) -> Option<Secret> {
+    pub(super) fn secret(&mut self, path: &str, value: Value) -> Option<Secret> {
         let Value::String(text) = value else {
             // The value is not shown: it might be the secret.
             self.report(
@@ -211,7 +295,7 @@ impl Values<'_> {
     }
 
     /// The string at `path`, or a problem saying what was expected instead.
-    fn string(&mut self, path: &str, value: Value, expected: &str) -> Option<String> {
+    pub(super) fn string(&mut self, path: &str, value: Value, expected: &str) -> Option<String> {
         match value {
             Value::String(text) => Some(text),
             other => {
@@ -283,6 +367,108 @@ impl Values<'_> {
                 );
                 None
             }
+        }
+    }
+
+    fn channels(&mut self, raw: RawChannels) -> ChannelsConfig {
+        ChannelsConfig {
+            deploys: raw
+                .deploys
+                .and_then(|value| self.channel("channels.deploys", value)),
+            incidents: raw
+                .incidents
+                .and_then(|value| self.channel("channels.incidents", value)),
+            alerts: raw
+                .alerts
+                .and_then(|value| self.channel("channels.alerts", value)),
+            incident_category: raw
+                .incident_category
+                .and_then(|value| self.channel("channels.incident_category", value)),
+        }
+    }
+
+    /// A Discord channel (or category) id.
+    fn channel(&mut self, path: &str, value: Value) -> Option<u64> {
+        const HINT: &str = "write the channel id as a bare number, e.g. 111111111111111111 (Developer Mode → right-click the channel → Copy Channel ID)";
+        match value {
+            Value::Integer(id) if id > 0 => u64::try_from(id).ok(),
+            Value::Integer(id) => {
+                self.report(
+                    path,
+                    format!("{id} is not a channel id; Discord ids are positive"),
+                    Some(HINT.to_owned()),
+                );
+                None
+            }
+            other => {
+                self.report(
+                    path,
+                    format!("expected a channel id, found {} {other}", other.type_str()),
+                    Some(HINT.to_owned()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A duration longer than zero, written like `"30s"`, `"10m"` or `"1h 30m"`.
+    pub(super) fn duration(&mut self, path: &str, value: Value) -> Option<Duration> {
+        let hint = || {
+            Some(
+                "write a number and a unit, e.g. \"30s\", \"10m\", \"1h\" or \"1h 30m\"".to_owned(),
+            )
+        };
+        let Value::String(text) = value else {
+            self.report(
+                path,
+                format!("expected a duration, found {} {value}", value.type_str()),
+                hint(),
+            );
+            return None;
+        };
+        match humantime::parse_duration(&text) {
+            Ok(duration) if duration.is_zero() => {
+                self.report(path, format!("`{text}` is no time at all"), hint());
+                None
+            }
+            Ok(duration) => Some(duration),
+            Err(error) => {
+                self.report(path, format!("`{text}` is not a duration: {error}"), hint());
+                None
+            }
+        }
+    }
+
+    /// An absolute http(s) URL without fragment, returned without a trailing `/`; a
+    /// [`UrlUse::Base`] has no query either, since paths are appended to it. `example` is shown
+    /// in the hint.
+    pub(super) fn http_url(
+        &mut self,
+        path: &str,
+        value: Value,
+        example: &str,
+        url_use: UrlUse,
+    ) -> Option<String> {
+        let text = self.string(path, value, &format!("a URL such as {example}"))?;
+        let trimmed = text.trim_end_matches('/');
+        let valid = (trimmed.starts_with("https://") || trimmed.starts_with("http://"))
+            && !trimmed.contains(char::is_whitespace)
+            && url::Url::parse(trimmed).is_ok_and(|url| {
+                url.host_str().is_some_and(|host| !host.is_empty())
+                    && (url_use == UrlUse::Endpoint || url.query().is_none())
+                    && url.fragment().is_none()
+            });
+        if valid {
+            Some(trimmed.to_owned())
+        } else {
+            self.report(
+                path,
+                format!("`{text}` is not an absolute http(s) URL"),
+                Some(format!(
+                    "write the scheme, host and any path, e.g. {example}"
+                )),
+            );
+            None
         }
     }
 

@@ -64,7 +64,15 @@ impl EmbeddedPostgres {
             let output = as_owner(Command::new(bin.join("initdb")), owner)
                 .args(["-D"])
                 .arg(&data_dir)
-                .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-instructions"])
+                .args([
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ])
                 .output()
                 .await
                 .with_context(|| format!("running {}", bin.join("initdb").display()))?;
@@ -182,10 +190,14 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// Finds `initdb` and `postgres`: `pg_config --bindir`, then Debian's and Homebrew's paths.
 fn find_server_binaries() -> anyhow::Result<PathBuf> {
     let mut candidates = Vec::new();
-    if let Ok(output) = std::process::Command::new("pg_config").arg("--bindir").output()
+    if let Ok(output) = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .output()
         && output.status.success()
     {
-        candidates.push(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
+        candidates.push(PathBuf::from(
+            String::from_utf8_lossy(&output.stdout).trim(),
+        ));
     }
     if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
         let mut versions: Vec<PathBuf> = entries

@@ -92,9 +92,15 @@ fn describe(options: &PgConnectOptions) -> String {
     let database = options.get_database().unwrap_or("postgres");
     let port = options.get_port();
     match options.get_socket() {
-        Some(dir) => format!("unix socket {}/.s.PGSQL.{port}, database {database}", dir.display()),
+        Some(dir) => format!(
+            "unix socket {}/.s.PGSQL.{port}, database {database}",
+            dir.display()
+        ),
         None if options.get_host().starts_with('/') => {
-            format!("unix socket {}/.s.PGSQL.{port}, database {database}", options.get_host())
+            format!(
+                "unix socket {}/.s.PGSQL.{port}, database {database}",
+                options.get_host()
+            )
         }
         None => format!("{}:{port}, database {database}", options.get_host()),
     }

@@ -12,7 +12,12 @@ use super::{Context, Data, Error, invocation, render};
 pub const OLDER_BUTTON: &str = "audit-older";
 
 /// Read and check the audit trail
-#[poise::command(slash_command, guild_only, subcommands("recent", "verify"), subcommand_required)]
+#[poise::command(
+    slash_command,
+    guild_only,
+    subcommands("recent", "verify"),
+    subcommand_required
+)]
 pub async fn audit(_ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
 }
@@ -26,7 +31,9 @@ pub async fn recent(
     #[max = 25]
     count: Option<i64>,
     #[description = "Only events by this person (name or user id)"] actor: Option<String>,
-    #[description = "Only this command or group, e.g. `deploy` or `deploy run`"] command: Option<String>,
+    #[description = "Only this command or group, e.g. `deploy` or `deploy run`"] command: Option<
+        String,
+    >,
     #[description = "Only this outcome, e.g. denied"]
     #[autocomplete = "complete_outcome"]
     outcome: Option<String>,
@@ -80,7 +87,10 @@ fn older_button(page: &Page, filter: &AuditQuery) -> Vec<serenity::CreateActionR
 
 /// The filter encoded in an "Older" button's custom id.
 fn parse_older(custom_id: &str) -> Option<AuditQuery> {
-    let mut fields = custom_id.strip_prefix(OLDER_BUTTON)?.strip_prefix('|')?.split('|');
+    let mut fields = custom_id
+        .strip_prefix(OLDER_BUTTON)?
+        .strip_prefix('|')?
+        .split('|');
     let before = fields.next()?.parse().ok()?;
     let limit = fields.next()?.parse().ok()?;
     let text = |f: Option<&str>| f.filter(|s| !s.is_empty()).map(str::to_owned);
@@ -101,7 +111,9 @@ pub async fn older_pressed(
     press: &serenity::ComponentInteraction,
 ) -> Result<(), Error> {
     let Some(filter) = parse_older(&press.data.custom_id) else {
-        return Err(CommandError::Invalid("this button is out of date; run /audit recent again".to_owned()));
+        return Err(CommandError::Invalid(
+            "this button is out of date; run /audit recent again".to_owned(),
+        ));
     };
     let args = json!({
         "before": filter.before_id,
@@ -116,7 +128,10 @@ pub async fn older_pressed(
         .embed(render::recent_embed(&page.events))
         .components(older_button(&page, &filter));
     press
-        .create_response(ctx, serenity::CreateInteractionResponse::UpdateMessage(update))
+        .create_response(
+            ctx,
+            serenity::CreateInteractionResponse::UpdateMessage(update),
+        )
         .await
         .map_err(Error::internal)
 }
@@ -133,7 +148,10 @@ pub async fn verify(ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-async fn complete_outcome(_ctx: Context<'_>, partial: &str) -> serenity::CreateAutocompleteResponse {
+async fn complete_outcome(
+    _ctx: Context<'_>,
+    partial: &str,
+) -> serenity::CreateAutocompleteResponse {
     let choices = Outcome::ALL
         .iter()
         .map(|o| o.as_str())
@@ -155,15 +173,41 @@ mod tests {
             actor: Some("ana".into()),
             ..AuditQuery::default()
         };
-        let page = Page { events: Vec::new(), next_cursor: Some(42) };
+        let page = Page {
+            events: Vec::new(),
+            next_cursor: Some(42),
+        };
         let rows = older_button(&page, &filter);
         assert_eq!(rows.len(), 1);
         let parsed = parse_older("audit-older|42|5|denied|ana|").expect("parses");
         assert_eq!(parsed.before_id, Some(42));
-        assert_eq!((parsed.limit, parsed.outcome.as_deref(), parsed.actor.as_deref(), parsed.command), (5, Some("denied"), Some("ana"), None));
+        assert_eq!(
+            (
+                parsed.limit,
+                parsed.outcome.as_deref(),
+                parsed.actor.as_deref(),
+                parsed.command
+            ),
+            (5, Some("denied"), Some("ana"), None)
+        );
         assert!(parse_older("audit-older|x").is_none());
-        assert!(older_button(&Page { events: Vec::new(), next_cursor: None }, &filter).is_empty());
-        let long = AuditQuery { command: Some("x".repeat(120)), ..filter };
-        assert!(older_button(&page, &long).is_empty(), "custom ids are at most 100 characters");
+        assert!(
+            older_button(
+                &Page {
+                    events: Vec::new(),
+                    next_cursor: None
+                },
+                &filter
+            )
+            .is_empty()
+        );
+        let long = AuditQuery {
+            command: Some("x".repeat(120)),
+            ..filter
+        };
+        assert!(
+            older_button(&page, &long).is_empty(),
+            "custom ids are at most 100 characters"
+        );
     }
 }

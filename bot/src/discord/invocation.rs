@@ -14,7 +14,13 @@ pub async fn invocation(ctx: Context<'_>) -> Invocation {
         Some(member) => member.roles.clone(),
         None => Vec::new(),
     };
-    let actor = actor(ctx.serenity_context(), ctx.guild_id(), ctx.author(), &role_ids).await;
+    let actor = actor(
+        ctx.serenity_context(),
+        ctx.guild_id(),
+        ctx.author(),
+        &role_ids,
+    )
+    .await;
     let (args, interaction_id) = match ctx {
         poise::Context::Application(app) => (
             options_json(app.args),
@@ -36,7 +42,11 @@ pub async fn component_invocation(
     command: &str,
     args: Value,
 ) -> Invocation {
-    let role_ids = press.member.as_ref().map(|m| m.roles.clone()).unwrap_or_default();
+    let role_ids = press
+        .member
+        .as_ref()
+        .map(|m| m.roles.clone())
+        .unwrap_or_default();
     let actor = actor(ctx, press.guild_id, &press.user, &role_ids).await;
     let mut inv = Invocation::new(actor, command, args);
     inv.guild_id = press.guild_id.map(|g| snowflake(g.get()));

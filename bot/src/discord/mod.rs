@@ -2,6 +2,8 @@
 //! [`Invocation`]s and domain results into replies. One file per command group; no rules here.
 
 mod audit;
+pub mod chat;
+mod deploy;
 mod invocation;
 pub mod render;
 mod whoami;
@@ -26,7 +28,12 @@ pub type Command = poise::Command<Data, Error>;
 
 /// Every command opsbot registers, in the order Discord lists them.
 pub fn commands() -> Vec<Command> {
-    vec![whoami::whoami(), audit::audit()]
+    vec![
+        whoami::whoami(),
+        deploy::deploy(),
+        deploy::rollback(),
+        audit::audit(),
+    ]
 }
 
 /// The JSON registered with Discord (`opsbot commands export`).
@@ -78,14 +85,7 @@ pub async fn run_gateway(
         })
         .build();
     let intents = serenity::GatewayIntents::GUILDS;
-    let mut builder = serenity::HttpBuilder::new(&settings.token);
-    if settings.api_base.trim_end_matches('/') != DISCORD_API_BASE {
-        // serenity only honours the proxy with its ratelimiter off (FIELD-NOTES).
-        builder = builder
-            .proxy(settings.api_base.trim_end_matches('/'))
-            .ratelimiter_disabled(true);
-    }
-    let mut client = serenity::ClientBuilder::new_with_http(builder.build(), intents)
+    let mut client = serenity::ClientBuilder::new_with_http(http_client(&settings), intents)
         .framework(framework)
         .await?;
     let shard_manager = client.shard_manager.clone();
@@ -95,6 +95,18 @@ pub async fn run_gateway(
     });
     client.start_autosharded().await?;
     Ok(())
+}
+
+/// serenity's REST client for `settings`: Discord itself, or a stand-in through the proxy.
+pub fn http_client(settings: &GatewaySettings) -> serenity::Http {
+    let mut builder = serenity::HttpBuilder::new(&settings.token);
+    if settings.api_base.trim_end_matches('/') != DISCORD_API_BASE {
+        // serenity only honours the proxy with its ratelimiter off (FIELD-NOTES).
+        builder = builder
+            .proxy(settings.api_base.trim_end_matches('/'))
+            .ratelimiter_disabled(true);
+    }
+    builder.build()
 }
 
 fn framework_options() -> poise::FrameworkOptions<Data, Error> {
@@ -108,7 +120,11 @@ fn framework_options() -> poise::FrameworkOptions<Data, Error> {
         },
         post_command: |ctx| Box::pin(observe_latency(ctx)),
         event_handler: |framework, event| {
-            Box::pin(on_event(framework.serenity_context, event, framework.user_data))
+            Box::pin(on_event(
+                framework.serenity_context,
+                event,
+                framework.user_data,
+            ))
         },
         ..Default::default()
     }
@@ -129,6 +145,8 @@ async fn on_event(
     };
     let result = if press.data.custom_id.starts_with(audit::OLDER_BUTTON) {
         audit::older_pressed(ctx, data, press).await
+    } else if deploy::is_decision_button(&press.data.custom_id) {
+        deploy::decision_pressed(ctx, data, press).await
     } else {
         Err(CommandError::Invalid(
             "this button belongs to nothing opsbot knows (any more)".to_owned(),

@@ -3,6 +3,7 @@
 use chrono::SecondsFormat;
 use opsbot_commands::CommandError;
 use opsbot_commands::audit::{AuditEvent, VerifyReport};
+use opsbot_commands::chat::{ButtonStyle, Message};
 use opsbot_commands::whoami::WhoAmI;
 use poise::serenity_prelude as serenity;
 
@@ -14,12 +15,85 @@ const ARGS_PREVIEW_MAX: usize = 120;
 /// The reply to a failed command: user errors as written, internal ones by reference only.
 pub fn error_text(error: &CommandError) -> String {
     match error {
-        CommandError::Denied { .. } => format!("⛔ {error}. Ask an admin for a role that grants it."),
+        CommandError::Denied { .. } => {
+            format!("⛔ {error}. Ask an admin for a role that grants it.")
+        }
         CommandError::Internal { reference, .. } => format!(
             "⚠️ Something went wrong on our side. Nothing was changed. Reference: `{reference}` (the operators can find it in the log)."
         ),
         other => format!("❌ {other}"),
     }
+}
+
+/// A platform-neutral message as Discord embeds.
+pub fn embeds(message: &Message) -> Vec<serenity::CreateEmbed> {
+    message
+        .embeds
+        .iter()
+        .map(|e| {
+            let mut embed = serenity::CreateEmbed::new().title(&e.title);
+            if !e.description.is_empty() {
+                embed = embed.description(&e.description);
+            }
+            if let Some(url) = &e.url {
+                embed = embed.url(url);
+            }
+            if let Some(color) = e.color {
+                embed = embed.color(color);
+            }
+            for field in &e.fields {
+                embed = embed.field(&field.name, &field.value, field.inline);
+            }
+            if let Some(footer) = &e.footer {
+                embed = embed.footer(serenity::CreateEmbedFooter::new(footer));
+            }
+            embed
+        })
+        .collect()
+}
+
+/// A platform-neutral message's buttons as Discord action rows (always a list, so that an
+/// update removes buttons that no longer apply).
+pub fn components(message: &Message) -> Vec<serenity::CreateActionRow> {
+    if message.buttons.is_empty() {
+        return Vec::new();
+    }
+    let buttons = message
+        .buttons
+        .iter()
+        .map(|b| {
+            let style = match b.style {
+                ButtonStyle::Primary => serenity::ButtonStyle::Primary,
+                ButtonStyle::Secondary => serenity::ButtonStyle::Secondary,
+                ButtonStyle::Success => serenity::ButtonStyle::Success,
+                ButtonStyle::Danger => serenity::ButtonStyle::Danger,
+            };
+            serenity::CreateButton::new(&b.custom_id)
+                .label(&b.label)
+                .style(style)
+        })
+        .collect();
+    vec![serenity::CreateActionRow::Buttons(buttons)]
+}
+
+/// A platform-neutral message as a reply.
+pub fn reply(message: &Message) -> poise::CreateReply {
+    let mut reply = poise::CreateReply::default().components(components(message));
+    if !message.content.is_empty() {
+        reply = reply.content(&message.content);
+    }
+    for embed in embeds(message) {
+        reply = reply.embed(embed);
+    }
+    reply
+}
+
+/// A platform-neutral message replacing the message a button is on.
+pub fn update(message: &Message) -> serenity::CreateInteractionResponseMessage {
+    serenity::CreateInteractionResponseMessage::new()
+        .content(&message.content)
+        .embeds(embeds(message))
+        .components(components(message))
 }
 
 pub fn whoami(who: &WhoAmI) -> String {
@@ -31,7 +105,11 @@ pub fn whoami(who: &WhoAmI) -> String {
     let grants = if who.grants.is_empty() {
         "none (no role of yours is listed under [roles])".to_owned()
     } else {
-        who.grants.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ")
+        who.grants
+            .iter()
+            .map(|g| format!("`{g}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     format!(
         "**{}** (`{}`)\nroles: {roles}\npermissions: {grants}",
@@ -134,7 +212,13 @@ mod tests {
             .with_timezone(&Utc)
     }
 
-    fn event(id: i64, name: &str, command: &str, args: serde_json::Value, outcome: &str) -> AuditEvent {
+    fn event(
+        id: i64,
+        name: &str,
+        command: &str,
+        args: serde_json::Value,
+        outcome: &str,
+    ) -> AuditEvent {
         AuditEvent {
             id,
             at: at(),
@@ -167,7 +251,12 @@ mod tests {
         roles: ops
         permissions: `audit:*`, `deploy:*`
         ");
-        let nobody = WhoAmI { id: 7, name: "bo".into(), roles: vec![], grants: vec![] };
+        let nobody = WhoAmI {
+            id: 7,
+            name: "bo".into(),
+            roles: vec![],
+            grants: vec![],
+        };
         insta::assert_snapshot!(whoami(&nobody), @r"
         **bo** (`7`)
         roles: none
@@ -178,8 +267,20 @@ mod tests {
     #[test]
     fn recent_listing() {
         let events = vec![
-            event(3, "ana", "audit recent", serde_json::json!({"count": 5}), "ok"),
-            event(2, "@everyone", "deploy run", serde_json::json!({"service": "`x`"}), "denied"),
+            event(
+                3,
+                "ana",
+                "audit recent",
+                serde_json::json!({"count": 5}),
+                "ok",
+            ),
+            event(
+                2,
+                "@everyone",
+                "deploy run",
+                serde_json::json!({"service": "`x`"}),
+                "denied",
+            ),
             event(1, "bo", "whoami", serde_json::json!({}), "ok"),
         ];
         insta::assert_snapshot!(recent_lines(&events), @r#"
@@ -189,7 +290,15 @@ mod tests {
         "#);
         assert_eq!(recent_lines(&[]), "No events match.");
         let many: Vec<_> = (0..200)
-            .map(|i| event(i, "ana", "deploy run", serde_json::json!({"reason": "x".repeat(200)}), "ok"))
+            .map(|i| {
+                event(
+                    i,
+                    "ana",
+                    "deploy run",
+                    serde_json::json!({"reason": "x".repeat(200)}),
+                    "ok",
+                )
+            })
             .collect();
         assert!(recent_lines(&many).len() <= EMBED_DESCRIPTION_MAX + 3);
     }
@@ -198,7 +307,11 @@ mod tests {
     fn verify_replies() {
         let ok = VerifyReport {
             verified: 12,
-            head: Some(ChainHead { position: 12, event_id: 14, hash: "ab".repeat(32) }),
+            head: Some(ChainHead {
+                position: 12,
+                event_id: 14,
+                hash: "ab".repeat(32),
+            }),
             problem: None,
             unsealed: 1,
             stale_unsealed: 0,
@@ -212,7 +325,10 @@ mod tests {
         let broken = VerifyReport {
             verified: 3,
             head: None,
-            problem: Some(ChainProblem { event_id: 42, message: "its contents do not match".into() }),
+            problem: Some(ChainProblem {
+                event_id: 42,
+                message: "its contents do not match".into(),
+            }),
             unsealed: 0,
             stale_unsealed: 0,
             oldest_unsealed_at: None,

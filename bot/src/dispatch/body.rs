@@ -1,7 +1,7 @@
 //! Translation of a platform-neutral [`Message`] into Discord's "create message" JSON body,
 //! cut to Discord's documented limits so that Discord never rejects a message for its size.
 
-use opsbot_commands::chat::{Embed, Message};
+use opsbot_commands::chat::{ButtonStyle, Embed, Message};
 use serde::Serialize;
 
 /// `content`: at most 2000 characters.
@@ -34,9 +34,13 @@ struct CreateMessage<'a> {
     content: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     embeds: Vec<EmbedBody<'a>>,
+    /// Always sent (even empty), so that an edit removes buttons that no longer apply.
+    components: serde_json::Value,
+    #[serde(skip_serializing_if = "str::is_empty")]
     nonce: &'a str,
     /// Discord returns the existing message instead of posting a second one for a nonce it
     /// has seen in the past few minutes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     enforce_nonce: bool,
     /// Stored text must never ping `@everyone`, roles or users.
     allowed_mentions: AllowedMentions,
@@ -79,6 +83,44 @@ struct FooterBody {
 /// mentions disabled. Text over a limit is cut and ends with `…`; embeds past the 10th, fields
 /// past the 25th and whatever exceeds the 6000-character embed total are dropped.
 pub fn create_message_body(message: &Message, nonce: &str) -> serde_json::Value {
+    message_body(message, nonce)
+}
+
+/// The body of `PATCH /channels/{id}/messages/{message}` for `message`: the same as a post,
+/// without a nonce.
+pub fn edit_message_body(message: &Message) -> serde_json::Value {
+    message_body(message, "")
+}
+
+/// Discord allows at most 5 buttons in a row.
+const BUTTONS_PER_ROW: usize = 5;
+/// Button labels: at most 80 characters.
+const LABEL_MAX: usize = 80;
+
+fn components(message: &Message) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = message
+        .buttons
+        .chunks(BUTTONS_PER_ROW)
+        .map(|row| {
+            let buttons: Vec<serde_json::Value> = row
+                .iter()
+                .map(|b| {
+                    let style = match b.style {
+                        ButtonStyle::Primary => 1,
+                        ButtonStyle::Secondary => 2,
+                        ButtonStyle::Success => 3,
+                        ButtonStyle::Danger => 4,
+                    };
+                    serde_json::json!({ "type": 2, "style": style, "label": truncate(&b.label, LABEL_MAX), "custom_id": b.custom_id })
+                })
+                .collect();
+            serde_json::json!({ "type": 1, "components": buttons })
+        })
+        .collect();
+    serde_json::Value::Array(rows)
+}
+
+fn message_body(message: &Message, nonce: &str) -> serde_json::Value {
     let mut budget = EMBEDS_TOTAL_MAX;
     let embeds = message
         .embeds
@@ -89,8 +131,9 @@ pub fn create_message_body(message: &Message, nonce: &str) -> serde_json::Value 
     let body = CreateMessage {
         content: truncate(&message.content, CONTENT_MAX),
         embeds,
+        components: components(message),
         nonce,
-        enforce_nonce: true,
+        enforce_nonce: !nonce.is_empty(),
         allowed_mentions: AllowedMentions { parse: [] },
     };
     serde_json::to_value(&body).expect("a body of strings, numbers and bools always serialises")

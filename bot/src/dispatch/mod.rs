@@ -36,7 +36,7 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use body::create_message_body;
+pub use body::{create_message_body, edit_message_body};
 
 use pacing::Pacing;
 use response::{Delivery, backoff, bucket_exhausted_for, classify};
@@ -266,9 +266,28 @@ impl Dispatcher {
 
     /// Sends one message and records the result. `Ok(true)` when it was delivered.
     async fn deliver(&self, item: &OutboxItem) -> anyhow::Result<bool> {
-        let url = format!("{}{}/messages", self.channels_url, item.channel_id);
-        let body = create_message_body(&item.message, &item.nonce);
-        let delivery = match self.client.post(&url).json(&body).send().await {
+        if item.superseded {
+            // A newer edit of the same message is queued; sending this one could only
+            // overwrite newer text if the two were reordered by retries.
+            outbox::mark_sent(&self.pool, item.id, item.edit_message_id)
+                .await
+                .with_context(|| format!("recording outbox row {} as superseded", item.id))?;
+            return Ok(true);
+        }
+        let request = match item.edit_message_id {
+            Some(message_id) => self
+                .client
+                .patch(format!(
+                    "{}{}/messages/{message_id}",
+                    self.channels_url, item.channel_id
+                ))
+                .json(&edit_message_body(&item.message)),
+            None => self
+                .client
+                .post(format!("{}{}/messages", self.channels_url, item.channel_id))
+                .json(&create_message_body(&item.message, &item.nonce)),
+        };
+        let delivery = match request.send().await {
             Ok(response) => {
                 let status = response.status();
                 let headers = response.headers().clone();

@@ -19,7 +19,9 @@ use super::Shared;
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(41);
 
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new().route("/gateway", get(upgrade)).with_state(shared)
+    Router::new()
+        .route("/gateway", get(upgrade))
+        .with_state(shared)
 }
 
 async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
@@ -28,7 +30,11 @@ async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Res
 
 async fn session(shared: Arc<Shared>, mut socket: WebSocket) {
     let hello = json!({ "op": 10, "d": { "heartbeat_interval": HEARTBEAT_INTERVAL.as_millis() as u64 }, "s": null, "t": null });
-    if socket.send(Message::Text(hello.to_string().into())).await.is_err() {
+    if socket
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
         return;
     }
     let (outbox, mut dispatches) = mpsc::unbounded_channel::<Value>();

@@ -18,15 +18,9 @@ pub const CHANNEL_CATEGORY: u8 = 4;
 pub const CHANNEL_PUBLIC_THREAD: u8 = 11;
 
 /// Issues snowflakes: increasing, unique within the process.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Snowflakes {
     last: u64,
-}
-
-impl Default for Snowflakes {
-    fn default() -> Self {
-        Snowflakes { last: 0 }
-    }
 }
 
 impl Snowflakes {
@@ -35,7 +29,7 @@ impl Snowflakes {
         self.last
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn issue(&mut self) -> u64 {
         let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
         let candidate = (now_ms.saturating_sub(DISCORD_EPOCH_MS)) << 22;
         self.last = candidate.max(self.last + 1);
@@ -108,7 +102,9 @@ impl Guild {
     }
 
     pub fn role_by_name(&self, name: &str) -> Option<&Role> {
-        self.roles.iter().find(|r| r.name.eq_ignore_ascii_case(name))
+        self.roles
+            .iter()
+            .find(|r| r.name.eq_ignore_ascii_case(name))
     }
 
     pub fn member(&self, id: u64) -> Option<&Member> {
@@ -116,7 +112,9 @@ impl Guild {
     }
 
     pub fn member_by_name(&self, name: &str) -> Option<&Member> {
-        self.members.iter().find(|m| m.name.eq_ignore_ascii_case(name))
+        self.members
+            .iter()
+            .find(|m| m.name.eq_ignore_ascii_case(name))
     }
 
     pub fn channel(&self, id: u64) -> Option<&Channel> {
@@ -125,7 +123,9 @@ impl Guild {
 
     pub fn channel_by_name(&self, name: &str) -> Option<&Channel> {
         let name = name.trim_start_matches('#');
-        self.channels.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+        self.channels
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
     }
 
     /// Creates a role unless one of that name exists; returns its id.
@@ -133,7 +133,7 @@ impl Guild {
         if let Some(role) = self.role_by_name(name) {
             return role.id;
         }
-        let id = self.ids.next();
+        let id = self.ids.issue();
         let position = self.roles.len() as u32;
         self.roles.push(Role {
             id,
@@ -143,8 +143,14 @@ impl Guild {
         id
     }
 
-    pub fn add_channel(&mut self, id: Option<u64>, name: &str, kind: u8, parent_id: Option<u64>) -> u64 {
-        let id = id.unwrap_or_else(|| self.ids.next());
+    pub fn add_channel(
+        &mut self,
+        id: Option<u64>,
+        name: &str,
+        kind: u8,
+        parent_id: Option<u64>,
+    ) -> u64 {
+        let id = id.unwrap_or_else(|| self.ids.issue());
         self.channels.push(Channel {
             id,
             name: name.to_owned(),
@@ -166,6 +172,8 @@ impl Guild {
             "avatar": null,
             "bot": member.bot,
             "public_flags": 0,
+            "flags": 0,
+            "primary_guild": null,
         })
     }
 
@@ -174,6 +182,8 @@ impl Guild {
             "user": self.user_json(member),
             "nick": null,
             "avatar": null,
+            "banner": null,
+            "communication_disabled_until": null,
             "roles": member.role_ids.iter().map(u64::to_string).collect::<Vec<_>>(),
             "joined_at": JOINED_AT,
             "premium_since": null,
@@ -221,6 +231,7 @@ impl Guild {
         if channel.kind == CHANNEL_PUBLIC_THREAD {
             value["owner_id"] = json!(self.bot_user_id.to_string());
             value["message_count"] = json!(0);
+            value["total_message_sent"] = json!(0);
             value["member_count"] = json!(1);
             value["rate_limit_per_user"] = json!(0);
             value["thread_metadata"] = json!({
@@ -238,7 +249,7 @@ impl Guild {
             .member(message.author_id)
             .map(|m| self.user_json(m))
             .unwrap_or(Value::Null);
-        json!({
+        let mut value = json!({
             "id": message.id.to_string(),
             "channel_id": message.channel_id.to_string(),
             "author": author,
@@ -250,13 +261,17 @@ impl Guild {
             "mentions": [],
             "mention_roles": [],
             "attachments": message.attachments,
-            "embeds": message.embeds,
-            "components": message.components,
+            "embeds": message.embeds.iter().map(embed_json).collect::<Vec<_>>(),
+            "components": components_json(&message.components),
             "pinned": message.pinned,
             "type": if message.interaction_id.is_some() { 20 } else { 0 },
             "flags": message.flags,
-            "nonce": message.nonce,
-        })
+        });
+        // Discord omits `nonce` when the message was sent without one (it is never null).
+        if let Some(nonce) = &message.nonce {
+            value["nonce"] = json!(nonce);
+        }
+        value
     }
 
     pub fn guild_create_json(&self) -> Value {
@@ -304,4 +319,40 @@ impl Guild {
             "safety_alerts_channel_id": null,
         })
     }
+}
+
+/// An embed as Discord answers it: `type` is always there (`rich` for bot embeds).
+fn embed_json(embed: &Value) -> Value {
+    let mut embed = embed.clone();
+    if embed.get("type").is_none()
+        && let Some(object) = embed.as_object_mut()
+    {
+        object.insert("type".to_owned(), json!("rich"));
+    }
+    embed
+}
+
+/// Components as Discord answers them: each carries a numeric `id`, numbered depth-first
+/// from 1 within the message when the bot did not set one.
+fn components_json(components: &[Value]) -> Vec<Value> {
+    fn number(component: &mut Value, next: &mut u64) {
+        let Some(object) = component.as_object_mut() else {
+            return;
+        };
+        if !object.contains_key("id") {
+            object.insert("id".to_owned(), json!(*next));
+        }
+        *next += 1;
+        if let Some(children) = object.get_mut("components").and_then(Value::as_array_mut) {
+            for child in children {
+                number(child, next);
+            }
+        }
+    }
+    let mut next = 1;
+    let mut components = components.to_vec();
+    for component in &mut components {
+        number(component, &mut next);
+    }
+    components
 }

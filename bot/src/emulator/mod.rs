@@ -141,7 +141,7 @@ impl Emulator {
             name: spec.name.clone(),
             ..Guild::default()
         };
-        guild.application_id = guild.ids.next();
+        guild.application_id = guild.ids.issue();
         guild.bot_user_id = guild.application_id;
         // @everyone has the guild's id.
         guild.roles.push(guild::Role {
@@ -231,7 +231,7 @@ impl Emulator {
         let id = match guild.member_by_name(name) {
             Some(member) => member.id,
             None => {
-                let id = guild.ids.next();
+                let id = guild.ids.issue();
                 guild.members.push(Member {
                     id,
                     name: name.to_owned(),
@@ -255,7 +255,11 @@ impl Emulator {
         let guild = &state.guild;
         let channel = if name == "new" {
             guild.channels.last()
-        } else if let Ok(id) = name.trim_start_matches("<#").trim_end_matches('>').parse::<u64>() {
+        } else if let Ok(id) = name
+            .trim_start_matches("<#")
+            .trim_end_matches('>')
+            .parse::<u64>()
+        {
             guild.channel(id)
         } else {
             guild.channel_by_name(name)
@@ -276,7 +280,14 @@ impl Emulator {
 
     /// Makes the next `times` requests whose path contains `path` (and method, if given)
     /// answer `status`; a 429 carries `retry_after` seconds, as Discord's does.
-    pub fn script_failure(&self, method: Option<&str>, path: &str, status: u16, times: u32, retry_after: f64) {
+    pub fn script_failure(
+        &self,
+        method: Option<&str>,
+        path: &str,
+        status: u16,
+        times: u32,
+        retry_after: f64,
+    ) {
         self.shared.state().failures.push(ScriptedFailure {
             method: method.map(str::to_uppercase),
             path: path.to_owned(),
@@ -303,18 +314,50 @@ impl Emulator {
             .collect()
     }
 
+    /// Records an interaction in `channel_id` without dispatching it and returns its
+    /// `(id, token)`: the interaction and webhook routes can then be called as the bot would,
+    /// with no bot connected. For the OpenAPI conformance test.
+    #[doc(hidden)]
+    pub fn open_interaction(&self, channel_id: u64) -> (u64, String) {
+        let mut state = self.shared.state();
+        let id = state.guild.ids.issue();
+        let token = format!(
+            "emulator-interaction-{id}-{}",
+            uuid::Uuid::new_v4().simple()
+        );
+        let member_id = state.guild.bot_user_id;
+        state.interactions.insert(
+            token.clone(),
+            Interaction {
+                id,
+                member_id,
+                channel_id,
+                original_message_id: None,
+                acknowledged: false,
+                ephemeral: false,
+                deferred: false,
+            },
+        );
+        (id, token)
+    }
+
     /// Turns a typed line into an APPLICATION_COMMAND interaction from `member_id` in
     /// `channel_id` and dispatches it to the bot. Returns the interaction id.
     pub fn type_line(&self, member_id: u64, channel_id: u64, line: &str) -> Result<u64, LineError> {
         let mut state = self.shared.state();
         if state.shards.is_empty() {
-            return Err(LineError("the bot is not connected to the emulator yet".to_owned()));
+            return Err(LineError(
+                "the bot is not connected to the emulator yet".to_owned(),
+            ));
         }
         let directory = directory(&state.guild);
         let typed = typed_line::parse_line(line, &state.guild.commands, &directory)?;
         let guild = &mut state.guild;
-        let id = guild.ids.next();
-        let token = format!("emulator-interaction-{id}-{}", uuid::Uuid::new_v4().simple());
+        let id = guild.ids.issue();
+        let token = format!(
+            "emulator-interaction-{id}-{}",
+            uuid::Uuid::new_v4().simple()
+        );
         let member = guild
             .member(member_id)
             .ok_or_else(|| LineError(format!("no member with id {member_id}")))?;
@@ -346,7 +389,9 @@ impl Emulator {
     pub fn click(&self, member_id: u64, label: &str) -> Result<u64, LineError> {
         let mut state = self.shared.state();
         if state.shards.is_empty() {
-            return Err(LineError("the bot is not connected to the emulator yet".to_owned()));
+            return Err(LineError(
+                "the bot is not connected to the emulator yet".to_owned(),
+            ));
         }
         let guild = &state.guild;
         let found = guild.messages.values().rev().find_map(|m| {
@@ -357,7 +402,12 @@ impl Emulator {
                 .components
                 .iter()
                 .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
-                .find(|c| c["type"] == 2 && c["label"].as_str().is_some_and(|l| l.eq_ignore_ascii_case(label)))?;
+                .find(|c| {
+                    c["type"] == 2
+                        && c["label"]
+                            .as_str()
+                            .is_some_and(|l| l.eq_ignore_ascii_case(label))
+                })?;
             Some((m.clone(), button))
         });
         let Some((message, button)) = found else {
@@ -365,30 +415,54 @@ impl Emulator {
                 .messages
                 .values()
                 .filter(|m| m.visible_to.is_none_or(|v| v == member_id))
-                .flat_map(|m| m.components.iter().flat_map(|row| row["components"].as_array().cloned().unwrap_or_default()))
+                .flat_map(|m| {
+                    m.components
+                        .iter()
+                        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+                })
                 .filter_map(|c| c["label"].as_str().map(str::to_owned))
                 .collect();
             return Err(LineError(if labels.is_empty() {
-                format!("no message you can see has a button labelled \"{label}\" (no buttons at all)")
+                format!(
+                    "no message you can see has a button labelled \"{label}\" (no buttons at all)"
+                )
             } else {
-                format!("no message you can see has a button labelled \"{label}\"; buttons: {}", labels.join(", "))
+                format!(
+                    "no message you can see has a button labelled \"{label}\"; buttons: {}",
+                    labels.join(", ")
+                )
             }));
         };
         if button["disabled"] == json!(true) {
             return Err(LineError(format!("the \"{label}\" button is disabled")));
         }
         let Some(custom_id) = button["custom_id"].as_str().map(str::to_owned) else {
-            return Err(LineError(format!("the \"{label}\" button is a link, not an action")));
+            return Err(LineError(format!(
+                "the \"{label}\" button is a link, not an action"
+            )));
         };
-        let member = guild.member(member_id).cloned().ok_or_else(|| LineError(format!("no member with id {member_id}")))?;
+        let member = guild
+            .member(member_id)
+            .cloned()
+            .ok_or_else(|| LineError(format!("no member with id {member_id}")))?;
         let channel = guild
             .channel(message.channel_id)
             .cloned()
             .ok_or_else(|| LineError("the message's channel is gone".to_owned()))?;
-        let id = state.guild.ids.next();
-        let token = format!("emulator-interaction-{id}-{}", uuid::Uuid::new_v4().simple());
+        let id = state.guild.ids.issue();
+        let token = format!(
+            "emulator-interaction-{id}-{}",
+            uuid::Uuid::new_v4().simple()
+        );
         let guild = &state.guild;
-        let mut payload = interaction_json(guild, &member, &channel, json!({ "custom_id": custom_id, "component_type": 2 }), id, &token);
+        let mut payload = interaction_json(
+            guild,
+            &member,
+            &channel,
+            json!({ "custom_id": custom_id, "component_type": 2 }),
+            id,
+            &token,
+        );
         payload["type"] = json!(3);
         payload["message"] = guild.message_json(&message);
         state.interactions.insert(
@@ -447,7 +521,9 @@ fn member_with_permissions(mut member: Value) -> Value {
 /// Sends a gateway dispatch to every connected shard (one guild: one shard).
 fn dispatch(state: &mut State, event: &str, data: Value) {
     let payload = json!({ "op": 0, "t": event, "d": data });
-    state.shards.retain(|shard| shard.send(payload.clone()).is_ok());
+    state
+        .shards
+        .retain(|shard| shard.send(payload.clone()).is_ok());
 }
 
 fn directory(guild: &Guild) -> GuildDirectory {
@@ -488,24 +564,48 @@ mod tests {
     use poise::serenity_prelude as serenity;
 
     fn sample_guild() -> Guild {
-        let mut guild = Guild { id: 100_000_000_000_000_001, name: "g".into(), ..Guild::default() };
-        guild.application_id = guild.ids.next();
+        let mut guild = Guild {
+            id: 100_000_000_000_000_001,
+            name: "g".into(),
+            ..Guild::default()
+        };
+        guild.application_id = guild.ids.issue();
         guild.bot_user_id = guild.application_id;
-        guild.roles.push(guild::Role { id: guild.id, name: "@everyone".into(), position: 0 });
+        guild.roles.push(guild::Role {
+            id: guild.id,
+            name: "@everyone".into(),
+            position: 0,
+        });
         let ops = guild.ensure_role("ops");
-        guild.members.push(Member { id: guild.bot_user_id, name: "opsbot".into(), role_ids: vec![], bot: true });
-        let ana = guild.ids.next();
-        guild.members.push(Member { id: ana, name: "ana".into(), role_ids: vec![ops], bot: false });
+        guild.members.push(Member {
+            id: guild.bot_user_id,
+            name: "opsbot".into(),
+            role_ids: vec![],
+            bot: true,
+        });
+        let ana = guild.ids.issue();
+        guild.members.push(Member {
+            id: ana,
+            name: "ana".into(),
+            role_ids: vec![ops],
+            bot: false,
+        });
         guild.add_channel(None, "general", CHANNEL_TEXT, None);
         let general = guild.channels[0].id;
-        guild.add_channel(None, "deploy-1", guild::CHANNEL_PUBLIC_THREAD, Some(general));
+        guild.add_channel(
+            None,
+            "deploy-1",
+            guild::CHANNEL_PUBLIC_THREAD,
+            Some(general),
+        );
         guild
     }
 
     #[test]
     fn guild_create_deserializes_into_serenitys_guild() {
         let guild = sample_guild();
-        let parsed: serenity::Guild = serde_json::from_value(guild.guild_create_json()).expect("serenity Guild");
+        let parsed: serenity::Guild =
+            serde_json::from_value(guild.guild_create_json()).expect("serenity Guild");
         assert_eq!(parsed.roles.len(), 2);
         assert_eq!(parsed.members.len(), 2);
         assert_eq!(parsed.threads.len(), 1);
@@ -518,7 +618,8 @@ mod tests {
         let channel = &guild.channels[0];
         let data = json!({"id": "1", "name": "whoami", "type": 1, "guild_id": guild.id.to_string(), "options": []});
         let value = interaction_json(&guild, member, channel, data, 5, "tok");
-        let parsed: serenity::Interaction = serde_json::from_value(value).expect("serenity Interaction");
+        let parsed: serenity::Interaction =
+            serde_json::from_value(value).expect("serenity Interaction");
         let command = parsed.command().expect("a command interaction");
         assert_eq!(command.data.name, "whoami");
         assert_eq!(command.member.as_ref().map(|m| m.roles.len()), Some(1));
@@ -528,7 +629,14 @@ mod tests {
     fn button_presses_deserialize_into_serenitys_component_interaction() {
         let guild = sample_guild();
         let data = json!({"custom_id": "audit-older|1|2|||", "component_type": 2});
-        let mut value = interaction_json(&guild, &guild.members[1], &guild.channels[0], data, 6, "tok");
+        let mut value = interaction_json(
+            &guild,
+            &guild.members[1],
+            &guild.channels[0],
+            data,
+            6,
+            "tok",
+        );
         value["type"] = json!(3);
         let message = guild::Message {
             id: 9,
@@ -536,7 +644,9 @@ mod tests {
             author_id: guild.bot_user_id,
             content: String::new(),
             embeds: vec![],
-            components: vec![json!({"type": 1, "components": [{"type": 2, "style": 2, "label": "Older", "custom_id": "audit-older|1|2|||"}]})],
+            components: vec![
+                json!({"type": 1, "components": [{"type": 2, "style": 2, "label": "Older", "custom_id": "audit-older|1|2|||"}]}),
+            ],
             attachments: vec![],
             flags: 64,
             pinned: false,
@@ -547,7 +657,8 @@ mod tests {
             created_at: chrono::Utc::now(),
         };
         value["message"] = guild.message_json(&message);
-        let parsed: serenity::Interaction = serde_json::from_value(value).expect("serenity Interaction");
+        let parsed: serenity::Interaction =
+            serde_json::from_value(value).expect("serenity Interaction");
         let press = parsed.message_component().expect("a component interaction");
         assert_eq!(press.data.custom_id, "audit-older|1|2|||");
     }
@@ -557,7 +668,7 @@ mod tests {
         let mut guild = sample_guild();
         let channel_id = guild.channels[0].id;
         let message = guild::Message {
-            id: guild.ids.next(),
+            id: guild.ids.issue(),
             channel_id,
             author_id: guild.bot_user_id,
             content: "hi".into(),
@@ -572,9 +683,11 @@ mod tests {
             visible_to: None,
             created_at: chrono::Utc::now(),
         };
-        let _: serenity::Message = serde_json::from_value(guild.message_json(&message)).expect("serenity Message");
+        let _: serenity::Message =
+            serde_json::from_value(guild.message_json(&message)).expect("serenity Message");
         for channel in &guild.channels {
-            let _: serenity::GuildChannel = serde_json::from_value(guild.channel_json(channel)).expect("serenity GuildChannel");
+            let _: serenity::GuildChannel =
+                serde_json::from_value(guild.channel_json(channel)).expect("serenity GuildChannel");
         }
         let _: serenity::Member = serde_json::from_value(json!({"guild_id": guild.id.to_string(), "user": guild.user_json(&guild.members[1]), "roles": [], "joined_at": guild::JOINED_AT, "deaf": false, "mute": false, "flags": 0, "pending": false})).expect("member");
     }

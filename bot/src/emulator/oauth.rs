@@ -41,7 +41,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/oauth2/authorize/approve", get(approve))
         .route("/api/v10/oauth2/token", axum::routing::post(token))
         .route("/api/oauth2/token", axum::routing::post(token))
-        .route("/api/v10/users/@me/guilds/{guild}/member", get(current_member))
+        .route(
+            "/api/v10/users/@me/guilds/{guild}/member",
+            get(current_member),
+        )
         .with_state(shared)
 }
 
@@ -63,19 +66,31 @@ fn escape(text: &str) -> String {
 }
 
 fn bad_request(message: &str) -> Response {
-    (StatusCode::BAD_REQUEST, Html(format!("<!doctype html><title>Discord emulator</title><p>{}</p>", escape(message)))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        Html(format!(
+            "<!doctype html><title>Discord emulator</title><p>{}</p>",
+            escape(message)
+        )),
+    )
+        .into_response()
 }
 
 /// The consent page: one link per member ("log in as ana").
 async fn authorize(State(shared): State<Arc<Shared>>, Query(q): Query<AuthorizeQuery>) -> Response {
     let state = shared.state();
     if q.response_type.as_deref() != Some("code") {
-        return bad_request("response_type must be `code` (the emulator supports the authorization code grant)");
+        return bad_request(
+            "response_type must be `code` (the emulator supports the authorization code grant)",
+        );
     }
     if q.client_id.as_deref() != Some(state.guild.application_id.to_string().as_str()) {
         return bad_request("unknown client_id: use the application id of the emulated bot");
     }
-    let Some(redirect_uri) = q.redirect_uri.filter(|r| r.starts_with("http://") || r.starts_with("https://")) else {
+    let Some(redirect_uri) = q
+        .redirect_uri
+        .filter(|r| r.starts_with("http://") || r.starts_with("https://"))
+    else {
         return bad_request("redirect_uri is required and must be an http(s) URL");
     };
     let scope = q.scope.unwrap_or_else(|| "identify".to_owned());
@@ -123,7 +138,11 @@ async fn approve(State(shared): State<Arc<Shared>>, Query(q): Query<ApproveQuery
             scope: q.scope,
         },
     );
-    let separator = if q.redirect_uri.contains('?') { '&' } else { '?' };
+    let separator = if q.redirect_uri.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
     let mut target = format!("{}{separator}code={code}", q.redirect_uri);
     if let Some(s) = q.state.filter(|s| !s.is_empty()) {
         target.push_str(&format!("&state={}", urlencode(&s)));
@@ -141,7 +160,11 @@ struct TokenForm {
 }
 
 fn oauth_error(error: &str, description: &str) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": error, "error_description": description }))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response()
 }
 
 /// Client credentials come as HTTP Basic auth or as form fields, as Discord accepts both.
@@ -152,7 +175,9 @@ fn client_credentials(headers: &HeaderMap, form: &TokenForm) -> Option<(String, 
         .and_then(|v| v.strip_prefix("Basic "))
     {
         use base64::Engine as _;
-        let decoded = base64::engine::general_purpose::STANDARD.decode(basic.trim()).ok()?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(basic.trim())
+            .ok()?;
         let text = String::from_utf8(decoded).ok()?;
         let (id, secret) = text.split_once(':')?;
         return Some((id.to_owned(), secret.to_owned()));
@@ -160,17 +185,34 @@ fn client_credentials(headers: &HeaderMap, form: &TokenForm) -> Option<(String, 
     Some((form.client_id.clone()?, form.client_secret.clone()?))
 }
 
-async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
+async fn token(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
     let mut state = shared.state();
     let application_id = state.guild.application_id.to_string();
     match client_credentials(&headers, &form) {
         Some((id, secret)) if id == application_id && secret == EMULATOR_CLIENT_SECRET => {}
-        _ => return (StatusCode::UNAUTHORIZED, Json(json!({ "error": "invalid_client" }))).into_response(),
+        _ => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({ "error": "invalid_client" })),
+            )
+                .into_response();
+        }
     }
     if form.grant_type != "authorization_code" {
-        return oauth_error("unsupported_grant_type", "the emulator supports authorization_code");
+        return oauth_error(
+            "unsupported_grant_type",
+            "the emulator supports authorization_code",
+        );
     }
-    let Some(grant) = form.code.as_deref().and_then(|c| state.oauth.codes.remove(c)) else {
+    let Some(grant) = form
+        .code
+        .as_deref()
+        .and_then(|c| state.oauth.codes.remove(c))
+    else {
         return oauth_error("invalid_grant", "Invalid \"code\" in request.");
     };
     if form.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
@@ -190,6 +232,10 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, Form(form)
 }
 
 /// The member a bearer token was granted for, if the token is valid and has `scope`.
+#[expect(
+    clippy::result_large_err,
+    reason = "the refusal is the HTTP response, answered as is"
+)]
 pub fn bearer_member(shared: &Shared, headers: &HeaderMap, scope: &str) -> Result<u64, Response> {
     let token = headers
         .get("authorization")
@@ -199,23 +245,43 @@ pub fn bearer_member(shared: &Shared, headers: &HeaderMap, scope: &str) -> Resul
     let state = shared.state();
     match state.oauth.tokens.get(token) {
         Some(grant) if grant.scope.split(' ').any(|s| s == scope) => Ok(grant.member_id),
-        Some(_) => Err((StatusCode::FORBIDDEN, Json(json!({ "message": "Missing Access", "code": 50001 }))).into_response()),
-        None => Err((StatusCode::UNAUTHORIZED, Json(json!({ "message": "401: Unauthorized", "code": 0 }))).into_response()),
+        Some(_) => Err((
+            StatusCode::FORBIDDEN,
+            Json(json!({ "message": "Missing Access", "code": 50001 })),
+        )
+            .into_response()),
+        None => Err((
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "message": "401: Unauthorized", "code": 0 })),
+        )
+            .into_response()),
     }
 }
 
-async fn current_member(State(shared): State<Arc<Shared>>, Path(guild): Path<u64>, headers: HeaderMap) -> Response {
+async fn current_member(
+    State(shared): State<Arc<Shared>>,
+    Path(guild): Path<u64>,
+    headers: HeaderMap,
+) -> Response {
     let member_id = match bearer_member(&shared, &headers, "guilds.members.read") {
         Ok(id) => id,
         Err(response) => return response,
     };
     let state = shared.state();
     if guild != state.guild.id {
-        return (StatusCode::NOT_FOUND, Json(json!({ "message": "Unknown Guild", "code": 10004 }))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "message": "Unknown Guild", "code": 10004 })),
+        )
+            .into_response();
     }
     match state.guild.member(member_id) {
         Some(member) => Json(state.guild.member_json(member)).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({ "message": "Unknown Member", "code": 10007 }))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "message": "Unknown Member", "code": 10007 })),
+        )
+            .into_response(),
     }
 }
 

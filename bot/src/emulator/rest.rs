@@ -27,27 +27,56 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v10/gateway/bot", get(gateway_bot))
         .route("/api/v10/users/@me", get(current_user))
         .route("/api/v10/oauth2/applications/@me", get(current_application))
-        .route("/api/v10/applications/{app}/commands", put(register_commands).get(list_commands))
+        .route(
+            "/api/v10/applications/{app}/commands",
+            put(register_commands).get(list_commands),
+        )
         .route(
             "/api/v10/applications/{app}/guilds/{guild}/commands",
             put(register_guild_commands).get(list_commands_in_guild),
         )
-        .route("/api/v10/interactions/{id}/{token}/callback", post(interaction_callback))
+        .route(
+            "/api/v10/interactions/{id}/{token}/callback",
+            post(interaction_callback),
+        )
         .route(
             "/api/v10/webhooks/{app}/{token}/messages/@original",
-            get(get_original).patch(edit_original).delete(delete_original),
+            get(get_original)
+                .patch(edit_original)
+                .delete(delete_original),
         )
         .route("/api/v10/webhooks/{app}/{token}", post(create_followup))
-        .route("/api/v10/webhooks/{app}/{token}/messages/{message}", patch(edit_followup))
-        .route("/api/v10/channels/{channel}", get(get_channel).patch(modify_channel))
+        .route(
+            "/api/v10/webhooks/{app}/{token}/messages/{message}",
+            patch(edit_followup),
+        )
+        .route(
+            "/api/v10/channels/{channel}",
+            get(get_channel).patch(modify_channel),
+        )
         .route("/api/v10/channels/{channel}/messages", post(create_message))
-        .route("/api/v10/channels/{channel}/messages/{message}", get(get_message).patch(edit_message))
-        .route("/api/v10/channels/{channel}/pins/{message}", put(pin_message))
-        .route("/api/v10/channels/{channel}/messages/pins/{message}", put(pin_message))
-        .route("/api/v10/channels/{channel}/messages/{message}/threads", post(start_thread_from_message))
+        .route(
+            "/api/v10/channels/{channel}/messages/{message}",
+            get(get_message).patch(edit_message),
+        )
+        .route(
+            "/api/v10/channels/{channel}/pins/{message}",
+            put(pin_message),
+        )
+        .route(
+            "/api/v10/channels/{channel}/messages/pins/{message}",
+            put(pin_message),
+        )
+        .route(
+            "/api/v10/channels/{channel}/messages/{message}/threads",
+            post(start_thread_from_message),
+        )
         .route("/api/v10/channels/{channel}/threads", post(start_thread))
         .route("/api/v10/guilds/{guild}", get(get_guild))
-        .route("/api/v10/guilds/{guild}/channels", post(create_channel).get(list_channels))
+        .route(
+            "/api/v10/guilds/{guild}/channels",
+            post(create_channel).get(list_channels),
+        )
         .route("/api/v10/guilds/{guild}/roles", get(list_roles))
         .route("/api/v10/guilds/{guild}/members/{user}", get(get_member))
         .fallback(unknown_route)
@@ -91,7 +120,10 @@ async fn gatekeeper(State(shared): Shared_, request: Request, next: Next) -> Res
         && !path.ends_with("/oauth2/token");
     if needs_token {
         let expected = format!("Bot {}", shared.token);
-        let given = request.headers().get("authorization").and_then(|v| v.to_str().ok());
+        let given = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
         if given != Some(expected.as_str()) {
             return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
         }
@@ -101,14 +133,17 @@ async fn gatekeeper(State(shared): Shared_, request: Request, next: Next) -> Res
         if status == StatusCode::TOO_MANY_REQUESTS {
             let mut response = (
                 status,
-                Json(json!({ "message": "You are being rate limited.", "retry_after": retry_after, "global": false })),
+                Json(json!({ "message": "You are being rate limited.", "retry_after": retry_after, "global": false, "code": 0 })),
             )
                 .into_response();
             let headers = response.headers_mut();
             headers.insert("retry-after", header_value(&retry_after.ceil().to_string()));
             headers.insert("x-ratelimit-scope", HeaderValue::from_static("user"));
             headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
-            headers.insert("x-ratelimit-reset-after", header_value(&retry_after.to_string()));
+            headers.insert(
+                "x-ratelimit-reset-after",
+                header_value(&retry_after.to_string()),
+            );
             return response;
         }
         return error(status, 0, "scripted failure");
@@ -122,19 +157,38 @@ fn header_value(text: &str) -> HeaderValue {
 
 async fn unknown_route(method: Method, uri: axum::http::Uri) -> Response {
     tracing::warn!(%method, path = %uri.path(), "emulator: route not emulated");
-    error(StatusCode::NOT_FOUND, 0, "404: Not Found (this route is not emulated)")
+    error(
+        StatusCode::NOT_FOUND,
+        0,
+        "404: Not Found (this route is not emulated)",
+    )
 }
 
+#[expect(
+    clippy::result_large_err,
+    reason = "the refusal is the HTTP response, answered as is"
+)]
 fn parse_json(body: &Bytes, headers: &HeaderMap) -> Result<Value, Response> {
     let content_type = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if content_type.starts_with("multipart/") {
-        return multipart_payload(body, content_type)
-            .ok_or_else(|| error(StatusCode::BAD_REQUEST, 50109, "multipart body without payload_json"));
+        return multipart_payload(body, content_type).ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                50109,
+                "multipart body without payload_json",
+            )
+        });
     }
-    serde_json::from_slice(body).map_err(|_| error(StatusCode::BAD_REQUEST, 50109, "The request body contains invalid JSON."))
+    serde_json::from_slice(body).map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            50109,
+            "The request body contains invalid JSON.",
+        )
+    })
 }
 
 /// The `payload_json` part of a multipart body (files are kept as attachment names only).
@@ -144,10 +198,16 @@ fn multipart_payload(body: &Bytes, content_type: &str) -> Option<Value> {
     let mut payload: Option<Value> = None;
     let mut files = Vec::new();
     for part in text.split(&format!("--{boundary}")) {
-        let Some((head, content)) = part.split_once("\r\n\r\n") else { continue };
+        let Some((head, content)) = part.split_once("\r\n\r\n") else {
+            continue;
+        };
         if head.contains("name=\"payload_json\"") {
             payload = serde_json::from_str(content.trim_end_matches("\r\n")).ok();
-        } else if let Some(filename) = head.split("filename=\"").nth(1).and_then(|s| s.split('"').next()) {
+        } else if let Some(filename) = head
+            .split("filename=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+        {
             files.push(json!({ "filename": filename, "size": content.len().saturating_sub(2) }));
         }
     }
@@ -190,17 +250,24 @@ async fn current_user(State(shared): Shared_, headers: HeaderMap) -> Response {
     };
     let state = shared.state();
     let guild = &state.guild;
-    let mut user = guild.member(user_id).map(|m| guild.user_json(m)).unwrap_or(Value::Null);
+    let mut user = guild
+        .member(user_id)
+        .map(|m| guild.user_json(m))
+        .unwrap_or(Value::Null);
     user["verified"] = json!(true);
     user["mfa_enabled"] = json!(false);
     user["flags"] = json!(0);
+    user["locale"] = json!("en-US");
     Json(user).into_response()
 }
 
 async fn current_application(State(shared): Shared_) -> Json<Value> {
     let state = shared.state();
     let guild = &state.guild;
-    let bot = guild.member(guild.bot_user_id).map(|m| guild.user_json(m)).unwrap_or(Value::Null);
+    let bot = guild
+        .member(guild.bot_user_id)
+        .map(|m| guild.user_json(m))
+        .unwrap_or(Value::Null);
     Json(json!({
         "id": guild.application_id.to_string(),
         "name": "opsbot",
@@ -214,26 +281,46 @@ async fn current_application(State(shared): Shared_) -> Json<Value> {
         "owner": bot,
         "bot": bot,
         "summary": "",
+        "type": null,
+        "flags_new": "0",
+        "redirect_uris": [],
+        "interactions_endpoint_url": null,
+        "role_connections_verification_url": null,
+        "approximate_guild_count": 1,
+        "approximate_user_install_count": 0,
+        "approximate_user_authorization_count": 0,
+        "explicit_content_filter": 0,
+        "eligible_oauth2_scopes": [],
     }))
 }
 
-fn store_commands(state: &mut EmulatorState, guild_id: Option<u64>, commands: Vec<Value>) -> Vec<Value> {
+fn store_commands(
+    state: &mut EmulatorState,
+    guild_id: Option<u64>,
+    commands: Vec<Value>,
+) -> Vec<Value> {
     let guild = &mut state.guild;
     let stored: Vec<Value> = commands
         .into_iter()
         .map(|mut command| {
-            let id = guild.ids.next();
+            let id = guild.ids.issue();
             command["id"] = json!(id.to_string());
             command["application_id"] = json!(guild.application_id.to_string());
             command["version"] = json!(id.to_string());
             if command.get("type").is_none() {
                 command["type"] = json!(1);
             }
-            command["guild_id"] = match guild_id {
-                Some(g) => json!(g.to_string()),
-                None => Value::Null,
-            };
-            command["default_member_permissions"] = command.get("default_member_permissions").cloned().unwrap_or(Value::Null);
+            // Discord omits `guild_id` on global commands (it is never null).
+            if let Some(g) = guild_id {
+                command["guild_id"] = json!(g.to_string());
+            }
+            if let Some(options) = command.get_mut("options") {
+                drop_unset_option_fields(options);
+            }
+            command["default_member_permissions"] = command
+                .get("default_member_permissions")
+                .cloned()
+                .unwrap_or(Value::Null);
             command
         })
         .collect();
@@ -241,10 +328,29 @@ fn store_commands(state: &mut EmulatorState, guild_id: Option<u64>, commands: Ve
     stored
 }
 
+/// Discord does not echo option fields sent as `null` (poise sends `"min_value": null` and the
+/// like); its answers leave them out.
+fn drop_unset_option_fields(options: &mut Value) {
+    for option in options.as_array_mut().into_iter().flatten() {
+        if let Some(object) = option.as_object_mut() {
+            object.retain(|_, value| !value.is_null());
+            if let Some(nested) = object.get_mut("options") {
+                drop_unset_option_fields(nested);
+            }
+        }
+    }
+}
+
 async fn register_commands(State(shared): Shared_, headers: HeaderMap, body: Bytes) -> Response {
     let commands = match parse_json(&body, &headers) {
         Ok(Value::Array(commands)) => commands,
-        Ok(_) => return error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body: expected an array of commands"),
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                50035,
+                "Invalid Form Body: expected an array of commands",
+            );
+        }
         Err(response) => return response,
     };
     let stored = store_commands(&mut shared.state(), None, commands);
@@ -259,7 +365,13 @@ async fn register_guild_commands(
 ) -> Response {
     let commands = match parse_json(&body, &headers) {
         Ok(Value::Array(commands)) => commands,
-        Ok(_) => return error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body: expected an array of commands"),
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                50035,
+                "Invalid Form Body: expected an array of commands",
+            );
+        }
         Err(response) => return response,
     };
     let mut state = shared.state();
@@ -286,7 +398,7 @@ fn new_message(
     interaction_id: Option<u64>,
 ) -> (Value, Message) {
     let guild = &mut state.guild;
-    let id = guild.ids.next();
+    let id = guild.ids.issue();
     let message = Message {
         id,
         channel_id,
@@ -298,7 +410,10 @@ fn new_message(
         flags: body["flags"].as_u64().unwrap_or(0),
         pinned: false,
         edited: false,
-        nonce: body["nonce"].as_str().map(str::to_owned).or_else(|| body["nonce"].as_i64().map(|n| n.to_string())),
+        nonce: body["nonce"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| body["nonce"].as_i64().map(|n| n.to_string())),
         interaction_id,
         visible_to: None,
         created_at: chrono::Utc::now(),
@@ -319,12 +434,21 @@ fn attachments(body: &Value) -> Vec<Value> {
         .collect()
 }
 
-fn event_for(state: &EmulatorState, kind: &'static str, message: &Message, ephemeral: bool) -> EmulatorEvent {
+fn event_for(
+    state: &EmulatorState,
+    kind: &'static str,
+    message: &Message,
+    ephemeral: bool,
+) -> EmulatorEvent {
     EmulatorEvent {
         event: kind,
         interaction_id: message.interaction_id,
         channel_id: message.channel_id,
-        channel: state.guild.channel(message.channel_id).map(|c| c.name.clone()).unwrap_or_default(),
+        channel: state
+            .guild
+            .channel(message.channel_id)
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
         message_id: Some(message.id),
         content: message.content.clone(),
         embeds: message.embeds.clone(),
@@ -349,12 +473,24 @@ async fn interaction_callback(
         .interactions
         .get(&token)
         .filter(|i| i.id == id)
-        .map(|i| (i.id, i.member_id, i.channel_id, i.acknowledged, i.original_message_id))
+        .map(|i| {
+            (
+                i.id,
+                i.member_id,
+                i.channel_id,
+                i.acknowledged,
+                i.original_message_id,
+            )
+        })
     else {
         return error(StatusCode::NOT_FOUND, 10062, "Unknown interaction");
     };
     if acknowledged {
-        return error(StatusCode::BAD_REQUEST, 40060, "Interaction has already been acknowledged.");
+        return error(
+            StatusCode::BAD_REQUEST,
+            40060,
+            "Interaction has already been acknowledged.",
+        );
     }
     let kind = body["type"].as_u64().unwrap_or(0);
     let data = body.get("data").cloned().unwrap_or_else(|| json!({}));
@@ -382,17 +518,34 @@ async fn interaction_callback(
         // UPDATE_MESSAGE: edits the message the pressed button is on.
         7 => {
             let Some(message_id) = clicked else {
-                return error(StatusCode::BAD_REQUEST, 40000, "UPDATE_MESSAGE answers only component interactions");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    40000,
+                    "UPDATE_MESSAGE answers only component interactions",
+                );
             };
             let ephemeral = state.interactions.get(&token).is_some_and(|i| i.ephemeral);
             if let Some(i) = state.interactions.get_mut(&token) {
                 i.acknowledged = true;
             }
-            edit_stored(&shared, &mut state, message_id, &data, ephemeral, Some(interaction_id));
+            edit_stored(
+                &shared,
+                &mut state,
+                message_id,
+                &data,
+                ephemeral,
+                Some(interaction_id),
+            );
         }
         // APPLICATION_COMMAND_AUTOCOMPLETE_RESULT: nothing visible.
         8 => {}
-        other => return error(StatusCode::BAD_REQUEST, 50035, &format!("interaction response type {other} is not emulated")),
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                50035,
+                &format!("interaction response type {other} is not emulated"),
+            );
+        }
     }
     if let Some(i) = state.interactions.get_mut(&token) {
         i.acknowledged = true;
@@ -401,10 +554,16 @@ async fn interaction_callback(
 }
 
 fn original_message_id(state: &EmulatorState, token: &str) -> Option<(u64, bool)> {
-    state.interactions.get(token).and_then(|i| i.original_message_id.map(|m| (m, i.ephemeral)))
+    state
+        .interactions
+        .get(token)
+        .and_then(|i| i.original_message_id.map(|m| (m, i.ephemeral)))
 }
 
-async fn get_original(State(shared): Shared_, Path((_app, token)): Path<(u64, String)>) -> Response {
+async fn get_original(
+    State(shared): Shared_,
+    Path((_app, token)): Path<(u64, String)>,
+) -> Response {
     let state = shared.state();
     match original_message_id(&state, &token).and_then(|(id, _)| state.guild.messages.get(&id)) {
         Some(message) => Json(state.guild.message_json(message)).into_response(),
@@ -430,7 +589,10 @@ async fn edit_original(
     edit_stored(&shared, &mut state, id, &body, ephemeral, answering)
 }
 
-async fn delete_original(State(shared): Shared_, Path((_app, token)): Path<(u64, String)>) -> Response {
+async fn delete_original(
+    State(shared): Shared_,
+    Path((_app, token)): Path<(u64, String)>,
+) -> Response {
     let mut state = shared.state();
     if let Some((id, _)) = original_message_id(&state, &token) {
         state.guild.messages.remove(&id);
@@ -484,7 +646,9 @@ async fn create_followup(
         Err(response) => return response,
     };
     let mut state = shared.state();
-    let Some((interaction_id, channel_id)) = state.interactions.get(&token).map(|i| (i.id, i.channel_id)) else {
+    let Some((interaction_id, channel_id)) =
+        state.interactions.get(&token).map(|i| (i.id, i.channel_id))
+    else {
         return error(StatusCode::NOT_FOUND, 10015, "Unknown Webhook");
     };
     // The first follow-up after a deferral replaces the "thinking…" message.
@@ -494,7 +658,14 @@ async fn create_followup(
         pending
     });
     if let Some((Some(original), ephemeral)) = deferred {
-        return edit_stored(&shared, &mut state, original, &body, ephemeral, Some(interaction_id));
+        return edit_stored(
+            &shared,
+            &mut state,
+            original,
+            &body,
+            ephemeral,
+            Some(interaction_id),
+        );
     }
     let ephemeral = body["flags"].as_u64().unwrap_or(0) & EPHEMERAL != 0;
     let (json, message) = new_message(&mut state, channel_id, &body, Some(interaction_id));
@@ -525,7 +696,12 @@ async fn get_channel(State(shared): Shared_, Path(channel): Path<u64>) -> Respon
     }
 }
 
-async fn modify_channel(State(shared): Shared_, Path(channel): Path<u64>, headers: HeaderMap, body: Bytes) -> Response {
+async fn modify_channel(
+    State(shared): Shared_,
+    Path(channel): Path<u64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let body = match parse_json(&body, &headers) {
         Ok(body) => body,
         Err(response) => return response,
@@ -544,7 +720,12 @@ async fn modify_channel(State(shared): Shared_, Path(channel): Path<u64>, header
     Json(state.guild.channel_json(&c)).into_response()
 }
 
-async fn create_message(State(shared): Shared_, Path(channel): Path<u64>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_message(
+    State(shared): Shared_,
+    Path(channel): Path<u64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let body = match parse_json(&body, &headers) {
         Ok(body) => body,
         Err(response) => return response,
@@ -554,8 +735,16 @@ async fn create_message(State(shared): Shared_, Path(channel): Path<u64>, header
         return error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
     }
     let content_empty = body["content"].as_str().is_none_or(str::is_empty);
-    if content_empty && array(&body["embeds"]).is_empty() && array(&body["components"]).is_empty() && body.get("__files").is_none() {
-        return error(StatusCode::BAD_REQUEST, 50006, "Cannot send an empty message");
+    if content_empty
+        && array(&body["embeds"]).is_empty()
+        && array(&body["components"]).is_empty()
+        && body.get("__files").is_none()
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            50006,
+            "Cannot send an empty message",
+        );
     }
     // With `enforce_nonce`, a repeated nonce returns the message it already created.
     let nonce = body["nonce"].as_str().map(str::to_owned);
@@ -575,9 +764,17 @@ async fn create_message(State(shared): Shared_, Path(channel): Path<u64>, header
     Json(json).into_response()
 }
 
-async fn get_message(State(shared): Shared_, Path((channel, message)): Path<(u64, u64)>) -> Response {
+async fn get_message(
+    State(shared): Shared_,
+    Path((channel, message)): Path<(u64, u64)>,
+) -> Response {
     let state = shared.state();
-    match state.guild.messages.get(&message).filter(|m| m.channel_id == channel) {
+    match state
+        .guild
+        .messages
+        .get(&message)
+        .filter(|m| m.channel_id == channel)
+    {
         Some(m) => Json(state.guild.message_json(m)).into_response(),
         None => error(StatusCode::NOT_FOUND, 10008, "Unknown Message"),
     }
@@ -594,15 +791,28 @@ async fn edit_message(
         Err(response) => return response,
     };
     let mut state = shared.state();
-    if !state.guild.messages.get(&message).is_some_and(|m| m.channel_id == channel) {
+    if state
+        .guild
+        .messages
+        .get(&message)
+        .is_none_or(|m| m.channel_id != channel)
+    {
         return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
     }
     edit_stored(&shared, &mut state, message, &body, false, None)
 }
 
-async fn pin_message(State(shared): Shared_, Path((channel, message)): Path<(u64, u64)>) -> Response {
+async fn pin_message(
+    State(shared): Shared_,
+    Path((channel, message)): Path<(u64, u64)>,
+) -> Response {
     let mut state = shared.state();
-    match state.guild.messages.get_mut(&message).filter(|m| m.channel_id == channel) {
+    match state
+        .guild
+        .messages
+        .get_mut(&message)
+        .filter(|m| m.channel_id == channel)
+    {
         Some(m) => {
             m.pinned = true;
             StatusCode::NO_CONTENT.into_response()
@@ -617,10 +827,20 @@ fn create_thread(shared: &Shared, channel: u64, body: &Value) -> Response {
         return error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
     }
     let Some(name) = body["name"].as_str().filter(|n| !n.is_empty()) else {
-        return error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body: name is required");
+        return error(
+            StatusCode::BAD_REQUEST,
+            50035,
+            "Invalid Form Body: name is required",
+        );
     };
-    let id = state.guild.add_channel(None, name, CHANNEL_PUBLIC_THREAD, Some(channel));
-    let json = state.guild.channel(id).map(|c| state.guild.channel_json(c)).unwrap_or(Value::Null);
+    let id = state
+        .guild
+        .add_channel(None, name, CHANNEL_PUBLIC_THREAD, Some(channel));
+    let json = state
+        .guild
+        .channel(id)
+        .map(|c| state.guild.channel_json(c))
+        .unwrap_or(Value::Null);
     announce_channel(shared, &state, id);
     (StatusCode::CREATED, Json(json)).into_response()
 }
@@ -654,7 +874,12 @@ async fn start_thread_from_message(
     }
 }
 
-async fn start_thread(State(shared): Shared_, Path(channel): Path<u64>, headers: HeaderMap, body: Bytes) -> Response {
+async fn start_thread(
+    State(shared): Shared_,
+    Path(channel): Path<u64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match parse_json(&body, &headers) {
         Ok(body) => create_thread(&shared, channel, &body),
         Err(response) => response,
@@ -668,14 +893,45 @@ async fn get_guild(State(shared): Shared_, Path(guild): Path<u64>) -> Response {
     }
     let mut json = state.guild.guild_create_json();
     if let Some(object) = json.as_object_mut() {
-        for key in ["members", "channels", "threads", "voice_states", "presences", "joined_at", "large", "unavailable", "member_count", "stage_instances", "guild_scheduled_events"] {
+        for key in [
+            "members",
+            "channels",
+            "threads",
+            "voice_states",
+            "presences",
+            "joined_at",
+            "large",
+            "unavailable",
+            "member_count",
+            "stage_instances",
+            "guild_scheduled_events",
+        ] {
             object.remove(key);
         }
+        // Fields of GET /guilds/{id} that GUILD_CREATE does not carry.
+        let fields = json!({
+            "home_header": null,
+            "region": "deprecated",
+            "widget_enabled": false,
+            "widget_channel_id": null,
+            "max_presences": null,
+            "max_members": 500_000,
+            "max_stage_video_channel_users": 50,
+            "max_video_channel_users": 25,
+            "nsfw": false,
+            "incidents_data": null,
+        });
+        object.extend(fields.as_object().cloned().unwrap_or_default());
     }
     Json(json).into_response()
 }
 
-async fn create_channel(State(shared): Shared_, Path(guild): Path<u64>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_channel(
+    State(shared): Shared_,
+    Path(guild): Path<u64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let body = match parse_json(&body, &headers) {
         Ok(body) => body,
         Err(response) => return response,
@@ -685,9 +941,16 @@ async fn create_channel(State(shared): Shared_, Path(guild): Path<u64>, headers:
         return error(StatusCode::NOT_FOUND, 10004, "Unknown Guild");
     }
     let Some(name) = body["name"].as_str().filter(|n| !n.is_empty()) else {
-        return error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body: name is required");
+        return error(
+            StatusCode::BAD_REQUEST,
+            50035,
+            "Invalid Form Body: name is required",
+        );
     };
-    let kind = body["type"].as_u64().and_then(|k| u8::try_from(k).ok()).unwrap_or(CHANNEL_TEXT);
+    let kind = body["type"]
+        .as_u64()
+        .and_then(|k| u8::try_from(k).ok())
+        .unwrap_or(CHANNEL_TEXT);
     let parent = body["parent_id"].as_str().and_then(|p| p.parse().ok());
     let id = state.guild.add_channel(None, name, kind, parent);
     if let Some(topic) = body["topic"].as_str()
@@ -695,19 +958,38 @@ async fn create_channel(State(shared): Shared_, Path(guild): Path<u64>, headers:
     {
         c.topic = Some(topic.to_owned());
     }
-    let json = state.guild.channel(id).map(|c| state.guild.channel_json(c)).unwrap_or(Value::Null);
+    let json = state
+        .guild
+        .channel(id)
+        .map(|c| state.guild.channel_json(c))
+        .unwrap_or(Value::Null);
     announce_channel(&shared, &state, id);
     (StatusCode::CREATED, Json(json)).into_response()
 }
 
 async fn list_channels(State(shared): Shared_) -> Json<Value> {
     let state = shared.state();
-    Json(Value::Array(state.guild.channels.iter().map(|c| state.guild.channel_json(c)).collect()))
+    // Discord's list leaves threads out (they have their own routes).
+    let channels = state
+        .guild
+        .channels
+        .iter()
+        .filter(|c| c.kind != CHANNEL_PUBLIC_THREAD);
+    Json(Value::Array(
+        channels.map(|c| state.guild.channel_json(c)).collect(),
+    ))
 }
 
 async fn list_roles(State(shared): Shared_) -> Json<Value> {
     let state = shared.state();
-    Json(Value::Array(state.guild.roles.iter().map(|r| state.guild.role_json(r)).collect()))
+    Json(Value::Array(
+        state
+            .guild
+            .roles
+            .iter()
+            .map(|r| state.guild.role_json(r))
+            .collect(),
+    ))
 }
 
 async fn get_member(State(shared): Shared_, Path((_guild, user)): Path<(u64, u64)>) -> Response {

@@ -1,6 +1,10 @@
 //! The HTTP server `opsbot run` serves on `[http] listen`: `/healthz` (the process is up),
-//! `/readyz` (200 only when the database answers) and `/metrics` (Prometheus text format).
-//! These three need no authentication and expose nothing sensitive.
+//! `/readyz` (200 only when the database answers) and `/metrics` (Prometheus text format) —
+//! these three need no authentication and expose nothing sensitive — and
+//! `/webhooks/deploy/{id}` (signed reports of webhook-backend deployers).
+
+pub mod api;
+mod deploy_webhook;
 
 use std::time::Duration;
 
@@ -8,8 +12,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
+use opsbot_commands::Desk;
 use sqlx::PgPool;
 
 /// A readiness probe that hangs is worse than one that fails: answer within this.
@@ -19,6 +24,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct WebState {
     pub pool: PgPool,
     pub metrics: PrometheusHandle,
+    pub desk: Desk,
 }
 
 pub fn router(state: WebState) -> Router {
@@ -26,6 +32,8 @@ pub fn router(state: WebState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/webhooks/deploy/{id}", post(deploy_webhook::report))
+        .merge(api::routes())
         .with_state(state)
 }
 
@@ -47,7 +55,10 @@ async fn readyz(State(state): State<WebState>) -> (StatusCode, &'static str) {
 
 async fn metrics(State(state): State<WebState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }

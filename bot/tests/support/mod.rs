@@ -1,12 +1,17 @@
 //! The test harness: the real poise bot connected to the emulator, driven by typed lines.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use opsbot::config::Config;
 use opsbot::discord::{GatewaySettings, run_gateway};
 use opsbot::emulator::{Emulator, EmulatorEvent, GuildSpec};
+use opsbot::run::{HttpBind, Services};
 use opsbot_commands::Desk;
 use opsbot_commands::access::RoleMap;
 use sqlx::PgPool;
@@ -23,6 +28,8 @@ pub struct TestBot {
     events: broadcast::Receiver<EmulatorEvent>,
     shutdown: CancellationToken,
     pub general: u64,
+    /// With [`TestBot::with_config`]: everything `opsbot run` starts.
+    pub services: Option<Services>,
 }
 
 impl TestBot {
@@ -30,19 +37,29 @@ impl TestBot {
     /// has registered its commands.
     pub async fn start(pool: PgPool, roles: &[(&str, &[&str])]) -> TestBot {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
             .with_test_writer()
             .try_init();
         let shutdown = CancellationToken::new();
         let role_map: BTreeMap<String, Vec<String>> = roles
             .iter()
-            .map(|(name, grants)| (name.to_string(), grants.iter().map(|g| g.to_string()).collect()))
+            .map(|(name, grants)| {
+                (
+                    name.to_string(),
+                    grants.iter().map(|g| g.to_string()).collect(),
+                )
+            })
             .collect();
         let spec = GuildSpec {
             roles: role_map.keys().cloned().collect(),
             ..GuildSpec::default()
         };
-        let emulator = Emulator::start(spec, shutdown.clone()).await.expect("emulator");
+        let emulator = Emulator::start(spec, shutdown.clone())
+            .await
+            .expect("emulator");
         let events = emulator.subscribe();
         let desk = Desk::new(pool.clone(), RoleMap::new(role_map).expect("roles"));
         let settings = GatewaySettings {
@@ -53,11 +70,91 @@ impl TestBot {
         tokio::spawn(run_gateway(settings, desk, shutdown.clone()));
         let started = tokio::time::Instant::now();
         while !emulator.commands_registered() {
-            assert!(started.elapsed() < ANSWER_TIMEOUT, "the bot never registered its commands");
+            assert!(
+                started.elapsed() < ANSWER_TIMEOUT,
+                "the bot never registered its commands"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let general = emulator.find_channel("general").expect("general").0;
-        TestBot { emulator, pool, events, shutdown, general }
+        TestBot {
+            emulator,
+            pool,
+            events,
+            shutdown,
+            general,
+            services: None,
+        }
+    }
+
+    /// The whole bot as `opsbot shell` runs it (HTTP server, sealer, dispatcher, deploy
+    /// tracker, gateway) on the config `toml`, against the test's database.
+    pub async fn with_config(pool: PgPool, toml: &str) -> TestBot {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let file = tempfile::NamedTempFile::new().expect("config file");
+        std::fs::write(file.path(), toml).expect("write config");
+        let env = BTreeMap::from([("DATABASE_URL".to_owned(), database_url(&pool))]);
+        let config = Config::load_with_env(Some(file.path()), &env)
+            .unwrap_or_else(|e| panic!("config: {e}"));
+        let shutdown = CancellationToken::new();
+        let emulator = Emulator::start(opsbot::shell::guild_spec(&config), shutdown.clone())
+            .await
+            .expect("emulator");
+        let events = emulator.subscribe();
+        let settings = GatewaySettings {
+            token: emulator.token().to_owned(),
+            guild_ids: vec![emulator.guild_id()],
+            api_base: emulator.base_url().to_owned(),
+        };
+        let services = Services::start(
+            &config,
+            Some(settings),
+            HttpBind::Optional,
+            shutdown.clone(),
+        )
+        .await
+        .expect("services");
+        let started = tokio::time::Instant::now();
+        while !emulator.commands_registered() {
+            assert!(
+                started.elapsed() < ANSWER_TIMEOUT,
+                "the bot never registered its commands"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let general = emulator.find_channel("general").expect("general").0;
+        TestBot {
+            emulator,
+            pool,
+            events,
+            shutdown,
+            general,
+            services: Some(services),
+        }
+    }
+
+    /// The next event matching `matches`, waiting at most [`ANSWER_TIMEOUT`].
+    pub async fn next_event(
+        &mut self,
+        what: &str,
+        matches: impl Fn(&EmulatorEvent) -> bool,
+    ) -> EmulatorEvent {
+        let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {what} in time"))
+                .expect("event stream");
+            if matches(&event) {
+                return event;
+            }
+        }
     }
 
     /// Types `line` as member `name` (created with `roles`) in #general and returns the
@@ -89,7 +186,8 @@ impl TestBot {
                 .await
                 .expect("the bot did not answer in time")
                 .expect("event stream");
-            if event.interaction_id == Some(interaction) && matches!(event.event, "reply" | "edit") {
+            if event.interaction_id == Some(interaction) && matches!(event.event, "reply" | "edit")
+            {
                 return event;
             }
         }
@@ -100,4 +198,16 @@ impl Drop for TestBot {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// The URL of the throwaway database `#[sqlx::test]` made for this test.
+pub fn database_url(pool: &PgPool) -> String {
+    let options = pool.connect_options();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().expect("a database name")
+    )
 }

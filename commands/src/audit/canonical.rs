@@ -86,6 +86,9 @@ mod tests {
             hex::encode(chain_hash(&GENESIS_HASH, &bytes)),
             hex::encode(chain_hash(&GENESIS_HASH, &canonical_bytes(&fields)))
         );
-        assert_ne!(chain_hash(&GENESIS_HASH, &bytes), chain_hash(&[1; 32], &bytes));
+        assert_ne!(
+            chain_hash(&GENESIS_HASH, &bytes),
+            chain_hash(&[1; 32], &bytes)
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! `/audit recent [count] [actor] [command] [outcome]` (needs `audit:read`) and
 //! `/audit verify` (needs `audit:verify`).
 
+use super::model::Outcome;
 use super::query::{AuditQuery, Page, query};
 use super::verify::{VerifyReport, verify};
-use super::model::Outcome;
 use crate::actor::Source;
 use crate::desk::{Desk, Invocation};
 use crate::error::CommandError;
@@ -18,12 +18,11 @@ impl Desk {
         inv: &Invocation,
         filter: AuditQuery,
     ) -> Result<Page, CommandError> {
-        self.authorize(inv, "audit:read", "read the audit log").await?;
+        self.authorize(inv, "audit:read", "read the audit log")
+            .await?;
         let result = match check_filter(&filter) {
             Err(e) => Err(e),
-            Ok(()) => query(&self.pool, &filter)
-                .await
-                .map_err(CommandError::from),
+            Ok(()) => query(&self.pool, &filter).await.map_err(CommandError::from),
         };
         self.conclude(inv, result, |page| format!("{} events", page.events.len()))
             .await
@@ -32,7 +31,8 @@ impl Desk {
     /// Walks the chain (read-only). A broken chain is still a successful command: the
     /// report says where it breaks.
     pub async fn audit_verify(&self, inv: &Invocation) -> Result<VerifyReport, CommandError> {
-        self.authorize(inv, "audit:verify", "verify the audit chain").await?;
+        self.authorize(inv, "audit:verify", "verify the audit chain")
+            .await?;
         let result = verify(&self.pool).await.map_err(CommandError::from);
         self.conclude(inv, result, VerifyReport::summary).await
     }

@@ -49,7 +49,11 @@ pub async fn query(pool: &PgPool, q: &AuditQuery) -> Result<Page, sqlx::Error> {
         },
         _ => (None, None),
     };
-    let text = q.text.as_deref().filter(|t| !t.is_empty()).map(like_pattern);
+    let text = q
+        .text
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .map(like_pattern);
     let mut events = sqlx::query_as!(
         AuditEvent,
         r#"

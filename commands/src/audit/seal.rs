@@ -38,9 +38,10 @@ pub async fn seal_batch(pool: &PgPool) -> Result<SealResult, sqlx::Error> {
     if !locked {
         return Ok(SealResult::Busy);
     }
-    let head = sqlx::query!("SELECT position, hash FROM audit_chain ORDER BY position DESC LIMIT 1")
-        .fetch_optional(&mut *tx)
-        .await?;
+    let head =
+        sqlx::query!("SELECT position, hash FROM audit_chain ORDER BY position DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
     let (mut position, mut prev_hash) = match head {
         Some(row) => (row.position, row.hash),
         None => (0, GENESIS_HASH.to_vec()),
@@ -100,9 +101,12 @@ pub async fn seal_batch(pool: &PgPool) -> Result<SealResult, sqlx::Error> {
     )
     .execute(&mut *tx)
     .await?;
-    sqlx::query!("DELETE FROM audit_unsealed WHERE event_id = ANY($1)", &event_ids)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM audit_unsealed WHERE event_id = ANY($1)",
+        &event_ids
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     metrics::counter!("opsbot_audit_sealed_total").increment(events.len() as u64);
     Ok(SealResult::Sealed(events.len()))

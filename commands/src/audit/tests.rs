@@ -73,7 +73,12 @@ async fn unsealed_events_are_a_note_not_a_failure(pool: PgPool) {
     assert_eq!(report.verified, 2);
     assert_eq!(report.unsealed, 1);
     assert_eq!(report.stale_unsealed, 0);
-    assert!(report.unsealed_warning().expect("note").starts_with("note: 1 recent"));
+    assert!(
+        report
+            .unsealed_warning()
+            .expect("note")
+            .starts_with("note: 1 recent")
+    );
 }
 
 #[sqlx::test(migrator = "crate::MIGRATOR")]
@@ -89,13 +94,23 @@ async fn updates_and_deletes_are_refused(pool: PgPool) {
         let err = sqlx::query(sql).execute(&pool).await.expect_err(sql);
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
-    assert_eq!(verify(&pool).await.expect("verify").verified, ids.len() as i64);
+    assert_eq!(
+        verify(&pool).await.expect("verify").verified,
+        ids.len() as i64
+    );
 }
 
 #[sqlx::test(migrator = "crate::MIGRATOR")]
 async fn verify_names_an_edited_event(pool: PgPool) {
     let ids = append_sealed(&pool, 5).await;
-    tamper(&pool, &format!("UPDATE audit_events SET outcome = 'denied' WHERE id = {}", ids[2])).await;
+    tamper(
+        &pool,
+        &format!(
+            "UPDATE audit_events SET outcome = 'denied' WHERE id = {}",
+            ids[2]
+        ),
+    )
+    .await;
     let report = verify(&pool).await.expect("verify");
     assert_eq!(report.verified, 2);
     let problem = report.problem.expect("problem");
@@ -110,8 +125,16 @@ async fn verify_names_an_edited_event(pool: PgPool) {
 #[sqlx::test(migrator = "crate::MIGRATOR")]
 async fn verify_names_a_deleted_event(pool: PgPool) {
     let ids = append_sealed(&pool, 5).await;
-    tamper(&pool, &format!("DELETE FROM audit_events WHERE id = {}", ids[1])).await;
-    let problem = verify(&pool).await.expect("verify").problem.expect("problem");
+    tamper(
+        &pool,
+        &format!("DELETE FROM audit_events WHERE id = {}", ids[1]),
+    )
+    .await;
+    let problem = verify(&pool)
+        .await
+        .expect("verify")
+        .problem
+        .expect("problem");
     assert_eq!(problem.event_id, ids[1]);
     assert!(problem.message.contains("deleted"), "{problem:?}");
 }
@@ -127,7 +150,11 @@ async fn verify_notices_a_deleted_event_and_its_chain_entry(pool: PgPool) {
         ),
     )
     .await;
-    let problem = verify(&pool).await.expect("verify").problem.expect("problem");
+    let problem = verify(&pool)
+        .await
+        .expect("verify")
+        .problem
+        .expect("problem");
     assert_eq!(problem.event_id, ids[2]);
     assert!(problem.message.contains("missing"), "{problem:?}");
 }
@@ -147,8 +174,15 @@ async fn verify_names_a_swapped_pair(pool: PgPool) {
         ),
     )
     .await;
-    let problem = verify(&pool).await.expect("verify").problem.expect("problem");
-    assert_eq!(problem.event_id, ids[3], "the event now at position 2 is named first");
+    let problem = verify(&pool)
+        .await
+        .expect("verify")
+        .problem
+        .expect("problem");
+    assert_eq!(
+        problem.event_id, ids[3],
+        "the event now at position 2 is named first"
+    );
 }
 
 #[sqlx::test(migrator = "crate::MIGRATOR")]
@@ -161,7 +195,11 @@ async fn verify_names_an_event_inserted_around_opsbot(pool: PgPool) {
     .fetch_one(&pool)
     .await
     .expect("insert");
-    let problem = verify(&pool).await.expect("verify").problem.expect("problem");
+    let problem = verify(&pool)
+        .await
+        .expect("verify")
+        .problem
+        .expect("problem");
     assert_eq!(problem.event_id, id);
 }
 
@@ -188,7 +226,9 @@ async fn concurrent_appenders_leave_a_valid_chain(pool: PgPool) {
                 // Half inside explicit transactions, to interleave commit order with id order.
                 if n % 2 == 0 {
                     let mut tx = pool.begin().await.expect("begin");
-                    append(&mut *tx, &event(a * EACH + n)).await.expect("append");
+                    append(&mut *tx, &event(a * EACH + n))
+                        .await
+                        .expect("append");
                     tokio::task::yield_now().await;
                     tx.commit().await.expect("commit");
                 } else {
@@ -214,7 +254,10 @@ async fn a_rolled_back_append_leaves_nothing(pool: PgPool) {
     append(&mut *tx, &event(1)).await.expect("append");
     tx.rollback().await.expect("rollback");
     append_sealed(&pool, 1).await;
-    assert_eq!(verify(&pool).await.expect("verify").summary(), "ok: 1 events");
+    assert_eq!(
+        verify(&pool).await.expect("verify").summary(),
+        "ok: 1 events"
+    );
 }
 
 #[sqlx::test(migrator = "crate::MIGRATOR")]
@@ -260,7 +303,10 @@ async fn a_denial_is_audited_and_names_the_permission(pool: PgPool) {
     let events = tail(&pool, 10).await.expect("tail");
     assert_eq!(events.len(), 1);
     let e = &events[0];
-    assert_eq!((e.command.as_str(), e.outcome.as_str()), ("audit recent", "denied"));
+    assert_eq!(
+        (e.command.as_str(), e.outcome.as_str()),
+        ("audit recent", "denied")
+    );
     assert_eq!(e.actor_name, "ana");
     assert_eq!(e.args, json!({"count": 5}));
     assert!(e.detail.contains("audit:read"));
@@ -269,16 +315,28 @@ async fn a_denial_is_audited_and_names_the_permission(pool: PgPool) {
 #[sqlx::test(migrator = "crate::MIGRATOR")]
 async fn allowed_commands_are_audited_too(pool: PgPool) {
     let desk = desk(pool.clone());
-    desk.whoami(&invocation(&[], "whoami")).await.expect("whoami");
+    desk.whoami(&invocation(&[], "whoami"))
+        .await
+        .expect("whoami");
     let recent = desk
         .audit_recent(
             &invocation(&["ops"], "audit recent"),
-            AuditQuery { limit: 10, ..AuditQuery::default() },
+            AuditQuery {
+                limit: 10,
+                ..AuditQuery::default()
+            },
         )
         .await
         .expect("recent");
-    assert_eq!(recent.events.len(), 1, "the whoami event; this command is recorded after it reads");
-    let report = desk.audit_verify(&invocation(&["ops"], "audit verify")).await.expect("verify");
+    assert_eq!(
+        recent.events.len(),
+        1,
+        "the whoami event; this command is recorded after it reads"
+    );
+    let report = desk
+        .audit_verify(&invocation(&["ops"], "audit verify"))
+        .await
+        .expect("verify");
     assert!(report.is_ok());
     let outcomes: Vec<_> = tail(&pool, 10)
         .await
@@ -286,21 +344,31 @@ async fn allowed_commands_are_audited_too(pool: PgPool) {
         .into_iter()
         .map(|e| format!("{} {}", e.command, e.outcome))
         .collect();
-    assert_eq!(outcomes, ["whoami ok", "audit recent ok", "audit verify ok"]);
+    assert_eq!(
+        outcomes,
+        ["whoami ok", "audit recent ok", "audit verify ok"]
+    );
 }
 
 #[sqlx::test(migrator = "crate::MIGRATOR")]
 async fn query_filters_and_pages(pool: PgPool) {
     for n in 0..7 {
         let mut e = event(n);
-        e.command = if n % 2 == 0 { "deploy run".into() } else { "whoami".into() };
+        e.command = if n % 2 == 0 {
+            "deploy run".into()
+        } else {
+            "whoami".into()
+        };
         e.outcome = if n == 3 { Outcome::Denied } else { Outcome::Ok };
         e.detail = format!("detail {n}");
         append(&pool, &e).await.expect("append");
     }
     seal_pending(&pool).await.expect("seal");
     let q = |f: fn(&mut AuditQuery)| {
-        let mut q = AuditQuery { limit: 50, ..AuditQuery::default() };
+        let mut q = AuditQuery {
+            limit: 50,
+            ..AuditQuery::default()
+        };
         f(&mut q);
         q
     };
@@ -318,12 +386,27 @@ async fn query_filters_and_pages(pool: PgPool) {
     assert_eq!(count(q(|q| q.text = Some("<script>".into()))).await, 7);
     assert_eq!(count(q(|q| q.text = Some("100%".into()))).await, 0);
     assert_eq!(count(q(|q| q.source = Some("web".into()))).await, 0);
-    assert_eq!(count(q(|q| q.since = Some(chrono::Utc::now() + chrono::Duration::hours(1)))).await, 0);
-    assert_eq!(count(q(|q| q.until = Some(chrono::Utc::now() + chrono::Duration::hours(1)))).await, 7);
+    assert_eq!(
+        count(q(
+            |q| q.since = Some(chrono::Utc::now() + chrono::Duration::hours(1))
+        ))
+        .await,
+        0
+    );
+    assert_eq!(
+        count(q(
+            |q| q.until = Some(chrono::Utc::now() + chrono::Duration::hours(1))
+        ))
+        .await,
+        7
+    );
 
     // Keyset pages of 3: 3 + 3 + 1, newest first, no overlap.
     let mut seen = Vec::new();
-    let mut page_query = AuditQuery { limit: 3, ..AuditQuery::default() };
+    let mut page_query = AuditQuery {
+        limit: 3,
+        ..AuditQuery::default()
+    };
     loop {
         let page = query(&pool, &page_query).await.expect("page");
         seen.extend(page.events.iter().map(|e| e.id));
@@ -336,5 +419,9 @@ async fn query_filters_and_pages(pool: PgPool) {
     assert!(seen.windows(2).all(|w| w[0] > w[1]));
     let events = tail(&pool, 3).await.expect("tail");
     assert!(events.windows(2).all(|w| w[0].id < w[1].id));
-    assert!(events.iter().all(|e| e.hash.is_some() && e.position.is_some()));
+    assert!(
+        events
+            .iter()
+            .all(|e| e.hash.is_some() && e.position.is_some())
+    );
 }

@@ -130,12 +130,34 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, sqlx::Error> {
                     Some(prev) => format!(
                         "its recorded predecessor hash does not match event {prev}, the event before it in the chain: the chain was rewritten or re-ordered here"
                     ),
-                    None => "it is first in the chain but its predecessor hash is not the genesis hash".to_owned(),
+                    None => {
+                        "it is first in the chain but its predecessor hash is not the genesis hash"
+                            .to_owned()
+                    }
                 }));
                 break 'walk;
             }
-            let (Some(id), Some(at), Some(actor_id), Some(actor_name), Some(source), Some(command), Some(args), Some(outcome), Some(detail)) =
-                (row.id, row.at, row.actor_id, row.actor_name.as_deref(), row.source.as_deref(), row.command.as_deref(), row.args.as_ref(), row.outcome.as_deref(), row.detail.as_deref())
+            let (
+                Some(id),
+                Some(at),
+                Some(actor_id),
+                Some(actor_name),
+                Some(source),
+                Some(command),
+                Some(args),
+                Some(outcome),
+                Some(detail),
+            ) = (
+                row.id,
+                row.at,
+                row.actor_id,
+                row.actor_name.as_deref(),
+                row.source.as_deref(),
+                row.command.as_deref(),
+                row.args.as_ref(),
+                row.outcome.as_deref(),
+                row.detail.as_deref(),
+            )
             else {
                 report.problem = Some(problem(format!(
                     "sealed at chain position {} but the event row is missing: it was deleted",

@@ -1,0 +1,328 @@
+//! `/deploy run|status|history|lock|unlock`, `/rollback`, and the Approve/Reject buttons.
+
+use opsbot_commands::deploy::{
+    Deploy, DeployRequest, StatusReport, parse_button, recent_versions, view,
+};
+use poise::serenity_prelude as serenity;
+use serde_json::json;
+
+use super::invocation::component_invocation;
+use super::{Context, Data, Error, invocation, render};
+
+/// Ship a version of a service to an environment
+#[poise::command(
+    slash_command,
+    guild_only,
+    subcommands("run", "status", "history", "lock", "unlock"),
+    subcommand_required
+)]
+pub async fn deploy(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Deploy a version (needs deploy:<env>; override:true also needs deploy:override)
+#[poise::command(slash_command, guild_only)]
+pub async fn run(
+    ctx: Context<'_>,
+    #[description = "Service to deploy"]
+    #[autocomplete = "complete_service"]
+    service: String,
+    #[description = "Version, tag or commit"]
+    #[autocomplete = "complete_version"]
+    version: String,
+    #[description = "Environment"]
+    #[autocomplete = "complete_environment"]
+    env: String,
+    #[description = "Why (shown to approvers and in the audit log)"] reason: Option<String>,
+    #[description = "Deploy during a freeze window (needs deploy:override; announced loudly)"]
+    #[rename = "override"]
+    override_freeze: Option<bool>,
+) -> Result<(), Error> {
+    let inv = invocation(ctx).await;
+    let request = DeployRequest {
+        service,
+        version,
+        environment: env,
+        reason: reason.unwrap_or_default(),
+        override_freeze: override_freeze.unwrap_or(false),
+    };
+    let outcome = ctx.data().desk.deploy_run(&inv, request).await?;
+    post_status(ctx, &outcome.deploy, &outcome.message).await
+}
+
+/// Roll back to the previous succeeded version, or to a given one (same policy as a deploy)
+#[poise::command(slash_command, guild_only)]
+pub async fn rollback(
+    ctx: Context<'_>,
+    #[description = "Service to roll back"]
+    #[autocomplete = "complete_service"]
+    service: String,
+    #[description = "Environment"]
+    #[autocomplete = "complete_environment"]
+    env: String,
+    #[description = "Version to go back to (default: the previous succeeded one)"]
+    #[autocomplete = "complete_version"]
+    to: Option<String>,
+) -> Result<(), Error> {
+    let inv = invocation(ctx).await;
+    let outcome = ctx.data().desk.rollback(&inv, &service, &env, to).await?;
+    post_status(ctx, &outcome.deploy, &outcome.message).await
+}
+
+/// The status message is a public reply, so others can press its buttons; opsbot keeps its
+/// id to edit it as the deploy progresses.
+async fn post_status(
+    ctx: Context<'_>,
+    deploy: &Deploy,
+    message: &opsbot_commands::chat::Message,
+) -> Result<(), Error> {
+    let handle = ctx
+        .send(render::reply(message))
+        .await
+        .map_err(Error::internal)?;
+    match handle.message().await {
+        Ok(posted) => {
+            ctx.data()
+                .desk
+                .deploy_attach_message(
+                    deploy.id,
+                    posted.channel_id.get() as i64,
+                    posted.id.get() as i64,
+                )
+                .await?;
+        }
+        Err(e) => {
+            tracing::warn!(deploy = deploy.id, error = %e, "could not read back the status message; it will not be edited live")
+        }
+    }
+    Ok(())
+}
+
+/// Active deploys, the latest of each service and environment, and locks
+#[poise::command(slash_command, guild_only)]
+pub async fn status(
+    ctx: Context<'_>,
+    #[description = "Only this service"]
+    #[autocomplete = "complete_service"]
+    service: Option<String>,
+) -> Result<(), Error> {
+    let inv = invocation(ctx).await;
+    let report = ctx
+        .data()
+        .desk
+        .deploy_status(&inv, service.as_deref())
+        .await?;
+    ctx.send(
+        poise::CreateReply::default()
+            .embed(status_embed(&report))
+            .ephemeral(true),
+    )
+    .await
+    .map_err(Error::internal)?;
+    Ok(())
+}
+
+/// The latest deploys of a service
+#[poise::command(slash_command, guild_only)]
+pub async fn history(
+    ctx: Context<'_>,
+    #[description = "Service"]
+    #[autocomplete = "complete_service"]
+    service: String,
+    #[description = "Only this environment"]
+    #[autocomplete = "complete_environment"]
+    env: Option<String>,
+) -> Result<(), Error> {
+    let inv = invocation(ctx).await;
+    let deploys = ctx
+        .data()
+        .desk
+        .deploy_history(&inv, &service, env.as_deref())
+        .await?;
+    let lines: Vec<String> = deploys.iter().map(deploy_line).collect();
+    let description = if lines.is_empty() {
+        "No deploys yet.".to_owned()
+    } else {
+        lines.join("\n")
+    };
+    let embed = serenity::CreateEmbed::new()
+        .title(format!(
+            "Deploys of {service}{}",
+            env.map(|e| format!(" to {e}")).unwrap_or_default()
+        ))
+        .description(description);
+    ctx.send(poise::CreateReply::default().embed(embed).ephemeral(true))
+        .await
+        .map_err(Error::internal)?;
+    Ok(())
+}
+
+/// Stop deploys of a service to an environment (needs deploy:lock:<env>)
+#[poise::command(slash_command, guild_only)]
+pub async fn lock(
+    ctx: Context<'_>,
+    #[description = "Service"]
+    #[autocomplete = "complete_service"]
+    service: String,
+    #[description = "Environment"]
+    #[autocomplete = "complete_environment"]
+    env: String,
+    #[description = "Why (shown to whoever tries to deploy)"] reason: String,
+    #[description = "For how long, e.g. 2h or 30m (default: until unlocked)"] duration: Option<
+        String,
+    >,
+) -> Result<(), Error> {
+    let inv = invocation(ctx).await;
+    let outcome = ctx
+        .data()
+        .desk
+        .deploy_lock(&inv, &service, &env, &reason, duration.as_deref())
+        .await?;
+    let until = outcome
+        .lock
+        .until
+        .map(|u| format!(" until <t:{}:f>", u.timestamp()))
+        .unwrap_or_else(|| " until unlocked".to_owned());
+    ctx.say(format!(
+        "🔒 locked **{service}** in **{env}**{until}: {}",
+        outcome.lock.reason
+    ))
+    .await
+    .map_err(Error::internal)?;
+    Ok(())
+}
+
+/// Lift a lock (needs deploy:lock:<env>)
+#[poise::command(slash_command, guild_only)]
+pub async fn unlock(
+    ctx: Context<'_>,
+    #[description = "Service"]
+    #[autocomplete = "complete_service"]
+    service: String,
+    #[description = "Environment"]
+    #[autocomplete = "complete_environment"]
+    env: String,
+) -> Result<(), Error> {
+    let inv = invocation(ctx).await;
+    let outcome = ctx.data().desk.deploy_unlock(&inv, &service, &env).await?;
+    ctx.say(format!(
+        "🔓 unlocked **{service}** in **{env}** (it was locked by {}: {})",
+        outcome.lock.locked_by_name, outcome.lock.reason
+    ))
+    .await
+    .map_err(Error::internal)?;
+    Ok(())
+}
+
+/// Approve or Reject pressed on a status message: the message is replaced by the new status.
+pub async fn decision_pressed(
+    ctx: &serenity::Context,
+    data: &Data,
+    press: &serenity::ComponentInteraction,
+) -> Result<(), Error> {
+    let Some(binding) = parse_button(&press.data.custom_id) else {
+        return Err(Error::Invalid("this button is out of date".to_owned()));
+    };
+    let command = if binding.approve {
+        "deploy approve"
+    } else {
+        "deploy reject"
+    };
+    let inv = component_invocation(
+        ctx,
+        press,
+        command,
+        json!({ "deploy_id": binding.deploy_id }),
+    )
+    .await;
+    let outcome = data.desk.deploy_decide(&inv, &binding).await?;
+    press
+        .create_response(
+            ctx,
+            serenity::CreateInteractionResponse::UpdateMessage(render::update(&outcome.message)),
+        )
+        .await
+        .map_err(Error::internal)
+}
+
+/// Whether a custom id belongs to an Approve/Reject button.
+pub fn is_decision_button(custom_id: &str) -> bool {
+    custom_id.starts_with(view::APPROVE_BUTTON) || custom_id.starts_with(view::REJECT_BUTTON)
+}
+
+fn deploy_line(d: &Deploy) -> String {
+    format!(
+        "`#{}` {} **{}** {} → {} by {}{}",
+        d.id,
+        d.requested_at.format("%Y-%m-%d %H:%M"),
+        d.state,
+        d.version,
+        d.environment,
+        d.requested_by_name,
+        if d.is_rollback { " (rollback)" } else { "" }
+    )
+}
+
+fn status_embed(report: &StatusReport) -> serenity::CreateEmbed {
+    let mut lines: Vec<String> = report
+        .deploys
+        .iter()
+        .map(|d| {
+            format!(
+                "**{}** {} → {}: **{}** (`#{}`, by {})",
+                d.service, d.version, d.environment, d.state, d.id, d.requested_by_name
+            )
+        })
+        .collect();
+    for lock in &report.locks {
+        lines.push(format!(
+            "🔒 **{}** locked in {} by {}: {}",
+            lock.service, lock.environment, lock.locked_by_name, lock.reason
+        ));
+    }
+    let description = if lines.is_empty() {
+        "No deploys yet.".to_owned()
+    } else {
+        lines.join("\n")
+    };
+    serenity::CreateEmbed::new()
+        .title("Deploy status")
+        .description(description)
+}
+
+/// Autocomplete choices are capped by Discord at 25.
+const CHOICES_MAX: usize = 25;
+
+fn choices(
+    names: impl Iterator<Item = String>,
+    partial: &str,
+) -> serenity::CreateAutocompleteResponse {
+    let partial = partial.to_lowercase();
+    let choices = names
+        .filter(|n| n.to_lowercase().contains(&partial))
+        .take(CHOICES_MAX)
+        .map(serenity::AutocompleteChoice::from)
+        .collect();
+    serenity::CreateAutocompleteResponse::new().set_choices(choices)
+}
+
+async fn complete_service(ctx: Context<'_>, partial: &str) -> serenity::CreateAutocompleteResponse {
+    choices(ctx.data().desk.deploys.services.keys().cloned(), partial)
+}
+
+async fn complete_environment(
+    ctx: Context<'_>,
+    partial: &str,
+) -> serenity::CreateAutocompleteResponse {
+    choices(
+        ctx.data().desk.deploys.environment_names().into_iter(),
+        partial,
+    )
+}
+
+async fn complete_version(ctx: Context<'_>, partial: &str) -> serenity::CreateAutocompleteResponse {
+    let versions = recent_versions(&ctx.data().desk.pool, None, partial, CHOICES_MAX as i64)
+        .await
+        .unwrap_or_default();
+    choices(versions.into_iter(), partial)
+}

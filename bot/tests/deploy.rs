@@ -1,0 +1,321 @@
+//! Deploys end to end: the real bot (`opsbot shell`'s wiring) against the emulator and real
+//! Postgres: approval buttons, live status edits, the thread, announcements, rollback, and
+//! the webhook backend's signed round trip.
+
+mod support;
+
+use std::time::Duration;
+
+use opsbot_commands::deploy::backends::webhook;
+use sqlx::PgPool;
+use support::TestBot;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const DEPLOYS: u64 = 111_000_000_000_000_111;
+
+fn config(backend: &str) -> String {
+    format!(
+        r#"
+[roles]
+ops = ["deploy:*", "audit:*"]
+lead = ["deploy:production", "deploy:approve:production"]
+dev = ["deploy:staging"]
+[http]
+listen = "127.0.0.1:0"
+[channels]
+deploys = {DEPLOYS}
+[environments.production]
+approvals = 1
+[[services]]
+name = "worker"
+environments = ["staging", "production"]
+backend = {backend}
+"#
+    )
+}
+
+fn script() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("deploy.sh");
+    std::fs::write(
+        &file,
+        "#!/usr/bin/env bash\necho \"deploying $1 $2 to $3\"\nsleep 0.2\nif [[ \"$2\" == *bad* ]]; then echo 'health check failed' >&2; exit 1; fi\necho \"$1 $2 is live\"\n",
+    )
+    .expect("script");
+    let mut perms = std::fs::metadata(&file).expect("meta").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&file, perms).expect("chmod");
+    let program = file.display().to_string();
+    (dir, program)
+}
+
+fn title(event: &opsbot::emulator::EmulatorEvent) -> String {
+    event
+        .embeds
+        .first()
+        .and_then(|e| e["title"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn description(event: &opsbot::emulator::EmulatorEvent) -> String {
+    event
+        .embeds
+        .first()
+        .and_then(|e| e["description"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn buttons(event: &opsbot::emulator::EmulatorEvent) -> Vec<String> {
+    event
+        .components
+        .iter()
+        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c["label"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn an_approved_deploy_runs_to_success_with_live_status_and_a_thread(pool: PgPool) {
+    let (_dir, program) = script();
+    let backend = format!(
+        r#"{{ kind = "command", program = "{program}", args = ["{{service}}", "{{version}}", "{{environment}}"], timeout = "30s" }}"#
+    );
+    let mut bot = TestBot::with_config(pool.clone(), &config(&backend)).await;
+
+    let requested = bot
+        .say("ana", &["ops"], r#"/deploy run service:worker version:v1.4.0 env:production reason:"new queue settings""#)
+        .await;
+    assert!(!requested.ephemeral, "the approval request is public");
+    assert_eq!(title(&requested), "deploy #1 worker v1.4.0 → production");
+    assert!(
+        description(&requested).starts_with("**requested**"),
+        "{}",
+        description(&requested)
+    );
+    assert_eq!(buttons(&requested), ["Approve", "Reject"]);
+
+    let own = bot.click("ana", "Approve").await;
+    assert!(own.ephemeral);
+    assert!(
+        own.content
+            .contains("approvals must come from someone else"),
+        "{}",
+        own.content
+    );
+
+    let approved = bot.click("bo", "Approve").await;
+    // bo has no role yet: denied, naming the permission.
+    assert!(
+        approved.content.contains("deploy:approve:production"),
+        "{}",
+        approved.content
+    );
+    bot.emulator.member("bo", Some(&["lead".to_string()]));
+    let approved = bot.click("bo", "Approve").await;
+    assert_eq!(approved.event, "edit");
+    assert_eq!(
+        approved.message_id, requested.message_id,
+        "the status message itself changes"
+    );
+    assert!(buttons(&approved).is_empty());
+
+    let thread = bot
+        .next_event("the deploy's thread", |e| e.event == "channel_created")
+        .await;
+    assert_eq!(thread.channel, "deploy #1 worker v1.4.0 → production");
+    let succeeded = bot
+        .next_event("the status message edited to succeeded", |e| {
+            e.event == "edit"
+                && e.message_id == requested.message_id
+                && description(e) == "**succeeded**"
+        })
+        .await;
+    assert!(title(&succeeded).contains("worker v1.4.0 → production"));
+    let announced = bot
+        .next_event("the announcement", |e| {
+            e.event == "post" && e.channel == "deploys" && e.content.contains("**succeeded**")
+        })
+        .await;
+    assert_eq!(
+        announced.content,
+        "✅ deploy #1 worker v1.4.0 → production **succeeded** (by opsbot)"
+    );
+    let progress: Vec<String> = bot
+        .emulator
+        .channel_messages(thread.channel_id)
+        .iter()
+        .filter_map(|m| m["content"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.contains("deploying worker v1.4.0 to production")),
+        "{progress:?}"
+    );
+
+    let status = bot
+        .say("cy", &["dev"], "/deploy status service:worker")
+        .await;
+    assert!(
+        description(&status).contains("**worker** v1.4.0 → production: **succeeded**"),
+        "{}",
+        description(&status)
+    );
+
+    let rollback = bot
+        .say("ana", &["ops"], "/rollback service:worker env:production")
+        .await;
+    assert!(
+        rollback.content.contains("no earlier succeeded version"),
+        "{}",
+        rollback.content
+    );
+
+    let story: Vec<String> = opsbot_commands::audit::tail(&pool, 50)
+        .await
+        .expect("tail")
+        .into_iter()
+        .filter(|e| e.command.starts_with("deploy") && e.outcome != "ok")
+        .map(|e| format!("{} {} {}", e.actor_name, e.command, e.outcome))
+        .collect();
+    assert_eq!(
+        story,
+        [
+            "ana deploy run requested",
+            "ana deploy approve denied",
+            "bo deploy approve denied",
+            "bo deploy approve approved",
+            "opsbot deploy run started",
+            "opsbot deploy run succeeded",
+        ]
+    );
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn webhook_deploys_report_back_signed_and_bad_signatures_change_nothing(pool: PgPool) {
+    let deployer = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hooks/opsbot"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&deployer)
+        .await;
+    let secret_file = tempfile::NamedTempFile::new().expect("secret");
+    std::fs::write(secret_file.path(), "s3cret\n").expect("write secret");
+    let backend = format!(
+        r#"{{ kind = "webhook", url = "{}/hooks/opsbot", secret = "file:{}", timeout = "5m" }}"#,
+        deployer.uri(),
+        secret_file.path().display()
+    );
+    let mut bot = TestBot::with_config(pool.clone(), &config(&backend)).await;
+    let reply = bot
+        .say(
+            "ana",
+            &["ops"],
+            "/deploy run service:worker version:v2 env:staging",
+        )
+        .await;
+    assert!(title(&reply).starts_with("deploy #1 worker v2 → staging"));
+
+    // The deployer got a signed request.
+    let mut received = Vec::new();
+    for _ in 0..200 {
+        received = deployer.received_requests().await.expect("recording");
+        if !received.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let request = received.first().expect("the deployer was called");
+    let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
+    webhook::verify(
+        b"s3cret",
+        header(webhook::TIMESTAMP_HEADER),
+        header(webhook::SIGNATURE_HEADER),
+        &request.body,
+        chrono::Utc::now().timestamp(),
+    )
+    .expect("opsbot signs what it sends");
+    let body: serde_json::Value = serde_json::from_slice(&request.body).expect("json");
+    assert_eq!(
+        (body["deploy_id"].as_i64(), body["service"].as_str()),
+        (Some(1), Some("worker"))
+    );
+
+    let addr = bot
+        .services
+        .as_ref()
+        .and_then(|s| s.http_addr)
+        .expect("http server");
+    let url = format!("http://{addr}/webhooks/deploy/1");
+    let http = reqwest::Client::new();
+    let post = |body: &'static str, secret: &'static [u8]| {
+        let now = chrono::Utc::now().timestamp();
+        http.post(&url)
+            .header(webhook::TIMESTAMP_HEADER, now.to_string())
+            .header(
+                webhook::SIGNATURE_HEADER,
+                webhook::sign(secret, now, body.as_bytes()),
+            )
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let forged = post(r#"{"status":"succeeded","message":"trust me"}"#, b"wrong")
+        .await
+        .expect("post");
+    assert_eq!(forged.status(), 401);
+    let deploy = opsbot_commands::deploy::deploy_by_id(&pool, 1)
+        .await
+        .expect("read")
+        .expect("deploy");
+    assert_eq!(
+        deploy.state.as_str(),
+        "running",
+        "a bad signature changes nothing"
+    );
+
+    let progress = post(
+        r#"{"status":"running","message":"canary at 10%"}"#,
+        b"s3cret",
+    )
+    .await
+    .expect("post");
+    assert_eq!(progress.status(), 200);
+    let done = post(r#"{"status":"succeeded","message":"all regions live","url":"https://deployer.example/runs/7"}"#, b"s3cret").await.expect("post");
+    assert_eq!(done.status(), 200);
+    let deploy = opsbot_commands::deploy::deploy_by_id(&pool, 1)
+        .await
+        .expect("read")
+        .expect("deploy");
+    assert_eq!(
+        (deploy.state.as_str(), deploy.detail.as_str()),
+        ("succeeded", "all regions live")
+    );
+    let again = post(r#"{"status":"failed"}"#, b"s3cret")
+        .await
+        .expect("post");
+    assert_eq!(
+        again.status(),
+        409,
+        "a finished deploy takes no more reports"
+    );
+    let outcomes: Vec<String> = opsbot_commands::audit::tail(&pool, 50)
+        .await
+        .expect("tail")
+        .into_iter()
+        .filter(|e| e.source == "webhook")
+        .map(|e| format!("{} {}", e.command, e.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "deploy report denied",
+            "deploy report ok",
+            "deploy run succeeded",
+            "deploy report conflict"
+        ]
+    );
+}

@@ -1,0 +1,97 @@
+//! Deploys from Discord.
+//!
+//! ```text
+//! /deploy run service:api version:v1.2.3 env:production [reason:"..."] [override:true]
+//! /deploy status [service]          /deploy history service [env]
+//! /deploy lock service env reason [duration]      /deploy unlock service env
+//! /rollback service env [to]
+//! ```
+//!
+//! A request passes access (`deploy:<env>`), locks, freeze windows (`override:true` needs
+//! `deploy:override`) and the one-at-a-time rule, then waits for approvals
+//! (`[environments.<env>] approvals`, by members with `deploy:approve:<env>` other than the
+//! requester, bound to the exact service, version and environment, expiring after
+//! `[deploy] approval_timeout`) and is carried out by the service's backend
+//! ([`backends`]) under the [`tracker`]. State lives in `deploys`; every transition is audited
+//! with the deploy's correlation id and announced through the outbox.
+
+pub mod backends;
+mod commands;
+pub mod freeze;
+mod model;
+mod store;
+pub mod tracker;
+pub mod view;
+
+pub use commands::{Decision, DeployOutcome, LockOutcome, StatusReport, UnlockOutcome};
+pub use model::{Deploy, DeployState, Lock};
+pub use store::{deploy_by_id, recent_versions};
+pub use view::{ButtonBinding, parse_button};
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use backends::BackendSpec;
+use freeze::FreezeWindow;
+
+/// A deployable service, as configured.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub environments: Vec<String>,
+    pub backend: BackendSpec,
+}
+
+/// The policy of one environment.
+#[derive(Debug, Clone, Default)]
+pub struct EnvironmentPolicy {
+    /// Approvers other than the requester.
+    pub approvals: u32,
+    pub freeze: Vec<FreezeWindow>,
+}
+
+/// Everything the deploy feature knows from the config.
+#[derive(Debug, Clone, Default)]
+pub struct DeployCatalog {
+    pub services: BTreeMap<String, ServiceSpec>,
+    pub environments: BTreeMap<String, EnvironmentPolicy>,
+    pub approval_timeout: Duration,
+    /// `[channels] deploys`: where transitions are announced.
+    pub announce_channel: Option<i64>,
+    /// `[http] public_url`: deploy messages link to their page there.
+    pub public_url: Option<String>,
+}
+
+impl DeployCatalog {
+    pub fn policy(&self, environment: &str) -> EnvironmentPolicy {
+        self.environments
+            .get(environment)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every environment some service deploys to, sorted.
+    pub fn environment_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .services
+            .values()
+            .flat_map(|s| s.environments.iter().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// What `/deploy run` (and `/rollback`) asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeployRequest {
+    pub service: String,
+    pub version: String,
+    pub environment: String,
+    pub reason: String,
+    pub override_freeze: bool,
+}
+
+#[cfg(test)]
+mod tests;
