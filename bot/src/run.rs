@@ -91,6 +91,7 @@ impl Services {
                     pool: db.pool.clone(),
                     metrics: telemetry::metrics(),
                     desk: desk.clone(),
+                    dashboard: std::sync::Arc::new(crate::web::dashboard(config)),
                 });
                 let http_shutdown = shutdown.clone();
                 tasks.spawn(async move {

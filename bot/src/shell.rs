@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::discord::GatewaySettings;
 use crate::emulator::{Emulator, EmulatorEvent, GuildSpec};
 use crate::run::{HttpBind, Services};
@@ -79,8 +79,22 @@ pub async fn shell(config: Config, options: ShellOptions) -> anyhow::Result<()> 
         guild_ids: vec![emulator.guild_id()],
         api_base: emulator.base_url().to_owned(),
     };
+    // The dashboard's "Log in with Discord" goes to the emulator too: its consent page lets
+    // you pick the member to log in as.
+    let mut config = config;
+    let (client_id, client_secret) = emulator.oauth_client();
+    config.discord.api_base = emulator.base_url().to_owned();
+    config.discord.token = Some(Secret::new(emulator.token()));
+    config.discord.guild_ids = vec![emulator.guild_id()];
+    config.discord.client_id = client_id.parse().ok();
+    config.discord.client_secret = Some(Secret::new(client_secret));
     let services =
         Services::start(&config, Some(gateway), HttpBind::Optional, shutdown.clone()).await?;
+    if let Some(addr) = services.http_addr {
+        tracing::info!(
+            "dashboard: http://{addr}/ (log in with Discord: the emulator lets you pick a member)"
+        );
+    }
     let started = tokio::time::Instant::now();
     while !emulator.commands_registered() {
         if started.elapsed() > CONNECT_TIMEOUT || shutdown.is_cancelled() {

@@ -19,8 +19,18 @@ fn app(pool: &PgPool) -> Router {
         pool: pool.clone(),
         metrics: opsbot::telemetry::metrics(),
         desk: Desk::new(pool.clone(), RoleMap::default()),
+        dashboard: std::sync::Arc::new(opsbot::web::auth::Dashboard {
+            tokens: vec![secrecy::SecretString::from(TOKEN.to_owned())],
+            key: opsbot::web::auth::Dashboard::key_from(None),
+            session_ttl: std::time::Duration::from_secs(3600),
+            secure_cookies: false,
+            discord: None,
+        }),
     })
 }
+
+/// The dashboard token every request here carries (the API is behind authentication).
+const TOKEN: &str = "test-dashboard-token";
 
 #[derive(Debug)]
 struct Answer {
@@ -43,7 +53,10 @@ impl Answer {
 }
 
 async fn get(pool: &PgPool, uri: &str) -> Answer {
-    let request = Request::get(uri).body(Body::empty()).expect("a request");
+    let request = Request::get(uri)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .expect("a request");
     let response = app(pool).oneshot(request).await.expect("infallible");
     let status = response.status();
     let headers = response.headers().clone();
@@ -389,6 +402,7 @@ async fn a_database_that_does_not_answer_is_a_503(pool: PgPool) {
 async fn an_export_cut_short_breaks_instead_of_ending_cleanly(pool: PgPool) {
     insert(&pool, &vec![event("whoami"); 501]).await;
     let request = Request::get("/api/audit.jsonl")
+        .header("authorization", format!("Bearer {TOKEN}"))
         .body(Body::empty())
         .expect("a request");
     let response = app(&pool).oneshot(request).await.expect("infallible");

@@ -56,9 +56,27 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ),
     ("database", &["url", "max_connections", "embedded_dir"]),
     ("deploy", &["approval_timeout"]),
-    ("discord", &["token", "guild_ids", "api_base"]),
+    (
+        "discord",
+        &[
+            "token",
+            "guild_ids",
+            "api_base",
+            "client_id",
+            "client_secret",
+        ],
+    ),
     ("environments", &[]),
-    ("http", &["listen", "public_url"]),
+    (
+        "http",
+        &[
+            "listen",
+            "public_url",
+            "dashboard_tokens",
+            "session_secret",
+            "session_ttl",
+        ],
+    ),
     ("roles", &[]),
     ("services", services::SERVICE_KEYS),
 ];
@@ -106,6 +124,10 @@ pub struct DiscordConfig {
     /// Scheme and host of the Discord API, without a trailing `/`; point it at a proxy or an
     /// emulator. Default `https://discord.com`.
     pub api_base: String,
+    /// The application's OAuth2 client id (its application id): with `client_secret`, people
+    /// log in to the dashboard with Discord.
+    pub client_id: Option<u64>,
+    pub client_secret: Option<Secret>,
 }
 
 /// `[database]`: the Postgres database.
@@ -128,6 +150,14 @@ pub struct HttpConfig {
     /// an absolute http(s) URL without a trailing `/`, e.g. `https://opsbot.example.com`.
     /// `None`: messages carry no links.
     pub public_url: Option<String>,
+    /// Bearer tokens that open every dashboard page and API call (scripts, monitoring,
+    /// and the dashboard's token login).
+    pub dashboard_tokens: Vec<Secret>,
+    /// Signs the dashboard's session cookies; without it a random key is made at start
+    /// (sessions end when opsbot restarts, and replicas do not share them).
+    pub session_secret: Option<Secret>,
+    /// How long a dashboard login lasts.
+    pub session_ttl: Duration,
 }
 
 /// `[channels]`: Discord channel ids (every one non-zero); `None` when not configured.
@@ -154,6 +184,8 @@ pub struct DeployConfig {
 const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 /// Default `http.listen` port.
 const DEFAULT_HTTP_PORT: u16 = 8080;
+/// Default `http.session_ttl`: a working day; after that the dashboard asks to log in again.
+const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Default `deploy.approval_timeout`: long enough to find a reviewer during working hours,
 /// short enough that an approval is given for the state of things the requester saw.
 const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -165,6 +197,8 @@ impl Default for Config {
                 token: None,
                 guild_ids: Vec::new(),
                 api_base: "https://discord.com".to_owned(),
+                client_id: None,
+                client_secret: None,
             },
             database: DatabaseConfig {
                 url: None,
@@ -174,6 +208,9 @@ impl Default for Config {
             http: HttpConfig {
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_HTTP_PORT)),
                 public_url: None,
+                dashboard_tokens: Vec::new(),
+                session_secret: None,
+                session_ttl: DEFAULT_SESSION_TTL,
             },
             roles: BTreeMap::new(),
             channels: ChannelsConfig::default(),
@@ -411,6 +448,8 @@ struct RawDiscord {
     token: Option<Value>,
     guild_ids: Option<Value>,
     api_base: Option<Value>,
+    client_id: Option<Value>,
+    client_secret: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -426,6 +465,9 @@ struct RawDatabase {
 struct RawHttp {
     listen: Option<Value>,
     public_url: Option<Value>,
+    dashboard_tokens: Option<Value>,
+    session_secret: Option<Value>,
+    session_ttl: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -114,7 +114,9 @@ fn every_unknown_key_is_reported_with_its_path() {
     assert_eq!(keys, ["database.max_conections", "http.listne"]);
     assert_eq!(
         errors.problems[1].hint.as_deref(),
-        Some("did you mean `listen`? known keys in [http]: listen, public_url")
+        Some(
+            "did you mean `listen`? known keys in [http]: listen, public_url, dashboard_tokens, session_secret, session_ttl"
+        )
     );
 }
 
@@ -261,7 +263,7 @@ deploys = 1
     chanels: unknown section (opsbot.toml:18:2)
       hint: did you mean [channels]? known sections: channels, database, deploy, discord, environments, http, roles, services
     http.port: unknown key (opsbot.toml:13:1)
-      hint: known keys in [http]: listen, public_url
+      hint: known keys in [http]: listen, public_url, dashboard_tokens, session_secret, session_ttl
     discord.token: secrets are never written in the config file; write env:NAME or file:PATH (opsbot.toml:3:1)
       hint: e.g. discord.token = "env:DISCORD_TOKEN", and remove the secret from the file (rotate it if the file was shared)
     discord.guild_ids: 0 is not a guild id; Discord ids are positive (opsbot.toml:4:1)
@@ -352,7 +354,7 @@ fn the_example_file_loads() {
             .iter()
             .map(|window| window.describe())
             .collect::<Vec<_>>(),
-        ["Fri 16:00 - Mon 08:00 America/Los_Angeles"]
+        ["2026-12-24 00:00 - 2026-12-27 08:00 Europe/Berlin"]
     );
     // Only the service that needs no secret is left uncommented.
     assert_eq!(config.services.len(), 1);

@@ -201,6 +201,14 @@ impl Values<'_> {
                 .api_base
                 .and_then(|value| self.api_base(value))
                 .unwrap_or(defaults.discord.api_base),
+            client_id: raw
+                .discord
+                .client_id
+                .and_then(|value| self.snowflake("discord.client_id", value)),
+            client_secret: raw
+                .discord
+                .client_secret
+                .and_then(|value| self.secret("discord.client_secret", value)),
         };
         let database = DatabaseConfig {
             url: raw
@@ -232,6 +240,20 @@ impl Values<'_> {
                     UrlUse::Base,
                 )
             }),
+            dashboard_tokens: raw
+                .http
+                .dashboard_tokens
+                .map(|value| self.secrets("http.dashboard_tokens", value))
+                .unwrap_or_default(),
+            session_secret: raw
+                .http
+                .session_secret
+                .and_then(|value| self.secret("http.session_secret", value)),
+            session_ttl: raw
+                .http
+                .session_ttl
+                .and_then(|value| self.duration("http.session_ttl", value))
+                .unwrap_or(defaults.http.session_ttl),
         };
         let roles = raw
             .roles
@@ -292,6 +314,44 @@ impl Values<'_> {
                 None
             }
         }
+    }
+
+    /// A list of secrets (each `env:NAME` or `file:PATH`).
+    fn secrets(&mut self, path: &str, value: Value) -> Vec<Secret> {
+        match value {
+            Value::Array(items) => items
+                .into_iter()
+                .filter_map(|item| self.secret(path, item))
+                .collect(),
+            other => {
+                self.report(
+                    path,
+                    format!("expected a list of secrets, found {}", other.type_str()),
+                    Some(format!("write {path} = [\"env:DASHBOARD_TOKEN\"]")),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// A Discord id (a snowflake), written as a number or a string of digits.
+    fn snowflake(&mut self, path: &str, value: Value) -> Option<u64> {
+        let parsed = match &value {
+            Value::Integer(id) => u64::try_from(*id).ok().filter(|id| *id > 0),
+            Value::String(text) => text.trim().parse::<u64>().ok().filter(|id| *id > 0),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.report(
+                path,
+                format!("expected a Discord id, found {} {value}", value.type_str()),
+                Some(
+                    "copy the Application ID from the Developer Portal (General Information)"
+                        .to_owned(),
+                ),
+            );
+        }
+        parsed
     }
 
     /// The string at `path`, or a problem saying what was expected instead.

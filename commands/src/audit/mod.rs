@@ -18,7 +18,9 @@ pub use append::append;
 pub use canonical::{GENESIS_HASH, canonical_bytes, chain_hash};
 pub use commands::RECENT_DEFAULT_LIMIT;
 pub use model::{AuditEvent, NewEvent, Outcome};
-pub use query::{AuditQuery, Page, QUERY_MAX_LIMIT, query, tail};
+pub use query::{
+    AuditQuery, Page, QUERY_MAX_LIMIT, by_correlation, event, newer_than, query, tail,
+};
 pub use seal::{SEAL_BATCH, SEAL_INTERVAL, SealResult, seal_batch, seal_pending};
 pub use verify::{ChainHead, ChainProblem, UNSEALED_GRACE, VerifyReport, verify};
 

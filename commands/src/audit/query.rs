@@ -118,3 +118,68 @@ pub async fn tail(pool: &PgPool, n: i64) -> Result<Vec<AuditEvent>, sqlx::Error>
     events.reverse();
     Ok(events)
 }
+
+/// One event by id, with its chain position and hash once sealed.
+pub async fn event(pool: &PgPool, id: i64) -> Result<Option<AuditEvent>, sqlx::Error> {
+    sqlx::query_as!(
+        AuditEvent,
+        r#"
+        SELECT e.id, e.at, e.actor_id, e.actor_name, e.source, e.guild_id, e.channel_id,
+               e.interaction_id, e.command, e.args, e.outcome, e.detail, e.correlation_id,
+               c.position AS "position?", encode(c.hash, 'hex') AS "hash?"
+        FROM audit_events e LEFT JOIN audit_chain c ON c.event_id = e.id
+        WHERE e.id = $1
+        "#,
+        id
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// Every event of one story (a deploy, an incident), oldest first; at most `limit`.
+pub async fn by_correlation(
+    pool: &PgPool,
+    correlation_id: uuid::Uuid,
+    limit: i64,
+) -> Result<Vec<AuditEvent>, sqlx::Error> {
+    sqlx::query_as!(
+        AuditEvent,
+        r#"
+        SELECT e.id, e.at, e.actor_id, e.actor_name, e.source, e.guild_id, e.channel_id,
+               e.interaction_id, e.command, e.args, e.outcome, e.detail, e.correlation_id,
+               c.position AS "position?", encode(c.hash, 'hex') AS "hash?"
+        FROM audit_events e LEFT JOIN audit_chain c ON c.event_id = e.id
+        WHERE e.correlation_id = $1
+        ORDER BY e.id
+        LIMIT $2
+        "#,
+        correlation_id,
+        limit
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Events newer than `after_id`, oldest first (the dashboard's live tail).
+pub async fn newer_than(
+    pool: &PgPool,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<AuditEvent>, sqlx::Error> {
+    sqlx::query_as!(
+        AuditEvent,
+        r#"
+        SELECT e.id, e.at, e.actor_id, e.actor_name, e.source, e.guild_id, e.channel_id,
+               e.interaction_id, e.command, e.args, e.outcome, e.detail, e.correlation_id,
+               c.position AS "position?", encode(c.hash, 'hex') AS "hash?"
+        FROM audit_events e LEFT JOIN audit_chain c ON c.event_id = e.id
+        WHERE e.id > $1
+        ORDER BY e.id
+        LIMIT $2
+        "#,
+        after_id,
+        limit
+    )
+    .fetch_all(pool)
+    .await
+}

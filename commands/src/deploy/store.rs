@@ -542,3 +542,14 @@ pub(super) async fn release_lock(
     .await
     .map(|lock| lock.filter(|l| l.until.is_none_or(|u| u > Utc::now())))
 }
+
+/// The newest deploys of every service, newest first (the dashboard's deploy list).
+pub async fn recent_deploys(db: &PgPool, limit: i64) -> Result<Vec<Deploy>, sqlx::Error> {
+    Ok(
+        select_deploys(db, "ORDER BY d.id DESC LIMIT $1", |q| q.bind(limit))
+            .await?
+            .into_iter()
+            .map(DeployRow::into_deploy)
+            .collect(),
+    )
+}

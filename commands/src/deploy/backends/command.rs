@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,35 @@ pub struct CommandSpec {
     pub args: Vec<String>,
     pub timeout: Duration,
     pub workdir: Option<PathBuf>,
+}
+
+/// After the command exits, how long output is still read from processes it left behind
+/// holding its stdout/stderr (e.g. `cmd &`), so the outcome is not held up by them.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
+/// Forwards each line of `stream` (invalid UTF-8 replaced, so odd output never stops the
+/// reading and blocks the command on a full pipe).
+async fn forward_lines(
+    stream: Box<dyn AsyncRead + Send + Unpin>,
+    lines: mpsc::UnboundedSender<String>,
+) {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                if lines
+                    .send(line.trim_end_matches(['\n', '\r']).to_owned())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    }
 }
 
 fn substitute(arg: &str, job: &DeployJob) -> String {
@@ -87,38 +116,37 @@ pub async fn execute(
         let _ = events.send(BackendEvent::Checkpoint(serde_json::json!({ "pid": pid })));
     }
     let (lines_tx, mut lines) = mpsc::unbounded_channel::<String>();
-    for stream in [
+    let streams: [Option<Box<dyn AsyncRead + Send + Unpin>>; 2] = [
         child
             .stdout
             .take()
-            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
         child
             .stderr
             .take()
-            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let tx = lines_tx.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stream).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+            .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
+    ];
+    for stream in streams.into_iter().flatten() {
+        tokio::spawn(forward_lines(stream, lines_tx.clone()));
     }
     drop(lines_tx);
 
     let mut tail: VecDeque<String> = VecDeque::with_capacity(OUTPUT_TAIL_LINES);
     let mut pending: Vec<String> = Vec::new();
     let mut flush = tokio::time::interval(PROGRESS_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = tokio::time::sleep(spec.timeout);
     tokio::pin!(deadline);
     let mut output_open = true;
+    let mut exited: Option<std::io::Result<std::process::ExitStatus>> = None;
+    // Once the command has exited, output still held open by something it left running in
+    // the background is read only this much longer.
+    let drain = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(drain);
     let status = loop {
+        if let Some(status) = exited.take_if(|_| !output_open) {
+            break status;
+        }
         tokio::select! {
             line = lines.recv(), if output_open => match line {
                 Some(line) => {
@@ -136,16 +164,21 @@ pub async fn execute(
                     pending.clear();
                 }
             }
-            status = child.wait(), if !output_open => break status,
-            _ = &mut deadline => {
+            status = child.wait(), if exited.is_none() => {
+                exited = Some(status);
+                drain.as_mut().reset(tokio::time::Instant::now() + OUTPUT_DRAIN);
+            }
+            () = &mut drain, if exited.is_some() => output_open = false,
+            () = &mut deadline, if exited.is_none() => {
                 kill_group(&mut child).await;
                 return Finish::Failed {
                     reason: format!("timed out after {}; the command was killed\n{}", humantime::format_duration(spec.timeout), tail_text(&tail)),
                 };
             }
-            _ = cancel.cancelled() => {
+            () = cancel.cancelled(), if exited.is_none() => {
                 kill_group(&mut child).await;
-                // The process cannot outlive opsbot; say so rather than leave it "running".
+                // Unlike a GitHub run, the process cannot outlive opsbot (it is our child and
+                // `kill_on_drop`), so nothing could resume it: report the deploy as failed.
                 return Finish::Failed {
                     reason: format!("opsbot shut down while the command was running; it was stopped\n{}", tail_text(&tail)),
                 };
@@ -324,5 +357,111 @@ mod tests {
             panic!()
         };
         assert!(reason.contains("outcome is unknown"));
+    }
+
+    #[tokio::test]
+    async fn chatty_output_is_merged_into_few_progress_posts() {
+        let (_dir, spec) = spec("seq 1 1000", Duration::from_secs(10));
+        let (finish, events) = run(&spec, &job("v1"), None).await;
+        assert!(matches!(finish, Finish::Succeeded { .. }));
+        let posts: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                BackendEvent::Progress(p) => Some(p.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            posts.len() < 1000,
+            "lines are merged, not posted one by one"
+        );
+        let all: Vec<String> = (1..=1000).map(|n| n.to_string()).collect();
+        assert_eq!(posts.join("\n"), all.join("\n"), "no line is lost");
+    }
+
+    #[tokio::test]
+    async fn odd_bytes_in_the_output_do_not_stop_the_reading() {
+        let (_dir, spec) = spec(
+            r"printf 'bad \xff byte\n'; seq 1 3",
+            Duration::from_secs(10),
+        );
+        let Finish::Succeeded { detail } = run(&spec, &job("v1"), None).await.0 else {
+            panic!("should succeed")
+        };
+        assert_eq!(detail, "bad \u{fffd} byte\n1\n2\n3");
+    }
+
+    #[tokio::test]
+    async fn a_background_process_holding_the_output_does_not_hold_up_the_outcome() {
+        let (_dir, spec) = spec("sleep 30 & echo done", Duration::from_secs(20));
+        let (finish, _) = run(&spec, &job("v1"), None).await;
+        assert_eq!(
+            finish,
+            Finish::Succeeded {
+                detail: "done".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_program_that_is_not_executable_is_named() {
+        let (dir, _) = spec("true", Duration::from_secs(1));
+        let path = dir.path().join("plain.txt");
+        std::fs::write(&path, "not a program").expect("write");
+        let spec = CommandSpec {
+            program: path.display().to_string(),
+            args: vec![],
+            timeout: Duration::from_secs(1),
+            workdir: None,
+        };
+        let Finish::Failed { reason } = run(&spec, &job("v1"), None).await.0 else {
+            panic!("should fail")
+        };
+        assert!(
+            reason.starts_with(&format!("could not start `{}`", path.display())),
+            "{reason}"
+        );
+        assert!(reason.contains("ermission denied"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn the_command_runs_in_its_workdir_with_the_rest_of_the_environment() {
+        let (dir, mut spec) = spec(
+            "pwd; echo \"$OPSBOT_DEPLOY_ID $OPSBOT_IS_ROLLBACK $OPSBOT_CORRELATION_ID\"; read -r x || echo no-stdin",
+            Duration::from_secs(10),
+        );
+        spec.workdir = Some(dir.path().to_path_buf());
+        let mut job = job("v1");
+        job.is_rollback = true;
+        let Finish::Succeeded { detail } = run(&spec, &job, None).await.0 else {
+            panic!("should succeed")
+        };
+        let workdir = dir.path().canonicalize().expect("canonical");
+        assert_eq!(
+            detail,
+            format!(
+                "{}\n7 true 00000000-0000-0000-0000-000000000000\nno-stdin",
+                workdir.display()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_stops_the_command_and_fails_the_deploy() {
+        let (_dir, spec) = spec("echo started; sleep 30", Duration::from_secs(60));
+        let cancel = CancellationToken::new();
+        let trigger = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            trigger.cancel();
+        });
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let Finish::Failed { reason } = execute(&spec, &job("v1"), None, tx, cancel).await else {
+            panic!("should fail")
+        };
+        assert!(
+            reason.starts_with("opsbot shut down while the command was running"),
+            "{reason}"
+        );
     }
 }

@@ -19,8 +19,9 @@ pub const TIMESTAMP_HEADER: &str = "X-Opsbot-Timestamp";
 /// Timestamps further than this from now are refused, so a captured request cannot be
 /// replayed later.
 pub const MAX_SKEW: Duration = Duration::from_secs(300);
-/// How long the deployer may take to accept the deploy (not to carry it out).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the deployer may take to accept the deploy (not to carry it out: it reports the
+/// outcome later): accepting should be quick, and the deploy thread waits on it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Characters of the deployer's answer kept in a failure reason.
 const BODY_EXCERPT: usize = 300;
 
@@ -58,7 +59,8 @@ pub enum SignatureError {
     #[error("the {0} header is malformed")]
     Malformed(&'static str),
     #[error(
-        "the timestamp is {skew_seconds}s away from opsbot's clock (at most 300s allowed); check the sender's clock"
+        "the timestamp is {skew_seconds}s away from opsbot's clock (at most {}s allowed): a replayed request, or the sender's clock is off",
+        MAX_SKEW.as_secs()
     )]
     Stale { skew_seconds: i64 },
     #[error("the signature does not match the body (wrong secret, or the body was changed)")]
@@ -112,6 +114,11 @@ pub fn verify(
         .map_err(|_| SignatureError::Mismatch)
 }
 
+/// POSTs the deploy to the deployer, signed. The body is
+/// `{deploy_id, correlation_id, service, version, environment, requested_by, is_rollback,
+/// callback_path}`; `callback_path` is where the deployer reports (`/webhooks/deploy/{id}`).
+/// A deployer should treat `deploy_id` as an idempotency key: after a shutdown in the middle
+/// of this request, opsbot sends the same deploy again when it restarts.
 pub async fn execute(
     spec: &WebhookSpec,
     job: &DeployJob,
@@ -163,7 +170,11 @@ pub async fn execute(
         Ok(response) => {
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
-            let excerpt: String = text.chars().take(BODY_EXCERPT).collect();
+            let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let mut excerpt: String = flat.chars().take(BODY_EXCERPT).collect();
+            if flat.chars().count() > BODY_EXCERPT {
+                excerpt.push('…');
+            }
             Finish::Failed {
                 reason: format!(
                     "the deployer at {} answered {status}: {excerpt}",
@@ -176,19 +187,49 @@ pub async fn execute(
                 "could not reach the deployer at {}: {}",
                 host(&spec.url),
                 if e.is_timeout() {
-                    "no answer in time".to_owned()
+                    format!(
+                        "no answer within {}",
+                        humantime::format_duration(REQUEST_TIMEOUT)
+                    )
                 } else {
-                    e.to_string()
+                    // reqwest's message repeats the full URL, whose path may carry a secret.
+                    error_sources(&e)
                 }
             ),
         },
     }
 }
 
-/// The URL without its path and query, which may carry secrets of their own.
+/// The causes of a request error, without reqwest's own message (it contains the URL).
+fn error_sources(e: &reqwest::Error) -> String {
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    if causes.is_empty() {
+        if e.is_connect() {
+            "connection failed".to_owned()
+        } else {
+            "request failed".to_owned()
+        }
+    } else {
+        causes.join(": ")
+    }
+}
+
+/// The URL's scheme, host and port: its path and query may carry secrets of their own.
 fn host(url: &str) -> String {
     reqwest::Url::parse(url)
-        .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default()))
+        .map(|u| match u.port() {
+            Some(port) => format!(
+                "{}://{}:{port}",
+                u.scheme(),
+                u.host_str().unwrap_or_default()
+            ),
+            None => format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default()),
+        })
         .unwrap_or_else(|_| "the configured url".to_owned())
 }
 
@@ -260,6 +301,127 @@ mod tests {
         assert_eq!(
             host("https://deployer.internal/hooks/opsbot?key=abc"),
             "https://deployer.internal"
+        );
+    }
+
+    fn job() -> DeployJob {
+        DeployJob {
+            deploy_id: 42,
+            correlation_id: uuid::Uuid::nil(),
+            service: "api".into(),
+            version: "v1.2.3".into(),
+            environment: "production".into(),
+            requested_by: "ana".into(),
+            is_rollback: true,
+        }
+    }
+
+    fn spec(url: String) -> WebhookSpec {
+        WebhookSpec {
+            url,
+            secret: secrecy::SecretString::from("s3cret"),
+            timeout: Duration::from_secs(1800),
+        }
+    }
+
+    async fn send(spec: &WebhookSpec) -> Finish {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        execute(spec, &job(), tx, CancellationToken::new()).await
+    }
+
+    #[tokio::test]
+    async fn the_deployer_receives_a_signed_deploy_and_opsbot_awaits_its_report() {
+        use wiremock::matchers::{method, path};
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(method("POST"))
+            .and(path("/hooks/deploy"))
+            .respond_with(wiremock::ResponseTemplate::new(202))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let finish = send(&spec(format!("{}/hooks/deploy", server.uri()))).await;
+
+        assert_eq!(
+            finish,
+            Finish::AwaitCallback {
+                timeout: Duration::from_secs(1800)
+            }
+        );
+        let requests = server.received_requests().await.expect("recorded");
+        let request = &requests[0];
+        let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
+        let now = chrono::Utc::now().timestamp();
+        assert_eq!(
+            verify(
+                b"s3cret",
+                header(TIMESTAMP_HEADER),
+                header(SIGNATURE_HEADER),
+                &request.body,
+                now
+            ),
+            Ok(())
+        );
+        assert_eq!(header("content-type"), Some("application/json"));
+        let body: serde_json::Value = serde_json::from_slice(&request.body).expect("json");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "deploy_id": 42,
+                "correlation_id": "00000000-0000-0000-0000-000000000000",
+                "service": "api",
+                "version": "v1.2.3",
+                "environment": "production",
+                "requested_by": "ana",
+                "is_rollback": true,
+                "callback_path": "/webhooks/deploy/42",
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusing_deployer_fails_the_deploy_with_its_answer() {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(
+                wiremock::ResponseTemplate::new(500).set_body_string("database\n  is down"),
+            )
+            .mount(&server)
+            .await;
+
+        let finish = send(&spec(format!("{}/hooks/deploy?key=abc", server.uri()))).await;
+
+        let Finish::Failed { reason } = finish else {
+            panic!("should fail: {finish:?}")
+        };
+        assert_eq!(
+            reason,
+            format!(
+                "the deployer at {} answered 500 Internal Server Error: database is down",
+                server.uri()
+            )
+        );
+        assert!(!reason.contains("s3cret") && !reason.contains("key=abc"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_deployer_fails_without_showing_the_url_path() {
+        let finish = send(&spec("http://127.0.0.1:9/hooks/deploy?key=abc".into())).await;
+        let Finish::Failed { reason } = finish else {
+            panic!("should fail: {finish:?}")
+        };
+        assert!(
+            reason.starts_with("could not reach the deployer at http://127.0.0.1:9: "),
+            "{reason}"
+        );
+        assert!(!reason.contains("key=abc"), "{reason}");
+    }
+
+    #[test]
+    fn signature_errors_read_well() {
+        assert_eq!(
+            SignatureError::Stale { skew_seconds: -400 }.to_string(),
+            "the timestamp is -400s away from opsbot's clock (at most 300s allowed): a replayed request, or the sender's clock is off"
         );
     }
 }

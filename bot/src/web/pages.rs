@@ -1,0 +1,427 @@
+//! The dashboard's pages: the audit log (`/`, filters, full-text search, keyset pages, a live
+//! tail), one event (`/events/{id}`: arguments, chain hash, the whole story by correlation id),
+//! the chain status (`/chain`), and deploys (`/deploys`, `/deploys/{id}`). All output goes
+//! through askama's HTML escaping; the only script is `/static/app.js` (no inline scripts, so
+//! the Content-Security-Policy forbids them all).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use askama::Template;
+use axum::Extension;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::stream::Stream;
+use opsbot_commands::audit::{self, AuditEvent};
+use opsbot_commands::deploy::{self, Deploy};
+use serde::Deserialize;
+
+use super::WebState;
+use super::api::{parse_filters, query_pairs};
+use super::auth::Principal;
+
+/// The live tail looks for new events this often.
+const TAIL_POLL: Duration = Duration::from_secs(1);
+/// Events of one story shown on an event or deploy page.
+const STORY_MAX: i64 = 200;
+/// Deploys on `/deploys`.
+const DEPLOYS_MAX: i64 = 100;
+
+/// Renders a template, or a plain 500 that names no internals.
+pub fn render(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a page failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// HTML-escapes text for the few pages built without a template.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// An event as a table row shows it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub id: i64,
+    pub at_iso: String,
+    pub at_utc: String,
+    pub actor: String,
+    pub source: String,
+    pub command: String,
+    pub args: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+fn iso(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn utc(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+impl From<&AuditEvent> for Row {
+    fn from(e: &AuditEvent) -> Row {
+        Row {
+            id: e.id,
+            at_iso: iso(e.at),
+            at_utc: utc(e.at),
+            actor: e.actor_name.clone(),
+            source: e.source.clone(),
+            command: e.command.clone(),
+            args: if e.args == serde_json::json!({}) {
+                String::new()
+            } else {
+                e.args.to_string()
+            },
+            outcome: e.outcome.clone(),
+            detail: e.detail.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Template)]
+#[template(path = "audit.html")]
+pub struct AuditPage {
+    pub who: String,
+    pub csrf: String,
+    pub rows: Vec<Row>,
+    pub filters: Vec<(String, String)>,
+    pub error: String,
+    pub older: Option<String>,
+    pub newest_id: i64,
+    pub live: bool,
+}
+
+impl AuditPage {
+    pub fn filter(&self, name: &str) -> String {
+        self.filters
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+}
+
+pub async fn audit_log(
+    State(state): State<WebState>,
+    Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let params = query_pairs(raw.as_deref());
+    let mut page = AuditPage {
+        who: who.name.clone(),
+        csrf: who.csrf.clone(),
+        rows: Vec::new(),
+        filters: params.clone(),
+        error: String::new(),
+        older: None,
+        newest_id: 0,
+        live: !params.iter().any(|(k, v)| k != "limit" && !v.is_empty()),
+    };
+    match parse_filters(&params) {
+        Err(e) => page.error = e.to_string(),
+        Ok(filter) => match audit::query(&state.pool, &filter).await {
+            Ok(result) => {
+                page.newest_id = result.events.first().map_or(0, |e| e.id);
+                page.rows = result.events.iter().map(Row::from).collect();
+                page.older = result.next_cursor.map(|cursor| {
+                    let mut pairs: Vec<(String, String)> = params
+                        .iter()
+                        .filter(|(k, _)| k != "cursor")
+                        .cloned()
+                        .collect();
+                    pairs.push(("cursor".to_owned(), cursor.to_string()));
+                    url::form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(pairs)
+                        .finish()
+                });
+                page.live &= params.iter().all(|(k, _)| k != "cursor");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "audit page query failed");
+                page.error = "the database is not answering; try again in a moment".to_owned();
+            }
+        },
+    }
+    render(&page)
+}
+
+#[derive(Debug, Template)]
+#[template(path = "event.html")]
+pub struct EventPage {
+    pub who: String,
+    pub csrf: String,
+    pub row: Row,
+    pub args_pretty: String,
+    pub actor_id: i64,
+    pub interaction_id: String,
+    pub channel_id: String,
+    pub correlation_id: String,
+    pub position: String,
+    pub hash: String,
+    pub story: Vec<Row>,
+}
+
+pub async fn event_page(
+    State(state): State<WebState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<i64>,
+) -> Response {
+    let event = match audit::event(&state.pool, id).await {
+        Ok(Some(event)) => event,
+        Ok(None) => return (StatusCode::NOT_FOUND, Html(format!("<!doctype html><title>opsbot</title><p>There is no event {id}. <a href=\"/\">Back to the audit log</a></p>"))).into_response(),
+        Err(e) => return unavailable(e),
+    };
+    let story = match event.correlation_id {
+        Some(correlation) => audit::by_correlation(&state.pool, correlation, STORY_MAX)
+            .await
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    render(&EventPage {
+        who: who.name.clone(),
+        csrf: who.csrf.clone(),
+        row: Row::from(&event),
+        args_pretty: serde_json::to_string_pretty(&event.args).unwrap_or_default(),
+        actor_id: event.actor_id,
+        interaction_id: event
+            .interaction_id
+            .map(|i| i.to_string())
+            .unwrap_or_default(),
+        channel_id: event.channel_id.map(|i| i.to_string()).unwrap_or_default(),
+        correlation_id: event
+            .correlation_id
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        position: event.position.map(|p| p.to_string()).unwrap_or_default(),
+        hash: event.hash.clone().unwrap_or_default(),
+        story: story.iter().map(Row::from).collect(),
+    })
+}
+
+fn unavailable(e: sqlx::Error) -> Response {
+    tracing::warn!(error = %e, "dashboard query failed");
+    (StatusCode::SERVICE_UNAVAILABLE, Html("<!doctype html><title>opsbot</title><p>The database is not answering; try again in a moment.</p>")).into_response()
+}
+
+#[derive(Debug, Template)]
+#[template(path = "chain.html")]
+pub struct ChainPage {
+    pub who: String,
+    pub csrf: String,
+    pub ok: bool,
+    pub summary: String,
+    pub head_position: String,
+    pub head_event: String,
+    pub head_hash: String,
+    pub broken_event: String,
+    pub warning: String,
+}
+
+pub async fn chain_page(
+    State(state): State<WebState>,
+    Extension(who): Extension<Principal>,
+) -> Response {
+    let report = match audit::verify(&state.pool).await {
+        Ok(report) => report,
+        Err(e) => return unavailable(e),
+    };
+    render(&ChainPage {
+        who: who.name.clone(),
+        csrf: who.csrf.clone(),
+        ok: report.is_ok(),
+        summary: report.summary(),
+        head_position: report
+            .head
+            .as_ref()
+            .map(|h| h.position.to_string())
+            .unwrap_or_default(),
+        head_event: report
+            .head
+            .as_ref()
+            .map(|h| h.event_id.to_string())
+            .unwrap_or_default(),
+        head_hash: report
+            .head
+            .as_ref()
+            .map(|h| h.hash.clone())
+            .unwrap_or_default(),
+        broken_event: report
+            .problem
+            .as_ref()
+            .map(|p| p.event_id.to_string())
+            .unwrap_or_default(),
+        warning: report.unsealed_warning().unwrap_or_default(),
+    })
+}
+
+/// A deploy as the list shows it.
+#[derive(Debug, Clone)]
+pub struct DeployRow {
+    pub id: i64,
+    pub title: String,
+    pub state: String,
+    pub requested_by: String,
+    pub at_iso: String,
+    pub at_utc: String,
+    pub reason: String,
+}
+
+impl From<&Deploy> for DeployRow {
+    fn from(d: &Deploy) -> DeployRow {
+        DeployRow {
+            id: d.id,
+            title: deploy::view::headline(d),
+            state: d.state.to_string(),
+            requested_by: d.requested_by_name.clone(),
+            at_iso: iso(d.requested_at),
+            at_utc: utc(d.requested_at),
+            reason: d.reason.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Template)]
+#[template(path = "deploys.html")]
+pub struct DeploysPage {
+    pub who: String,
+    pub csrf: String,
+    pub deploys: Vec<DeployRow>,
+}
+
+pub async fn deploys_page(
+    State(state): State<WebState>,
+    Extension(who): Extension<Principal>,
+) -> Response {
+    match deploy::recent_deploys(&state.pool, DEPLOYS_MAX).await {
+        Ok(deploys) => render(&DeploysPage {
+            who: who.name.clone(),
+            csrf: who.csrf.clone(),
+            deploys: deploys.iter().map(DeployRow::from).collect(),
+        }),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Debug, Template)]
+#[template(path = "deploy.html")]
+pub struct DeployPage {
+    pub who: String,
+    pub csrf: String,
+    pub deploy: DeployRow,
+    pub version: String,
+    pub backend: String,
+    pub detail: String,
+    pub approved_by: String,
+    pub story: Vec<Row>,
+}
+
+pub async fn deploy_page(
+    State(state): State<WebState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<i64>,
+) -> Response {
+    let deploy = match deploy::deploy_by_id(&state.pool, id).await {
+        Ok(Some(deploy)) => deploy,
+        Ok(None) => return (StatusCode::NOT_FOUND, Html(format!("<!doctype html><title>opsbot</title><p>There is no deploy {id}. <a href=\"/deploys\">All deploys</a></p>"))).into_response(),
+        Err(e) => return unavailable(e),
+    };
+    let story = audit::by_correlation(&state.pool, deploy.correlation_id, STORY_MAX)
+        .await
+        .unwrap_or_default();
+    render(&DeployPage {
+        who: who.name.clone(),
+        csrf: who.csrf.clone(),
+        deploy: DeployRow::from(&deploy),
+        version: deploy.version.clone(),
+        backend: deploy.backend.clone(),
+        detail: deploy.detail.clone(),
+        approved_by: deploy.approved_by.join(", "),
+        story: story.iter().map(Row::from).collect(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TailQuery {
+    after: Option<i64>,
+}
+
+/// Server-sent events: each new audit event as JSON (the row's fields), as it is committed.
+pub async fn live_tail(
+    State(state): State<WebState>,
+    Query(q): Query<TailQuery>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let start = q.after.unwrap_or(0);
+    let stream = futures_util::stream::unfold((state, start), |(state, mut after)| async move {
+        loop {
+            tokio::time::sleep(TAIL_POLL).await;
+            match audit::newer_than(&state.pool, after, 100).await {
+                Ok(events) if !events.is_empty() => {
+                    after = events.last().map_or(after, |e| e.id);
+                    let rows: Vec<serde_json::Value> = events
+                        .iter()
+                        .map(|e| {
+                            let row = Row::from(e);
+                            serde_json::json!({
+                                "id": row.id, "at_iso": row.at_iso, "at_utc": row.at_utc, "actor": row.actor,
+                                "source": row.source, "command": row.command, "args": row.args,
+                                "outcome": row.outcome, "detail": row.detail,
+                            })
+                        })
+                        .collect();
+                    let event = Event::default()
+                        .event("events")
+                        .data(serde_json::Value::Array(rows).to_string());
+                    return Some((Ok(event), (state, after)));
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "live tail query failed; retrying");
+                    continue;
+                }
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+pub async fn app_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../static/app.js"),
+    )
+}
+
+pub async fn app_css() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../static/app.css"),
+    )
+}
+
+#[derive(Debug, Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub csrf: String,
+    pub next: String,
+    pub error: String,
+    pub discord: bool,
+    pub tokens: bool,
+}
