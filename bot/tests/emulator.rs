@@ -120,12 +120,22 @@ async fn the_outbox_delivers_every_message_once_through_a_429_and_500_storm(pool
             *seen.entry(event.content).or_default() += 1;
         }
     }
+    // A post is visible before the dispatcher records it as sent: wait for the records.
     for id in &ids {
-        let row = outbox::status(&pool, *id)
-            .await
-            .expect("status")
-            .expect("row");
-        assert_eq!(row.status, "sent", "{row:?}");
+        loop {
+            let row = outbox::status(&pool, *id)
+                .await
+                .expect("status")
+                .expect("row");
+            if row.status == "sent" {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never recorded as sent: {row:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     shutdown.cancel();

@@ -107,6 +107,8 @@ pub struct AuditPage {
     pub older: Option<String>,
     pub newest_id: i64,
     pub live: bool,
+    /// The filters, for the CSV and JSONL links (exports take no cursor or limit).
+    pub export_query: String,
 }
 
 impl AuditPage {
@@ -134,6 +136,13 @@ pub async fn audit_log(
         older: None,
         newest_id: 0,
         live: !params.iter().any(|(k, v)| k != "limit" && !v.is_empty()),
+        export_query: url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(
+                params
+                    .iter()
+                    .filter(|(k, v)| k != "cursor" && k != "limit" && !v.is_empty()),
+            )
+            .finish(),
     };
     match parse_filters(&params) {
         Err(e) => page.error = e.to_string(),
