@@ -338,17 +338,65 @@ async fn print_events(emulator: Emulator, pending: Pending, json: bool) {
                 other => other,
             }
         });
+        let saved = save_attachments(&event, std::path::Path::new(ATTACHMENTS_DIR));
         let text = if json {
-            event_json(&event, input.as_deref()).to_string()
+            event_json(&event, input.as_deref(), &saved).to_string()
         } else {
-            event_text(&event)
+            event_text(&event, &saved)
         };
         write_out(&text);
     }
 }
 
-/// One `--json` line.
-pub fn event_json(event: &EmulatorEvent, input: Option<&str>) -> Value {
+/// Where the shell saves the files attached to messages.
+pub const ATTACHMENTS_DIR: &str = ".opsbot/shell-attachments";
+
+/// Saves an event's attached files under `dir` (the shell uses [`ATTACHMENTS_DIR`]);
+/// returns their paths.
+pub fn save_attachments(event: &EmulatorEvent, dir: &std::path::Path) -> Vec<String> {
+    if event.files.is_empty() {
+        return Vec::new();
+    }
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        tracing::warn!(error = %e, dir = %dir.display(), "cannot create the attachments directory; attachments are not saved");
+        return Vec::new();
+    }
+    event
+        .files
+        .iter()
+        .filter_map(|(name, bytes)| {
+            // Names come from the bot; keep them to safe characters and inside the directory.
+            let safe: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let path = dir
+                .join(format!(
+                    "{}-{}",
+                    event.message_id.unwrap_or_default(),
+                    safe.trim_start_matches('.')
+                ))
+                .display()
+                .to_string();
+            match std::fs::write(&path, bytes) {
+                Ok(()) => Some(path),
+                Err(e) => {
+                    tracing::warn!(error = %e, path, "cannot save an attachment");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// One `--json` line; `attachments` are the paths the files were saved to.
+pub fn event_json(event: &EmulatorEvent, input: Option<&str>, attachments: &[String]) -> Value {
     let mut value = json!({
         "event": event.event,
         "channel": event.channel,
@@ -356,7 +404,7 @@ pub fn event_json(event: &EmulatorEvent, input: Option<&str>) -> Value {
         "content": event.content,
         "embeds": event.embeds,
         "components": event.components,
-        "attachments": event.attachments,
+        "attachments": attachments,
         "ephemeral": event.ephemeral,
     });
     if let Some(input) = input {
@@ -368,8 +416,8 @@ pub fn event_json(event: &EmulatorEvent, input: Option<&str>) -> Value {
     value
 }
 
-/// An event as text for people.
-pub fn event_text(event: &EmulatorEvent) -> String {
+/// An event as text for people; `attachments` are the saved files.
+pub fn event_text(event: &EmulatorEvent, attachments: &[String]) -> String {
     let mut text = match event.event {
         "channel_created" => format!("+ channel #{} created", event.channel),
         kind => format!(
@@ -402,6 +450,9 @@ pub fn event_text(event: &EmulatorEvent) -> String {
                 field["value"].as_str().unwrap_or_default()
             ));
         }
+    }
+    for path in attachments {
+        text.push_str(&format!("\n📎 {path}"));
     }
     for row in &event.components {
         let labels: Vec<String> = row["components"]

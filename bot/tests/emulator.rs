@@ -279,3 +279,52 @@ async fn oauth2_authorization_code_grant_identifies_the_member() {
     assert_eq!(bad.status(), 401);
     shutdown.cancel();
 }
+
+#[tokio::test]
+async fn attachments_arrive_byte_for_byte_and_the_shell_saves_them() {
+    let shutdown = CancellationToken::new();
+    let emulator = emulator(&shutdown).await;
+    let mut events = emulator.subscribe();
+    // A PNG signature and bytes that are not UTF-8.
+    let png: Vec<u8> = b"\x89PNG\r\n\x1a\n\x00\xff\xfe--not-a-boundary\r\n".to_vec();
+    let boundary = "opsbotboundary";
+    let mut body = Vec::new();
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"payload_json\"\r\nContent-Type: application/json\r\n\r\n{{\"content\":\"a chart\"}}\r\n").as_bytes());
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"files[0]\"; filename=\"../chart.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes());
+    body.extend_from_slice(&png);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v10/channels/{DEPLOYS}/messages",
+            emulator.base_url()
+        ))
+        .header("authorization", format!("Bot {}", emulator.token()))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    assert!(answer.status().is_success());
+    let message: serde_json::Value = answer.json().await.expect("json");
+    assert_eq!(message["attachments"][0]["filename"], "../chart.png");
+    assert_eq!(message["attachments"][0]["size"], png.len());
+    let event = events.recv().await.expect("the post");
+    assert_eq!(event.files, vec![("../chart.png".to_owned(), png.clone())]);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let saved = opsbot::shell::save_attachments(&event, dir.path());
+    assert_eq!(saved.len(), 1);
+    assert!(
+        saved[0].starts_with(&dir.path().display().to_string())
+            && saved[0].ends_with("_chart.png")
+            && !saved[0].contains(".."),
+        "stays inside: {saved:?}"
+    );
+    assert_eq!(std::fs::read(&saved[0]).expect("saved file"), png);
+    let line = opsbot::shell::event_json(&event, None, &saved);
+    assert_eq!(line["attachments"], serde_json::json!(saved));
+    shutdown.cancel();
+}

@@ -70,6 +70,8 @@ pub struct Message {
     pub embeds: Vec<Value>,
     pub components: Vec<Value>,
     pub attachments: Vec<Value>,
+    /// The uploaded files behind `attachments`: name and bytes.
+    pub files: Vec<(String, Vec<u8>)>,
     pub flags: u64,
     pub pinned: bool,
     pub edited: bool,

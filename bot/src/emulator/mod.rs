@@ -65,6 +65,9 @@ pub struct EmulatorEvent {
     pub embeds: Vec<Value>,
     pub components: Vec<Value>,
     pub attachments: Vec<Value>,
+    /// The attached files' names and bytes (the shell saves them).
+    #[serde(skip)]
+    pub files: Vec<(String, Vec<u8>)>,
     pub ephemeral: bool,
 }
 
@@ -648,6 +651,7 @@ mod tests {
                 json!({"type": 1, "components": [{"type": 2, "style": 2, "label": "Older", "custom_id": "audit-older|1|2|||"}]}),
             ],
             attachments: vec![],
+            files: vec![],
             flags: 64,
             pinned: false,
             edited: false,
@@ -675,6 +679,7 @@ mod tests {
             embeds: vec![json!({"title": "t", "description": "d", "type": "rich"})],
             components: vec![],
             attachments: vec![],
+            files: vec![],
             flags: 0,
             pinned: false,
             edited: false,

@@ -194,21 +194,31 @@ fn parse_json(body: &Bytes, headers: &HeaderMap) -> Result<Value, Response> {
 /// The `payload_json` part of a multipart body (files are kept as attachment names only).
 fn multipart_payload(body: &Bytes, content_type: &str) -> Option<Value> {
     let boundary = content_type.split("boundary=").nth(1)?.trim_matches('"');
-    let text = String::from_utf8_lossy(body);
+    let delimiter = format!("--{boundary}");
     let mut payload: Option<Value> = None;
     let mut files = Vec::new();
-    for part in text.split(&format!("--{boundary}")) {
-        let Some((head, content)) = part.split_once("\r\n\r\n") else {
+    for part in split_bytes(body, delimiter.as_bytes()) {
+        let Some(split) = find(part, b"\r\n\r\n") else {
             continue;
         };
+        let head = String::from_utf8_lossy(&part[..split]);
+        let mut content = &part[split + 4..];
+        if content.ends_with(b"\r\n") {
+            content = &content[..content.len() - 2];
+        }
         if head.contains("name=\"payload_json\"") {
-            payload = serde_json::from_str(content.trim_end_matches("\r\n")).ok();
+            payload = serde_json::from_slice(content).ok();
         } else if let Some(filename) = head
             .split("filename=\"")
             .nth(1)
             .and_then(|s| s.split('"').next())
         {
-            files.push(json!({ "filename": filename, "size": content.len().saturating_sub(2) }));
+            use base64::Engine as _;
+            files.push(json!({
+                "filename": filename,
+                "size": content.len(),
+                "data": base64::engine::general_purpose::STANDARD.encode(content),
+            }));
         }
     }
     let mut payload = payload.unwrap_or_else(|| json!({}));
@@ -216,6 +226,37 @@ fn multipart_payload(body: &Bytes, content_type: &str) -> Option<Value> {
         payload["__files"] = Value::Array(files);
     }
     Some(payload)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The parts of a multipart body between `delimiter`s, as bytes (files may be binary).
+fn split_bytes<'a>(body: &'a [u8], delimiter: &[u8]) -> Vec<&'a [u8]> {
+    let mut parts = Vec::new();
+    let mut rest = body;
+    while let Some(at) = find(rest, delimiter) {
+        parts.push(&rest[..at]);
+        rest = &rest[at + delimiter.len()..];
+    }
+    parts.push(rest);
+    parts
+}
+
+/// Uploaded files (name and bytes) of a request body parsed by [`parse_json`].
+fn uploaded_files(body: &Value) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine as _;
+    array(&body["__files"])
+        .iter()
+        .filter_map(|f| {
+            let name = f["filename"].as_str()?.to_owned();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(f["data"].as_str()?)
+                .ok()?;
+            Some((name, bytes))
+        })
+        .collect()
 }
 
 async fn gateway(State(shared): Shared_) -> Json<Value> {
@@ -407,6 +448,7 @@ fn new_message(
         embeds: array(&body["embeds"]),
         components: array(&body["components"]),
         attachments: attachments(body),
+        files: uploaded_files(body),
         flags: body["flags"].as_u64().unwrap_or(0),
         pinned: false,
         edited: false,
@@ -454,6 +496,7 @@ fn event_for(
         embeds: message.embeds.clone(),
         components: message.components.clone(),
         attachments: message.attachments.clone(),
+        files: message.files.clone(),
         ephemeral,
     }
 }
@@ -624,6 +667,7 @@ fn edit_stored(
     }
     if body.get("__files").is_some() {
         message.attachments = attachments(body);
+        message.files = uploaded_files(body);
     }
     message.edited = true;
     let message = message.clone();
@@ -857,6 +901,7 @@ fn announce_channel(shared: &Shared, state: &EmulatorState, id: u64) {
             embeds: Vec::new(),
             components: Vec::new(),
             attachments: Vec::new(),
+            files: Vec::new(),
             ephemeral: false,
         });
     }
