@@ -51,6 +51,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET",    "/guilds/{guild}/channels",                       "/guilds/{guild_id}/channels"),
     ("GET",    "/guilds/{guild}/roles",                          "/guilds/{guild_id}/roles"),
     ("GET",    "/guilds/{guild}/members/{user}",                 "/guilds/{guild_id}/members/{user_id}"),
+    ("GET",    "/users/@me/guilds/{guild}/member",               "/users/@me/guilds/{guild_id}/member"),
 ];
 
 const DEPLOYS: u64 = 111_000_000_000_000_111;
@@ -176,6 +177,26 @@ fn router_routes(source: &str) -> BTreeSet<(String, String)> {
     routes
 }
 
+/// Emulator routes Discord documents outside its OpenAPI spec (the OAuth2 topic page): the
+/// consent page, its approval link, and the token endpoint. Their behaviour is tested in
+/// `tests/emulator.rs` and `tests/web_dashboard.rs`.
+const OUTSIDE_THE_SPEC: &[(&str, &str)] = &[
+    ("GET", "/oauth2/authorize"),
+    ("GET", "/oauth2/authorize/approve"),
+    ("POST", "/oauth2/token"),
+    ("POST", "/api/oauth2/token"),
+];
+
+/// Every route the emulator serves that the spec describes (REST and OAuth2 routers).
+fn served_routes() -> BTreeSet<(String, String)> {
+    let mut served = router_routes(include_str!("../src/emulator/rest.rs"));
+    served.extend(router_routes(include_str!("../src/emulator/oauth.rs")));
+    for (method, path) in OUTSIDE_THE_SPEC {
+        served.remove(&((*method).to_owned(), (*path).to_owned()));
+    }
+    served
+}
+
 fn table_routes() -> BTreeSet<(String, String)> {
     ROUTES
         .iter()
@@ -185,7 +206,7 @@ fn table_routes() -> BTreeSet<(String, String)> {
 
 #[test]
 fn the_route_table_lists_every_route_of_the_emulators_router() {
-    let served = router_routes(include_str!("../src/emulator/rest.rs"));
+    let served = served_routes();
     assert!(
         served.len() > 10,
         "parsed too few routes from rest.rs: {served:?}"
@@ -736,6 +757,16 @@ async fn every_emulator_route_answers_in_the_shapes_of_discords_openapi_spec() {
     )
     .await;
 
+    // OAuth2: a member's own guild membership, with the bearer token a web login gets.
+    let access = oauth_access_token(&emulator, "ana").await;
+    api.call_as(
+        M::GET,
+        &format!("/users/@me/guilds/{guild}/member"),
+        Body::None,
+        &format!("Bearer {access}"),
+    )
+    .await;
+
     // Errors: unknown objects, a refused token, an empty message, a rate limit.
     let unknown = api.call(M::GET, "/channels/1", Body::None).await;
     assert_eq!(unknown.status, 404, "{unknown:?}");
@@ -784,4 +815,68 @@ async fn every_emulator_route_answers_in_the_shapes_of_discords_openapi_spec() {
         api.violations.len(),
         api.violations.join("\n  ")
     );
+}
+
+/// Runs the emulator's authorization code grant for `member` and returns the access token.
+async fn oauth_access_token(emulator: &opsbot::emulator::Emulator, member: &str) -> String {
+    let (client_id, client_secret) = emulator.oauth_client();
+    let base = emulator.base_url();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let redirect_uri = "http://127.0.0.1:9/callback";
+    let page = http
+        .get(format!("{base}/oauth2/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", redirect_uri),
+            ("scope", "identify guilds.members.read"),
+        ])
+        .send()
+        .await
+        .expect("authorize")
+        .text()
+        .await
+        .expect("page");
+    let href = page
+        .split(&format!("id=\"as-{member}\" href=\""))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a consent link")
+        .replace("&amp;", "&");
+    let approved = http
+        .get(format!("{base}{href}"))
+        .send()
+        .await
+        .expect("approve");
+    let location = approved.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let code = location
+        .split("code=")
+        .nth(1)
+        .and_then(|c| c.split('&').next())
+        .expect("code")
+        .to_owned();
+    let token: Value = http
+        .post(format!("{base}/api/v10/oauth2/token"))
+        .basic_auth(&client_id, Some(&client_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    token["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
 }

@@ -180,8 +180,13 @@ impl Emulator {
             base_url: format!("http://{addr}"),
             token: EMULATOR_TOKEN.to_owned(),
         });
+        // Every REST and OAuth2 request is recorded, authenticated and may be scripted to fail.
         let app = rest::router(shared.clone())
             .merge(oauth::router(shared.clone()))
+            .layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                rest::gatekeeper,
+            ))
             .merge(gateway::router(shared.clone()));
         tokio::spawn(async move {
             let served = axum::serve(listener, app)
