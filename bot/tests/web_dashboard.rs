@@ -528,3 +528,60 @@ async fn discord_login_lets_in_members_whose_roles_grant_audit_read(pool: PgPool
     );
     shutdown.cancel();
 }
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn the_live_tail_streams_new_events(pool: PgPool) {
+    use futures_util::StreamExt as _;
+    let state = state(&pool, None);
+    let first = event(&pool, "ana", "whoami", json!({}), Outcome::Ok).await;
+    let request = Request::get(format!("/events/stream?after={first}"))
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .expect("request");
+    let response = router(state.clone())
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    // Committed after the page was rendered: it must arrive through the stream.
+    event(
+        &pool,
+        "bo",
+        "deploy run",
+        json!({"service": "<b>api</b>"}),
+        Outcome::Denied,
+    )
+    .await;
+    let mut stream = response.into_body().into_data_stream();
+    let mut received = String::new();
+    while !received.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(15), stream.next())
+            .await
+            .expect("an event in time")
+            .expect("the stream stays open")
+            .expect("a chunk");
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(received.starts_with("event: events\n"), "{received}");
+    let data = received
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("a data line");
+    let rows: serde_json::Value = serde_json::from_str(data).expect("JSON rows");
+    assert_eq!(
+        rows.as_array().map(Vec::len),
+        Some(1),
+        "only the new event: {rows}"
+    );
+    assert_eq!(rows[0]["actor"], "bo");
+    assert_eq!(rows[0]["outcome"], "denied");
+    // Data, not markup: the page's script sets it with textContent.
+    assert_eq!(rows[0]["args"], r#"{"service":"<b>api</b>"}"#);
+}
