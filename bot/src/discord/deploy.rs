@@ -310,14 +310,32 @@ async fn complete_service(ctx: Context<'_>, partial: &str) -> serenity::CreateAu
     choices(ctx.data().desk.deploys.services.keys().cloned(), partial)
 }
 
+/// The environments of the service already chosen in the same command, else all of them.
 async fn complete_environment(
     ctx: Context<'_>,
     partial: &str,
 ) -> serenity::CreateAutocompleteResponse {
-    choices(
-        ctx.data().desk.deploys.environment_names().into_iter(),
-        partial,
-    )
+    let deploys = &ctx.data().desk.deploys;
+    let names = match chosen_service(ctx).and_then(|name| deploys.services.get(&name)) {
+        Some(service) => service.environments.clone(),
+        None => deploys.environment_names(),
+    };
+    choices(names.into_iter(), partial)
+}
+
+/// The `service` option typed so far in the command being completed.
+fn chosen_service(ctx: Context<'_>) -> Option<String> {
+    let poise::Context::Application(app) = ctx else {
+        return None;
+    };
+    app.args
+        .iter()
+        .find(|o| o.name == "service")
+        .and_then(|o| match &o.value {
+            serenity::ResolvedValue::String(s) => Some((*s).to_owned()),
+            serenity::ResolvedValue::Autocomplete { value, .. } => Some((*value).to_owned()),
+            _ => None,
+        })
 }
 
 async fn complete_version(ctx: Context<'_>, partial: &str) -> serenity::CreateAutocompleteResponse {
