@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -163,6 +163,23 @@ async fn unknown_route(method: Method, uri: axum::http::Uri) -> Response {
     )
 }
 
+/// A request body as Discord takes it: JSON, or multipart with `payload_json` (files are kept
+/// in `__files`). A body that is neither is refused the way Discord refuses it.
+#[derive(Debug)]
+struct DiscordBody(Value);
+
+impl<S: Send + Sync> FromRequest<S> for DiscordBody {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let headers = request.headers().clone();
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        parse_json(&bytes, &headers).map(DiscordBody)
+    }
+}
+
 #[expect(
     clippy::result_large_err,
     reason = "the refusal is the HTTP response, answered as is"
@@ -243,7 +260,7 @@ fn split_bytes<'a>(body: &'a [u8], delimiter: &[u8]) -> Vec<&'a [u8]> {
     parts
 }
 
-/// Uploaded files (name and bytes) of a request body parsed by [`parse_json`].
+/// Uploaded files (name and bytes) of a [`DiscordBody`].
 fn uploaded_files(body: &Value) -> Vec<(String, Vec<u8>)> {
     use base64::Engine as _;
     array(&body["__files"])
@@ -381,17 +398,13 @@ fn drop_unset_option_fields(options: &mut Value) {
     }
 }
 
-async fn register_commands(State(shared): Shared_, headers: HeaderMap, body: Bytes) -> Response {
-    let commands = match parse_json(&body, &headers) {
-        Ok(Value::Array(commands)) => commands,
-        Ok(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                50035,
-                "Invalid Form Body: expected an array of commands",
-            );
-        }
-        Err(response) => return response,
+async fn register_commands(State(shared): Shared_, DiscordBody(body): DiscordBody) -> Response {
+    let Value::Array(commands) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            50035,
+            "Invalid Form Body: expected an array of commands",
+        );
     };
     let stored = store_commands(&mut shared.state(), None, commands);
     Json(Value::Array(stored)).into_response()
@@ -400,19 +413,14 @@ async fn register_commands(State(shared): Shared_, headers: HeaderMap, body: Byt
 async fn register_guild_commands(
     State(shared): Shared_,
     Path((_app, guild)): Path<(u64, u64)>,
-    headers: HeaderMap,
-    body: Bytes,
+    DiscordBody(body): DiscordBody,
 ) -> Response {
-    let commands = match parse_json(&body, &headers) {
-        Ok(Value::Array(commands)) => commands,
-        Ok(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                50035,
-                "Invalid Form Body: expected an array of commands",
-            );
-        }
-        Err(response) => return response,
+    let Value::Array(commands) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            50035,
+            "Invalid Form Body: expected an array of commands",
+        );
     };
     let mut state = shared.state();
     if guild != state.guild.id {
@@ -503,13 +511,8 @@ fn event_for(
 async fn interaction_callback(
     State(shared): Shared_,
     Path((id, token)): Path<(u64, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    DiscordBody(body): DiscordBody,
 ) -> Response {
-    let body = match parse_json(&body, &headers) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
     let mut state = shared.state();
     let Some((interaction_id, member_id, channel_id, acknowledged, clicked)) = state
         .interactions
@@ -616,13 +619,8 @@ async fn get_original(
 async fn edit_original(
     State(shared): Shared_,
     Path((_app, token)): Path<(u64, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    DiscordBody(body): DiscordBody,
 ) -> Response {
-    let body = match parse_json(&body, &headers) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
     let mut state = shared.state();
     let Some((id, ephemeral)) = original_message_id(&state, &token) else {
         return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
@@ -681,13 +679,8 @@ fn edit_stored(
 async fn create_followup(
     State(shared): Shared_,
     Path((_app, token)): Path<(u64, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    DiscordBody(body): DiscordBody,
 ) -> Response {
-    let body = match parse_json(&body, &headers) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
     let mut state = shared.state();
     let Some((interaction_id, channel_id)) =
         state.interactions.get(&token).map(|i| (i.id, i.channel_id))
@@ -720,13 +713,8 @@ async fn create_followup(
 async fn edit_followup(
     State(shared): Shared_,
     Path((_app, _token, message)): Path<(u64, String, u64)>,
-    headers: HeaderMap,
-    body: Bytes,
+    DiscordBody(body): DiscordBody,
 ) -> Response {
-    let body = match parse_json(&body, &headers) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
     let mut state = shared.state();
     edit_stored(&shared, &mut state, message, &body, false, None)
 }
@@ -742,13 +730,8 @@ async fn get_channel(State(shared): Shared_, Path(channel): Path<u64>) -> Respon
 async fn modify_channel(
     State(shared): Shared_,
     Path(channel): Path<u64>,
-    headers: HeaderMap,
-    body: Bytes,
+    DiscordBody(body): DiscordBody,
 ) -> Response {
-    let body = match parse_json(&body, &headers) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
     let mut state = shared.state();
     let Some(c) = state.guild.channels.iter_mut().find(|c| c.id == channel) else {
         return error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
@@ -766,13 +749,8 @@ async fn modify_channel(
 async fn create_message(
     State(shared): Shared_,
     Path(channel): Path<u64>,
-    headers: HeaderMap,
-    body: Bytes,
+    DiscordBody(body): DiscordBody,
 ) -> Response {
-    let body = match parse_json(&body, &headers) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
     let mut state = shared.state();
     if state.guild.channel(channel).is_none() {
         return error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
@@ -826,13 +804,8 @@ async fn get_message(
 async fn edit_message(
     State(shared): Shared_,
     Path((channel, message)): Path<(u64, u64)>,
-    headers: HeaderMap,
-    body: Bytes,
+    DiscordBody(body): DiscordBody,
 ) -> Response {
-    let body = match parse_json(&body, &headers) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
     let mut state = shared.state();
     if state
         .guild
@@ -909,25 +882,17 @@ fn announce_channel(shared: &Shared, state: &EmulatorState, id: u64) {
 async fn start_thread_from_message(
     State(shared): Shared_,
     Path((channel, _message)): Path<(u64, u64)>,
-    headers: HeaderMap,
-    body: Bytes,
+    DiscordBody(body): DiscordBody,
 ) -> Response {
-    match parse_json(&body, &headers) {
-        Ok(body) => create_thread(&shared, channel, &body),
-        Err(response) => response,
-    }
+    create_thread(&shared, channel, &body)
 }
 
 async fn start_thread(
     State(shared): Shared_,
     Path(channel): Path<u64>,
-    headers: HeaderMap,
-    body: Bytes,
+    DiscordBody(body): DiscordBody,
 ) -> Response {
-    match parse_json(&body, &headers) {
-        Ok(body) => create_thread(&shared, channel, &body),
-        Err(response) => response,
-    }
+    create_thread(&shared, channel, &body)
 }
 
 async fn get_guild(State(shared): Shared_, Path(guild): Path<u64>) -> Response {
@@ -973,13 +938,8 @@ async fn get_guild(State(shared): Shared_, Path(guild): Path<u64>) -> Response {
 async fn create_channel(
     State(shared): Shared_,
     Path(guild): Path<u64>,
-    headers: HeaderMap,
-    body: Bytes,
+    DiscordBody(body): DiscordBody,
 ) -> Response {
-    let body = match parse_json(&body, &headers) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
     let mut state = shared.state();
     if guild != state.guild.id {
         return error(StatusCode::NOT_FOUND, 10004, "Unknown Guild");
