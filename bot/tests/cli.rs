@@ -1,6 +1,8 @@
 //! The real binary against real Postgres: migrate, run (health, readiness, metrics, graceful
 //! shutdown), audit verify and tail, and the embedded database.
 
+mod support;
+
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -8,18 +10,7 @@ use opsbot_commands::actor::Source;
 use opsbot_commands::audit::{NewEvent, Outcome, append, seal_pending};
 use serde_json::json;
 use sqlx::PgPool;
-
-/// The URL of the throwaway database `#[sqlx::test]` made for this test.
-fn database_url(pool: &PgPool) -> String {
-    let options = pool.connect_options();
-    format!(
-        "postgres://{}@{}:{}/{}",
-        options.get_username(),
-        options.get_host(),
-        options.get_port(),
-        options.get_database().expect("a database name")
-    )
-}
+use support::database_url;
 
 fn opsbot(url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_opsbot"))

@@ -8,9 +8,6 @@ use std::collections::BTreeMap;
 
 use crate::actor::Actor;
 
-/// Every permission a command checks, so config checks can warn about grants that match none.
-pub const KNOWN_PERMISSIONS: &[&str] = &["audit:read", "audit:verify"];
-
 /// Checks the spelling of a grant as written in `[roles]`.
 pub fn validate_grant(grant: &str) -> Result<(), String> {
     if grant == "*" {

@@ -139,42 +139,34 @@ pub async fn mark_sent(pool: &PgPool, id: i64, message_id: Option<i64>) -> Resul
     Ok(())
 }
 
-/// Records a 429: retry after Discord's `retry_after`, without counting a failed attempt.
-pub async fn mark_rate_limited(
-    pool: &PgPool,
-    id: i64,
-    error: &str,
-    retry_in: Duration,
-) -> Result<(), sqlx::Error> {
-    let retry_ms = i64::try_from(retry_in.as_millis()).unwrap_or(i64::MAX);
-    sqlx::query!(
-        "UPDATE outbox SET rate_limited = rate_limited + 1, last_error = $2, leased_until = NULL,
-                next_attempt_at = now() + make_interval(secs => $3::bigint / 1000.0)
-         WHERE id = $1",
-        id,
-        error,
-        retry_ms
-    )
-    .execute(pool)
-    .await?;
-    Ok(())
+/// Why a delivery is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// A 429: not the message's fault, so it never counts toward dead-lettering.
+    RateLimited,
+    /// A failed attempt (5xx, timeout, ...), counted in `attempts`.
+    Failed,
 }
 
-/// Records a failed attempt and when to try again.
+/// Records why the delivery did not happen and when to try again.
 pub async fn mark_retry(
     pool: &PgPool,
     id: i64,
+    why: Retry,
     error: &str,
     retry_in: Duration,
 ) -> Result<(), sqlx::Error> {
     let retry_ms = i64::try_from(retry_in.as_millis()).unwrap_or(i64::MAX);
     sqlx::query!(
-        "UPDATE outbox SET attempts = attempts + 1, last_error = $2, leased_until = NULL,
+        "UPDATE outbox SET attempts = attempts + CASE WHEN $4 THEN 0 ELSE 1 END,
+                rate_limited = rate_limited + CASE WHEN $4 THEN 1 ELSE 0 END,
+                last_error = $2, leased_until = NULL,
                 next_attempt_at = now() + make_interval(secs => $3::bigint / 1000.0)
          WHERE id = $1",
         id,
         error,
-        retry_ms
+        retry_ms,
+        why == Retry::RateLimited
     )
     .execute(pool)
     .await?;
@@ -213,14 +205,4 @@ pub async fn status(pool: &PgPool, id: i64) -> Result<Option<OutboxStatus>, sqlx
     )
     .fetch_optional(pool)
     .await
-}
-
-/// Counts by status (`pending`, `sent`, `dead`), for `/readyz`-style checks and metrics.
-pub async fn counts(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let rows = sqlx::query!(
-        r#"SELECT status, count(*) AS "n!" FROM outbox GROUP BY status ORDER BY status"#
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.status, r.n)).collect())
 }

@@ -7,6 +7,8 @@ use opsbot_commands::chat::{ButtonStyle, Message};
 use opsbot_commands::whoami::WhoAmI;
 use poise::serenity_prelude as serenity;
 
+use crate::dispatch::truncate;
+
 /// Discord's limit on an embed description.
 const EMBED_DESCRIPTION_MAX: usize = 4096;
 /// Arguments longer than this are cut in one-line listings; the dashboard shows them whole.
@@ -177,15 +179,6 @@ pub fn verify(report: &VerifyReport) -> String {
         text.push_str(&warning);
     }
     text
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_owned()
-    } else {
-        let cut: String = text.chars().take(max - 1).collect();
-        format!("{cut}…")
-    }
 }
 
 /// Names are user-controlled: keep them from turning into formatting or mentions.

@@ -36,7 +36,7 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use body::{create_message_body, edit_message_body};
+pub use body::{create_message_body, edit_message_body, truncate};
 
 use pacing::Pacing;
 use response::{Delivery, backoff, bucket_exhausted_for, classify};
@@ -327,9 +327,15 @@ impl Dispatcher {
                 } else {
                     self.pacing.block_channel(item.channel_id, retry_after);
                 }
-                outbox::mark_rate_limited(&self.pool, item.id, &error, retry_after)
-                    .await
-                    .with_context(|| format!("recording a retry of outbox row {}", item.id))?;
+                outbox::mark_retry(
+                    &self.pool,
+                    item.id,
+                    outbox::Retry::RateLimited,
+                    &error,
+                    retry_after,
+                )
+                .await
+                .with_context(|| format!("recording a retry of outbox row {}", item.id))?;
                 metrics::counter!("opsbot_outbox_retries_total").increment(1);
                 tracing::warn!(
                     outbox_id = item.id,
@@ -355,7 +361,7 @@ impl Dispatcher {
                     self.settings.max_backoff,
                     failures_before,
                 );
-                outbox::mark_retry(&self.pool, item.id, &error, retry_in)
+                outbox::mark_retry(&self.pool, item.id, outbox::Retry::Failed, &error, retry_in)
                     .await
                     .with_context(|| format!("recording a retry of outbox row {}", item.id))?;
                 metrics::counter!("opsbot_outbox_retries_total").increment(1);

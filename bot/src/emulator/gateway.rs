@@ -74,7 +74,7 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket) {
                                 "v": 10,
                                 "user": user,
                                 "guilds": [{ "id": guild.id.to_string(), "unavailable": true }],
-                                "session_id": format!("emulator-session-{}", guild.ids_peek()),
+                                "session_id": format!("emulator-session-{}", guild.ids.peek()),
                                 "resume_gateway_url": shared.base_url.replace("http://", "ws://") + "/gateway",
                                 "shard": [0, 1],
                                 "application": { "id": guild.application_id.to_string(), "flags": 0 },

@@ -99,10 +99,6 @@ pub struct Guild {
 }
 
 impl Guild {
-    pub fn ids_peek(&self) -> u64 {
-        self.ids.peek()
-    }
-
     pub fn role_by_name(&self, name: &str) -> Option<&Role> {
         self.roles
             .iter()

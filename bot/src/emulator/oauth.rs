@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Shared;
+use crate::web::pages::escape;
 
 /// The client secret the emulator accepts (its client id is the application id).
 pub const EMULATOR_CLIENT_SECRET: &str = "emulator-client-secret";
@@ -55,14 +56,6 @@ struct AuthorizeQuery {
     redirect_uri: Option<String>,
     scope: Option<String>,
     state: Option<String>,
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 fn bad_request(message: &str) -> Response {

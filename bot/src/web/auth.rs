@@ -4,7 +4,6 @@
 //! carry a CSRF token. `/healthz`, `/readyz`, `/metrics` and the signed deploy webhooks are
 //! outside this layer. Logins (failed ones too) are audited.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Form;
@@ -574,8 +573,4 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     set(headers, "x-frame-options", "DENY");
     set(headers, "referrer-policy", "no-referrer");
     response
-}
-
-pub fn shared(dashboard: Dashboard) -> Arc<Dashboard> {
-    Arc::new(dashboard)
 }

@@ -18,6 +18,7 @@ pub use append::append;
 pub use canonical::{GENESIS_HASH, canonical_bytes, chain_hash};
 pub use commands::RECENT_DEFAULT_LIMIT;
 pub use model::{AuditEvent, NewEvent, Outcome};
+pub(crate) use query::escape_like;
 pub use query::{
     AuditQuery, Page, QUERY_MAX_LIMIT, by_correlation, event, newer_than, query, tail,
 };

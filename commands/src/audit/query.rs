@@ -31,12 +31,15 @@ pub struct Page {
     pub next_cursor: Option<i64>,
 }
 
-fn like_pattern(text: &str) -> String {
-    let escaped = text
-        .replace('\\', "\\\\")
+/// `text` with LIKE's wildcards (`%`, `_`) and escape character taken literally.
+pub(crate) fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
         .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("%{escaped}%")
+        .replace('_', "\\_")
+}
+
+fn like_pattern(text: &str) -> String {
+    format!("%{}%", escape_like(text))
 }
 
 /// Events matching `q`, newest first, by keyset pagination on the id.

@@ -190,13 +190,7 @@ pub async fn recent_versions(
     prefix: &str,
     limit: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let pattern = format!(
-        "{}%",
-        prefix
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    );
+    let pattern = format!("{}%", crate::audit::escape_like(prefix));
     sqlx::query_scalar!(
         r#"SELECT version AS "version!" FROM deploys
            WHERE ($1::text IS NULL OR service = $1) AND version LIKE $2
@@ -471,23 +465,19 @@ pub(super) async fn approvals_count(
     .await
 }
 
+/// The unexpired lock on `service` in `environment`, if any.
 pub(super) async fn active_lock(
-    db: impl PgExecutor<'_>,
+    db: &PgPool,
     service: &str,
     environment: &str,
 ) -> Result<Option<Lock>, sqlx::Error> {
-    sqlx::query_as!(
-        Lock,
-        r#"SELECT service, environment, locked_by_id, locked_by_name, reason, locked_at, until_at AS until
-           FROM deploy_locks
-           WHERE service = $1 AND environment = $2 AND (until_at IS NULL OR until_at > now())"#,
-        service,
-        environment
-    )
-    .fetch_optional(db)
-    .await
+    Ok(active_locks(db, Some(service))
+        .await?
+        .into_iter()
+        .find(|lock| lock.environment == environment))
 }
 
+/// Unexpired locks, of one service or all, by service and environment.
 pub(super) async fn active_locks(
     db: &PgPool,
     service: Option<&str>,
