@@ -53,9 +53,9 @@ pub async fn tick(
     executions: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> Result<(), CommandError> {
-    expire_approvals(desk).await?;
-    time_out_callbacks(desk).await?;
-    start_approved(desk).await?;
+    sweep(desk, Sweep::ExpireApprovals).await?;
+    sweep(desk, Sweep::TimeOutCallbacks).await?;
+    sweep(desk, Sweep::StartApproved).await?;
     let lease = LEASE.as_secs_f64();
     for id in store::claim_untracked_running(&desk.pool, lease).await? {
         executions.spawn(track(desk.clone(), id, shutdown.child_token()));
@@ -82,83 +82,50 @@ fn system(deploy: &Deploy, source: Source) -> Invocation {
     inv
 }
 
-async fn expire_approvals(desk: &Desk) -> Result<(), CommandError> {
-    let mut tx = desk.pool.begin().await?;
-    for id in store::due_for_expiry(&mut *tx).await? {
-        let detail = "no approval within the approval window";
-        if store::transition(
-            &mut *tx,
-            id,
-            &[DeployState::Requested],
+/// The transitions the tracker makes on its own, each round.
+#[derive(Debug, Clone, Copy)]
+enum Sweep {
+    /// requested → expired: nobody approved within the approval window.
+    ExpireApprovals,
+    /// running → failed: a webhook deployer never reported the outcome.
+    TimeOutCallbacks,
+    /// approved → running: carried out by the backend from now on.
+    StartApproved,
+}
+
+/// Moves every deploy due for `sweep`, in one transaction, and publishes each move.
+async fn sweep(desk: &Desk, sweep: Sweep) -> Result<(), CommandError> {
+    let (from, to, outcome, detail) = match sweep {
+        Sweep::ExpireApprovals => (
+            DeployState::Requested,
             DeployState::Expired,
-            Some(detail),
-        )
-        .await?
-        {
-            publish(
-                desk,
-                &mut tx,
-                id,
-                Outcome::Expired,
-                detail,
-                Source::Scheduler,
-            )
-            .await?;
-        }
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-async fn time_out_callbacks(desk: &Desk) -> Result<(), CommandError> {
-    let mut tx = desk.pool.begin().await?;
-    for id in store::due_for_callback_timeout(&mut *tx).await? {
-        let detail = "the deployer did not report an outcome in time (webhook backend timeout)";
-        if store::transition(
-            &mut *tx,
-            id,
-            &[DeployState::Running],
-            DeployState::Failed,
-            Some(detail),
-        )
-        .await?
-        {
-            publish(
-                desk,
-                &mut tx,
-                id,
-                Outcome::Failed,
-                detail,
-                Source::Scheduler,
-            )
-            .await?;
-        }
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-async fn start_approved(desk: &Desk) -> Result<(), CommandError> {
-    let mut tx = desk.pool.begin().await?;
-    for id in store::claim_approved(&mut *tx).await? {
-        if store::transition(
-            &mut *tx,
-            id,
-            &[DeployState::Approved],
+            Outcome::Expired,
+            "no approval within the approval window",
+        ),
+        Sweep::TimeOutCallbacks => (
             DeployState::Running,
-            None,
-        )
-        .await?
-        {
-            publish(
-                desk,
-                &mut tx,
-                id,
-                Outcome::Started,
-                "started",
-                Source::Scheduler,
-            )
-            .await?;
+            DeployState::Failed,
+            Outcome::Failed,
+            "the deployer did not report an outcome in time (webhook backend timeout)",
+        ),
+        Sweep::StartApproved => (
+            DeployState::Approved,
+            DeployState::Running,
+            Outcome::Started,
+            "started",
+        ),
+    };
+    let mut tx = desk.pool.begin().await?;
+    let due = match sweep {
+        Sweep::ExpireApprovals => store::due_for_expiry(&mut *tx).await?,
+        Sweep::TimeOutCallbacks => store::due_for_callback_timeout(&mut *tx).await?,
+        Sweep::StartApproved => store::claim_approved(&mut *tx).await?,
+    };
+    // A start keeps the deploy's detail; the other moves explain themselves in it.
+    let recorded_detail = (to != DeployState::Running).then_some(detail);
+    for id in due {
+        if store::transition(&mut *tx, id, &[from], to, recorded_detail).await? {
+            publish(desk, &mut tx, id, outcome, detail, Source::Scheduler).await?;
         }
     }
     tx.commit().await?;
