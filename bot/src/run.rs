@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use opsbot_commands::Desk;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::database::Database;
 use crate::discord::chat::SerenityChat;
-use crate::discord::{GatewaySettings, run_gateway};
+use crate::discord::{GatewaySettings, GatewayStatus, supervise_gateway};
 use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::web::{WebState, router};
 use crate::{sealer, telemetry};
@@ -60,13 +59,14 @@ pub struct Services {
     pub http_addr: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
-    gateway: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The Discord gateway's state (also on `/readyz` and in `/metrics`).
+    pub gateway: std::sync::Arc<GatewayStatus>,
 }
 
 impl Services {
     /// Connects and migrates the database, then starts the HTTP server, the sealer and, with
-    /// `discord`, the outbox dispatcher and the gateway. A gateway that stops for good cancels
-    /// `shutdown`.
+    /// `discord`, the outbox dispatcher and the gateway. A Discord outage stops nothing: the
+    /// gateway is supervised (reconnects with backoff until `shutdown`) while the rest serves.
     pub async fn start(
         config: &Config,
         discord: Option<GatewaySettings>,
@@ -81,6 +81,10 @@ impl Services {
             desk = desk.with_chat(std::sync::Arc::new(SerenityChat::new(settings)));
         }
         let tasks = TaskTracker::new();
+        let gateway = match &discord {
+            Some(_) => GatewayStatus::connecting(),
+            None => GatewayStatus::disabled(),
+        };
 
         let mut http_addr = None;
         match tokio::net::TcpListener::bind(config.http.listen).await {
@@ -92,10 +96,11 @@ impl Services {
                     metrics: telemetry::metrics(),
                     desk: desk.clone(),
                     dashboard: std::sync::Arc::new(crate::web::dashboard(config)),
-                });
+                })
+                .layer(axum::Extension(gateway.clone()));
                 let http_shutdown = shutdown.clone();
                 tasks.spawn(async move {
-                    let served = axum::serve(listener, app)
+                    let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                         .with_graceful_shutdown(http_shutdown.clone().cancelled_owned())
                         .await;
                     if let Err(e) = served {
@@ -118,9 +123,10 @@ impl Services {
         }
         tasks.spawn(sealer::run(db.pool.clone(), shutdown.clone()));
         tasks.spawn(tracker::run(desk.clone(), shutdown.clone()));
+        tasks.spawn(flush_refusals(desk.clone(), shutdown.clone()));
 
-        let gateway = match discord {
-            None => None,
+        match discord {
+            None => {}
             Some(settings) => {
                 let dispatcher = Dispatcher::new(
                     db.pool.clone(),
@@ -129,21 +135,14 @@ impl Services {
                     DispatchSettings::default(),
                 )?;
                 tasks.spawn(dispatcher.run(shutdown.clone()));
-                let gateway = tokio::spawn(run_gateway(settings, desk.clone(), shutdown.clone()));
-                let gateway_shutdown = shutdown.clone();
-                Some(tokio::spawn(async move {
-                    let result = match gateway.await {
-                        Ok(result) => result,
-                        Err(e) => Err(anyhow::anyhow!("the Discord gateway task panicked: {e}")),
-                    };
-                    if let Err(e) = &result {
-                        tracing::error!(error = format!("{e:#}"), "Discord gateway stopped");
-                    }
-                    gateway_shutdown.cancel();
-                    result
-                }))
+                tasks.spawn(supervise_gateway(
+                    settings,
+                    desk.clone(),
+                    gateway.clone(),
+                    shutdown.clone(),
+                ));
             }
-        };
+        }
         Ok(Services {
             db,
             desk,
@@ -155,7 +154,7 @@ impl Services {
     }
 
     /// Stops everything: in-flight work finishes (bounded by [`SHUTDOWN_GRACE`]), the audit
-    /// chain is sealed, the database closed. Returns the gateway's error, if it failed.
+    /// chain is sealed, the database closed.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         tracing::info!("shutting down: finishing in-flight work");
@@ -169,14 +168,31 @@ impl Services {
                 "some work did not finish in time"
             );
         }
-        let gateway_result = match self.gateway {
-            Some(handle) => handle.await.unwrap_or(Ok(())),
-            None => Ok(()),
-        };
         sealer::seal_before_exit(&self.db.pool).await;
         self.db.close().await;
         tracing::info!("stopped");
-        gateway_result
+        Ok(())
+    }
+}
+
+/// How often sampled unauthenticated refusals of ended minutes go to the audit trail.
+const REFUSAL_FLUSH_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Writes sampled unauthenticated refusals to the audit trail; everything left at shutdown.
+async fn flush_refusals(desk: Desk, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(REFUSAL_FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let all = tokio::select! {
+            _ = tick.tick() => false,
+            () = shutdown.cancelled() => true,
+        };
+        if let Err(e) = desk.flush_refusals(all).await {
+            tracing::warn!(error = %e, "sampled refusals not written yet; retrying");
+        }
+        if all {
+            return;
+        }
     }
 }
 

@@ -58,6 +58,7 @@ pub fn metrics() -> PrometheusHandle {
             metrics::describe_counter!("opsbot_audit_appends_total", "Events appended to the audit trail, by outcome");
             metrics::describe_counter!("opsbot_audit_sealed_total", "Events sealed into the audit chain");
             metrics::describe_gauge!("opsbot_build_info", "Always 1; labels carry the version");
+            metrics::describe_gauge!("opsbot_gateway_connected", "1 while the Discord gateway is connected (READY received), else 0");
             metrics::gauge!("opsbot_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             handle
         })

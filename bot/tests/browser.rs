@@ -21,7 +21,7 @@ use opsbot_commands::{Desk, Source};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-const TOKEN: &str = "browser-dashboard-token";
+const TOKEN: &str = "browser-dashboard-token-of-at-least-32-bytes";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const EVIL_ARGS: &str = r#"<script>window.__xss = 1; document.title = "pwned"</script>"#;
@@ -46,6 +46,7 @@ fn state(pool: &PgPool) -> WebState {
             session_ttl: Duration::from_secs(3600),
             secure_cookies: false,
             discord: None,
+            attempts: Default::default(),
         }),
     }
 }
@@ -371,7 +372,8 @@ async fn the_dashboard_in_a_browser_shows_injected_markup_as_text(pool: PgPool) 
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("address"));
-    let server = tokio::spawn(async move { axum::serve(listener, router(state(&pool))).await });
+    let app = router(state(&pool)).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let mut chromedriver = start_chromedriver().await;
     let profile = tempfile::tempdir().expect("a browser profile directory");

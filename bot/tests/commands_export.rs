@@ -1,6 +1,8 @@
 //! `opsbot commands export` prints the registration JSON, and it fits Discord's limits
 //! (FIELD-NOTES: names `^[-_a-z0-9]{1,32}$`, descriptions 1-100 chars, ≤ 25 options and
-//! choices, required options before optional ones, ≤ 100 commands, ≤ 8000 chars a command).
+//! choices, required options before optional ones, ≤ 100 commands, ≤ 8000 chars a command),
+//! and every STRING option has a `max_length` (without one Discord accepts 6,000 characters,
+//! and a refusal quoting such a value cannot be sent).
 
 use std::process::Command;
 
@@ -141,5 +143,67 @@ fn exported_commands_are_the_documented_ones() {
     /rollback
     /audit recent
     /audit verify
+    ");
+}
+
+/// Every STRING option (type 3) under `options`, as `(path, option)`.
+fn string_options<'a>(options: &'a [Value], path: &str, out: &mut Vec<(String, &'a Value)>) {
+    for option in options {
+        let here = format!("{path} {}", option["name"].as_str().unwrap_or_default());
+        if option["type"] == 3 {
+            out.push((here.clone(), option));
+        }
+        if let Some(nested) = option["options"].as_array() {
+            string_options(nested, &here, out);
+        }
+    }
+}
+
+#[test]
+fn every_string_option_has_a_max_length() {
+    let exported = export();
+    let mut strings = Vec::new();
+    for command in exported.as_array().expect("array") {
+        let path = format!("/{}", command["name"].as_str().unwrap_or_default());
+        string_options(
+            command["options"].as_array().map_or(&[][..], Vec::as_slice),
+            &path,
+            &mut strings,
+        );
+    }
+    assert!(!strings.is_empty());
+    let limits: Vec<String> = strings
+        .iter()
+        .map(|(path, option)| format!("{path}: {}", option["max_length"]))
+        .collect();
+    let missing: Vec<&String> = limits
+        .iter()
+        .filter(|l| !l.ends_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert!(missing.is_empty(), "no max_length: {missing:?}");
+    for (path, option) in &strings {
+        let max = option["max_length"].as_u64().unwrap_or_default();
+        assert!((1..=6000).contains(&max), "{path}: max_length {max}");
+    }
+    insta::assert_snapshot!(limits.join("\n"), @r"
+    /deploy run service: 100
+    /deploy run version: 200
+    /deploy run env: 100
+    /deploy run reason: 500
+    /deploy status service: 100
+    /deploy history service: 100
+    /deploy history env: 100
+    /deploy lock service: 100
+    /deploy lock env: 100
+    /deploy lock reason: 500
+    /deploy lock duration: 50
+    /deploy unlock service: 100
+    /deploy unlock env: 100
+    /rollback service: 100
+    /rollback env: 100
+    /rollback to: 200
+    /audit recent actor: 100
+    /audit recent command: 100
+    /audit recent outcome: 32
     ");
 }

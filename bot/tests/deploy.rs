@@ -234,10 +234,11 @@ async fn webhook_deploys_report_back_signed_and_bad_signatures_change_nothing(po
         b"s3cret",
         header(webhook::TIMESTAMP_HEADER),
         header(webhook::SIGNATURE_HEADER),
+        &webhook::target("POST", "/hooks/opsbot"),
         &request.body,
         chrono::Utc::now().timestamp(),
     )
-    .expect("opsbot signs what it sends");
+    .expect("opsbot signs what it sends, bound to the deployer's path");
     let body: serde_json::Value = serde_json::from_slice(&request.body).expect("json");
     assert_eq!(
         (body["deploy_id"].as_i64(), body["service"].as_str()),
@@ -257,7 +258,12 @@ async fn webhook_deploys_report_back_signed_and_bad_signatures_change_nothing(po
             .header(webhook::TIMESTAMP_HEADER, now.to_string())
             .header(
                 webhook::SIGNATURE_HEADER,
-                webhook::sign(secret, now, body.as_bytes()),
+                webhook::sign(
+                    secret,
+                    now,
+                    &webhook::target("POST", &webhook::report_path(1)),
+                    body.as_bytes(),
+                ),
             )
             .header("content-type", "application/json")
             .body(body)
@@ -311,11 +317,74 @@ async fn webhook_deploys_report_back_signed_and_bad_signatures_change_nothing(po
         .collect();
     assert_eq!(
         outcomes,
+        // The forged report is not in the trail row by row: it is counted and sampled.
         [
-            "deploy report denied",
             "deploy report ok",
             "deploy run succeeded",
             "deploy report conflict"
         ]
     );
+}
+
+/// What a reply may notify, as the emulator recorded it: `allowed_mentions` sent with an
+/// empty `parse` list, and nobody actually pinged.
+fn assert_pings_nobody(event: &opsbot::emulator::EmulatorEvent, what: &str) {
+    let parse = event
+        .allowed_mentions
+        .as_ref()
+        .map(|a| a["parse"].clone())
+        .unwrap_or_else(|| panic!("{what}: sent without allowed_mentions"));
+    assert_eq!(parse, serde_json::json!([]), "{what}: {:?}", event.allowed_mentions);
+    assert!(event.pings.nobody(), "{what} pings {:?}", event.pings);
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn replies_that_echo_a_mention_ping_nobody(pool: PgPool) {
+    let (_dir, program) = script();
+    let backend = format!(
+        r#"{{ kind = "command", program = "{program}", args = ["{{service}}", "{{version}}", "{{environment}}"], timeout = "30s" }}"#
+    );
+    let mut bot = TestBot::with_config(pool.clone(), &config(&backend)).await;
+    let bo = bot.emulator.member("bo", Some(&["dev".to_owned()]));
+    let reason = format!("<@{bo}> @everyone @here broke staging");
+
+    let locked = bot
+        .say(
+            "ana",
+            &["ops"],
+            &format!(r#"/deploy lock service:worker env:staging reason:"{reason}""#),
+        )
+        .await;
+    assert!(!locked.ephemeral, "the lock is announced publicly");
+    assert!(locked.content.contains(&reason), "{}", locked.content);
+    assert_pings_nobody(&locked, "the lock reply");
+
+    let unlocked = bot
+        .say("ana", &["ops"], "/deploy unlock service:worker env:staging")
+        .await;
+    assert!(unlocked.content.contains(&reason), "{}", unlocked.content);
+    assert_pings_nobody(&unlocked, "the unlock reply");
+
+    let denied = bot
+        .say(
+            "bo",
+            &["dev"],
+            &format!(r#"/deploy lock service:worker env:staging reason:"{reason}""#),
+        )
+        .await;
+    assert!(denied.content.starts_with('⛔'), "{}", denied.content);
+    assert_pings_nobody(&denied, "a refusal");
+
+    // The public status message and the button update that replaces it.
+    let requested = bot
+        .say(
+            "ana",
+            &["ops"],
+            &format!(r#"/deploy run service:worker version:v2 env:production reason:"{reason}""#),
+        )
+        .await;
+    assert_pings_nobody(&requested, "the deploy status message");
+    let rejected = bot.click("ana", "Reject").await;
+    assert_eq!(rejected.message_id, requested.message_id);
+    assert_pings_nobody(&rejected, "the button update");
 }

@@ -117,3 +117,60 @@ async fn the_older_button_pages_through_the_audit_log(pool: PgPool) {
         .expect_err("not visible to bo");
     assert!(err.to_string().contains("no message you can see"), "{err}");
 }
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn over_long_options_are_refused_by_the_client_with_their_limit(pool: PgPool) {
+    let mut bot = TestBot::start(pool.clone(), &[OPS]).await;
+    let ana = bot.emulator.member("ana", Some(&["ops".to_owned()]));
+    // Discord's client refuses an over-long value before it reaches the bot, so every refusal
+    // that quotes one stays within Discord's 2000-character content limit.
+    let cases = [
+        (
+            format!(
+                "/deploy run service:{} version:v1 env:staging",
+                "s".repeat(10_000)
+            ),
+            "option service must be at most 100 characters long, got 10000",
+        ),
+        (
+            format!(
+                "/deploy run service:api version:{} env:staging",
+                "v".repeat(201)
+            ),
+            "option version must be at most 200 characters long, got 201",
+        ),
+        (
+            format!(
+                "/deploy lock service:api env:staging reason:{}",
+                "r".repeat(501)
+            ),
+            "option reason must be at most 500 characters long, got 501",
+        ),
+        (
+            format!("/audit recent command:{}", "c".repeat(101)),
+            "option command must be at most 100 characters long, got 101",
+        ),
+    ];
+    for (line, refusal) in &cases {
+        let err = bot
+            .emulator
+            .type_line(ana, bot.general, line)
+            .expect_err("over the limit");
+        assert_eq!(err.to_string(), *refusal);
+    }
+    // At the limit, the bot answers, and its refusal fits in a message.
+    let reply = bot
+        .say(
+            "ana",
+            &["ops"],
+            &format!(
+                "/deploy run service:{} version:{} env:staging",
+                "s".repeat(100),
+                "v".repeat(200)
+            ),
+        )
+        .await;
+    assert!(reply.content.starts_with('❌'), "{}", reply.content);
+    assert!(reply.content.chars().count() <= 2000);
+    assert!(reply.pings.nobody());
+}

@@ -328,3 +328,58 @@ async fn attachments_arrive_byte_for_byte_and_the_shell_saves_them() {
     assert_eq!(line["attachments"], serde_json::json!(saved));
     shutdown.cancel();
 }
+
+#[tokio::test]
+async fn messages_over_discords_limits_are_refused_and_pings_follow_allowed_mentions() {
+    let shutdown = CancellationToken::new();
+    let emulator = emulator(&shutdown).await;
+    let mut events = emulator.subscribe();
+    let client = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        client
+            .post(format!(
+                "{}/api/v10/channels/{DEPLOYS}/messages",
+                emulator.base_url()
+            ))
+            .header("authorization", format!("Bot {}", emulator.token()))
+            .json(&body)
+            .send()
+    };
+    // Content over 2000 characters: 400, nothing posted, and a `refused` event says why.
+    let long = post(json!({"content": "x".repeat(2001)}))
+        .await
+        .expect("post");
+    assert_eq!(long.status(), 400);
+    let body: serde_json::Value = long.json().await.expect("json");
+    assert_eq!(body["code"], 50035);
+    assert!(emulator.channel_messages(DEPLOYS).is_empty());
+    let refused = events.recv().await.expect("event");
+    assert_eq!(refused.event, "refused");
+    assert!(refused.content.contains("2000 or fewer"), "{}", refused.content);
+    // `parse` with a list of the same kind is refused, as Discord does.
+    let mixed = post(json!({"content": "<@1>", "allowed_mentions": {"parse": ["users"], "users": ["1"]}}))
+        .await
+        .expect("post");
+    assert_eq!(mixed.status(), 400);
+    let _ = events.recv().await.expect("event");
+
+    // A channel message without allowed_mentions pings everything it mentions …
+    post(json!({"content": "@here <@5678> <@&1234>"}))
+        .await
+        .expect("post");
+    let loud = events.recv().await.expect("event");
+    assert_eq!(loud.event, "post");
+    assert_eq!(loud.allowed_mentions, None);
+    assert_eq!(
+        (loud.pings.users.clone(), loud.pings.roles.clone(), loud.pings.everyone),
+        (vec![5678], vec![1234], true)
+    );
+    // … and with an empty parse list, nobody.
+    post(json!({"content": "@here <@5678> <@&1234>", "allowed_mentions": {"parse": []}}))
+        .await
+        .expect("post");
+    let quiet = events.recv().await.expect("event");
+    assert_eq!(quiet.allowed_mentions, Some(json!({"parse": []})));
+    assert!(quiet.pings.nobody(), "{:?}", quiet.pings);
+    shutdown.cancel();
+}

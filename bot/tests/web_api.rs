@@ -25,12 +25,13 @@ fn app(pool: &PgPool) -> Router {
             session_ttl: std::time::Duration::from_secs(3600),
             secure_cookies: false,
             discord: None,
+            attempts: Default::default(),
         }),
     })
 }
 
 /// The dashboard token every request here carries (the API is behind authentication).
-const TOKEN: &str = "test-dashboard-token";
+const TOKEN: &str = "test-dashboard-token-of-at-least-32-bytes";
 
 #[derive(Debug)]
 struct Answer {
@@ -461,6 +462,50 @@ async fn csv_quotes_and_defuses_formulas(pool: PgPool) {
     let args: Value = serde_json::from_str(&rows[1][9]).expect("args are JSON");
     assert_eq!(args["note"], "say \"hi\", then\nleave");
     assert_eq!(rows[1][11], "'=1+2, \"quoted\"\nsecond line");
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn csv_defuses_cells_that_spreadsheets_read_as_formulas(pool: PgPool) {
+    let starts = [
+        "\n=1+2",
+        " =1+2",
+        "\u{a0}=1+2",
+        "\u{3000}=1+2",
+        "＝1+2",
+        "＋1",
+        "－1",
+        "＠SUM(A1)",
+        "|calc!A0",
+        "\t=1",
+        "\r=1",
+        "=1",
+        "+1",
+        "-1",
+        "@SUM(A1)",
+    ];
+    let events: Vec<NewEvent> = starts
+        .iter()
+        .map(|start| NewEvent {
+            detail: (*start).to_owned(),
+            ..event("whoami")
+        })
+        .collect();
+    insert(&pool, &events).await;
+    insert(
+        &pool,
+        &[NewEvent {
+            detail: "plain, and 1+2=3 inside".into(),
+            ..event("whoami")
+        }],
+    )
+    .await;
+    let answer = get(&pool, "/api/audit.csv").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let rows = parse_csv(&answer.body);
+    let details: Vec<&str> = rows[1..].iter().map(|row| row[11].as_str()).collect();
+    assert_eq!(details[0], "plain, and 1+2=3 inside", "newest first");
+    let defused: Vec<String> = starts.iter().rev().map(|s| format!("'{s}")).collect();
+    assert_eq!(details[1..], defused);
 }
 
 /// A strict RFC 4180 reader: rows end with CRLF, quoted cells double their quotes.

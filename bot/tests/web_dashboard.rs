@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use axum::body::{Body, to_bytes};
+use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use opsbot::emulator::{Emulator, GuildSpec};
 use opsbot::web::auth::{Dashboard, DiscordLogin};
@@ -17,7 +20,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
-const TOKEN: &str = "dashboard-secret-token";
+const TOKEN: &str = "dashboard-secret-token-of-at-least-32-bytes";
 
 fn state(pool: &PgPool, discord: Option<DiscordLogin>) -> WebState {
     let roles = RoleMap::new(
@@ -35,10 +38,11 @@ fn state(pool: &PgPool, discord: Option<DiscordLogin>) -> WebState {
         desk: Desk::new(pool.clone(), roles),
         dashboard: Arc::new(Dashboard {
             tokens: vec![secrecy::SecretString::from(TOKEN.to_owned())],
-            key: Dashboard::key_from(Some("a session secret for tests")),
+            key: Dashboard::key_from(Some("a session secret for the router tests, 32+ bytes")),
             session_ttl: Duration::from_secs(3600),
             secure_cookies: false,
             discord,
+            attempts: Default::default(),
         }),
     }
 }
@@ -86,6 +90,13 @@ async fn send(state: &WebState, request: Request<Body>) -> Answer {
     }
 }
 
+/// `request` as if it came over TCP from `from` (what `opsbot run` serves with
+/// `into_make_service_with_connect_info`).
+async fn send_from(state: &WebState, mut request: Request<Body>, from: SocketAddr) -> Answer {
+    request.extensions_mut().insert(ConnectInfo(from));
+    send(state, request).await
+}
+
 async fn get(state: &WebState, uri: &str, cookies: &[String]) -> Answer {
     let mut request = Request::get(uri);
     if !cookies.is_empty() {
@@ -100,6 +111,16 @@ async fn post_form(
     form: &[(&str, &str)],
     cookies: &[String],
 ) -> Answer {
+    post_form_from(state, uri, form, cookies, None).await
+}
+
+async fn post_form_from(
+    state: &WebState,
+    uri: &str,
+    form: &[(&str, &str)],
+    cookies: &[String],
+    from: Option<SocketAddr>,
+) -> Answer {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
         .finish();
@@ -108,7 +129,11 @@ async fn post_form(
     if !cookies.is_empty() {
         request = request.header(header::COOKIE, cookies.join("; "));
     }
-    send(state, request.body(Body::from(body)).expect("request")).await
+    let request = request.body(Body::from(body)).expect("request");
+    match from {
+        Some(from) => send_from(state, request, from).await,
+        None => send(state, request).await,
+    }
 }
 
 fn hidden(body: &str, name: &str) -> String {
@@ -309,6 +334,8 @@ async fn token_login_sessions_csrf_and_logout(pool: PgPool) {
             .starts_with("opsbot_session=;")
     }));
 
+    // The failed login is counted and sampled: it reaches the trail with the refusal flush.
+    state.desk.flush_refusals(true).await.expect("flush");
     let logins: Vec<String> = opsbot_commands::audit::tail(&pool, 10)
         .await
         .expect("tail")
@@ -318,9 +345,9 @@ async fn token_login_sessions_csrf_and_logout(pool: PgPool) {
     assert_eq!(
         logins,
         [
-            "anonymous dashboard login denied",
             "token dashboard login ok",
-            "token dashboard login ok"
+            "token dashboard login ok",
+            "unauthenticated 0.0.0.0 dashboard login denied"
         ]
     );
 }
@@ -422,7 +449,13 @@ async fn older_pages_follow_the_cursor(pool: PgPool) {
 }
 
 async fn discord_login(state: &WebState, emulator: &Emulator) -> Answer {
-    let start = get(state, "/auth/discord?next=/deploys", &[]).await;
+    discord_login_to(state, emulator, "/deploys").await
+}
+
+/// The whole Discord login as ana, starting from `/auth/discord?next={next}` (`next` is put
+/// in the query as written: percent-encode it yourself).
+async fn discord_login_to(state: &WebState, emulator: &Emulator, next: &str) -> Answer {
+    let start = get(state, &format!("/auth/discord?next={next}"), &[]).await;
     assert_eq!(start.status, StatusCode::SEE_OTHER);
     let authorize = start.location().to_owned();
     assert!(
@@ -584,4 +617,360 @@ async fn the_live_tail_streams_new_events(pool: PgPool) {
     assert_eq!(rows[0]["outcome"], "denied");
     // Data, not markup: the page's script sets it with textContent.
     assert_eq!(rows[0]["args"], r#"{"service":"<b>api</b>"}"#);
+}
+
+/// `next` values a crafted login link could carry that must not lead off our origin (or
+/// break the redirect): browsers drop tabs and line breaks and read `\` as `/`.
+const ELSEWHERE: &[&str] = &[
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "//evil.example",
+    "/\r\nSet-Cookie:x",
+    "/%0d%0aSet-Cookie:x",
+    "/%09/evil.example",
+    "/%2f%2fevil.example",
+    "/%5cevil.example",
+    "/..//evil.example",
+    "https://evil.example",
+    "javascript:alert(1)",
+    " /chain",
+    "/\u{a0}/evil.example",
+];
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn no_next_leads_off_our_origin_after_a_token_login(pool: PgPool) {
+    let state = state(&pool, None);
+    // In the query string, as a crafted link carries it.
+    for query in [
+        "/%09/evil.example",
+        "/%0a/evil.example",
+        "/%5Cevil.example",
+        "%2F%2Fevil.example",
+        "/%0d%0aSet-Cookie:x",
+        "/%250d%250aSet-Cookie:x",
+        "https://evil.example",
+    ] {
+        let page = get(&state, &format!("/login?next={query}"), &[]).await;
+        assert_eq!(page.status, StatusCode::OK, "{query}");
+        assert_eq!(hidden(&page.body, "next"), "/", "{query}");
+    }
+    // In the form, each with the right token: the login works and lands on `/`.
+    for next in ELSEWHERE {
+        let page = get(&state, "/login", &[]).await;
+        let csrf = hidden(&page.body, "csrf");
+        let done = post_form(
+            &state,
+            "/login",
+            &[("token", TOKEN), ("csrf", &csrf), ("next", next)],
+            &page.cookies(),
+        )
+        .await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{next:?}: {}", done.body);
+        assert_eq!(done.location(), "/", "{next:?}");
+    }
+    // A wrong token keeps only a safe `next` in the way back to the form.
+    let page = get(&state, "/login", &[]).await;
+    let csrf = hidden(&page.body, "csrf");
+    let wrong = post_form(
+        &state,
+        "/login",
+        &[("token", "guess"), ("csrf", &csrf), ("next", "/\t/evil.example")],
+        &page.cookies(),
+    )
+    .await;
+    assert_eq!(wrong.location(), "/login?error=wrong-token&next=%2F");
+    // Ordinary paths still work, query and all.
+    let page = get(&state, "/login", &[]).await;
+    let csrf = hidden(&page.body, "csrf");
+    let done = post_form(
+        &state,
+        "/login",
+        &[
+            ("token", TOKEN),
+            ("csrf", &csrf),
+            ("next", "/?outcome=denied&q=a%20b"),
+        ],
+        &page.cookies(),
+    )
+    .await;
+    assert_eq!(done.location(), "/?outcome=denied&q=a%20b");
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn no_next_leads_off_our_origin_after_a_discord_login(pool: PgPool) {
+    let shutdown = CancellationToken::new();
+    let emulator = Emulator::start(
+        GuildSpec {
+            roles: vec!["ops".into()],
+            ..GuildSpec::default()
+        },
+        shutdown.clone(),
+    )
+    .await
+    .expect("emulator");
+    let state = state(&pool, Some(discord_settings(&emulator)));
+    emulator.member("ana", Some(&["ops".to_string()]));
+    for next in [
+        "/%09/evil.example",
+        "/%5Cevil.example",
+        "/%0d%0aSet-Cookie:x",
+        "https://evil.example",
+    ] {
+        let done = discord_login_to(&state, &emulator, next).await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{next}: {}", done.body);
+        assert_eq!(done.location(), "/", "{next}");
+    }
+    let done = discord_login_to(&state, &emulator, "/chain").await;
+    assert_eq!(done.location(), "/chain");
+    shutdown.cancel();
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn the_login_page_shows_only_its_own_error_messages(pool: PgPool) {
+    let state = state(&pool, None);
+    let crafted = get(
+        &state,
+        "/login?error=Your+account+is+locked.+Call+%2B1+555+0100",
+        &[],
+    )
+    .await;
+    assert_eq!(crafted.status, StatusCode::OK);
+    assert!(!crafted.body.contains("Call"), "{}", crafted.body);
+    assert!(!crafted.body.contains("id=\"error\""), "{}", crafted.body);
+    let known = get(&state, "/login?error=wrong-token", &[]).await;
+    assert!(
+        known.body.contains("That dashboard token is not right."),
+        "{}",
+        known.body
+    );
+}
+
+/// Wrong tokens from `from` until it is refused; returns the 429.
+async fn fail_logins_until_refused(state: &WebState, from: SocketAddr) -> Answer {
+    let page = get(state, "/login", &[]).await;
+    let csrf = hidden(&page.body, "csrf");
+    for attempt in 1..=10 {
+        let wrong = post_form_from(
+            state,
+            "/login",
+            &[("token", &format!("guess-{attempt}")), ("csrf", &csrf)],
+            &page.cookies(),
+            Some(from),
+        )
+        .await;
+        assert_eq!(wrong.status, StatusCode::SEE_OTHER, "attempt {attempt}");
+        assert!(wrong.location().starts_with("/login?error=wrong-token"));
+    }
+    // Even the right token is not looked at now.
+    post_form_from(
+        state,
+        "/login",
+        &[("token", TOKEN), ("csrf", &csrf)],
+        &page.cookies(),
+        Some(from),
+    )
+    .await
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn failed_logins_are_sampled_counted_and_rate_limited(pool: PgPool) {
+    let state = state(&pool, None);
+    let guesser: SocketAddr = "198.51.100.7:40000".parse().expect("address");
+    let refused = fail_logins_until_refused(&state, guesser).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{}", refused.body);
+    let retry_after: u64 = refused
+        .headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!((1..=300).contains(&retry_after), "{retry_after}");
+    assert!(
+        refused.body.contains("Too many failed logins from your address"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.cookies().iter().all(|c| !c.starts_with("opsbot_session=")));
+    // Bearer tokens from there are refused too (they would be the way around the limit).
+    let bearer = send_from(
+        &state,
+        Request::get("/api/audit")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .expect("req"),
+        guesser,
+    )
+    .await;
+    assert_eq!(bearer.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(bearer.headers.contains_key(header::RETRY_AFTER));
+    // Another address logs in as usual (and that login is audited).
+    let page = get(&state, "/login", &[]).await;
+    let csrf = hidden(&page.body, "csrf");
+    let other: SocketAddr = "203.0.113.9:50000".parse().expect("address");
+    let done = post_form_from(
+        &state,
+        "/login",
+        &[("token", TOKEN), ("csrf", &csrf)],
+        &page.cookies(),
+        Some(other),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(done.location(), "/");
+
+    // Counted in /metrics.
+    let metrics = get(&state, "/metrics", &[]).await;
+    assert!(
+        metrics
+            .body
+            .lines()
+            .any(|l| l.starts_with("opsbot_unauthenticated_refusals_total{door=\"dashboard login\"}")),
+        "{}",
+        metrics.body
+    );
+    // Not one row per failure: nothing until the flush, then one event with the count.
+    let before: Vec<String> = opsbot_commands::audit::tail(&pool, 50)
+        .await
+        .expect("tail")
+        .into_iter()
+        .map(|e| format!("{} {}", e.actor_name, e.outcome))
+        .collect();
+    assert_eq!(before, ["token ok"]);
+    assert_eq!(state.desk.flush_refusals(true).await.expect("flush"), 1);
+    let events = opsbot_commands::audit::tail(&pool, 50).await.expect("tail");
+    assert_eq!(events.len(), 2);
+    let sampled = &events[1];
+    assert_eq!(sampled.actor_name, "unauthenticated 198.51.100.7");
+    assert_eq!(sampled.command, "dashboard login");
+    assert_eq!(sampled.outcome, "denied");
+    // 10 wrong tokens, the refused form and the refused bearer token.
+    assert_eq!(sampled.args["count"], 12, "{:?}", sampled.args);
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn forged_discord_callbacks_are_sampled_and_rate_limited(pool: PgPool) {
+    let discord = DiscordLogin {
+        client_id: "1".to_owned(),
+        client_secret: secrecy::SecretString::from("unused".to_owned()),
+        // Never reached: every callback here is refused before Discord is asked.
+        api_base: "http://127.0.0.1:9".to_owned(),
+        bot_token: None,
+        guild_ids: vec![1],
+        redirect_uri: "http://127.0.0.1:9/auth/discord/callback".to_owned(),
+    };
+    let state = state(&pool, Some(discord));
+    let from: SocketAddr = "192.0.2.44:1000".parse().expect("address");
+    let callback = |from| {
+        let state = state.clone();
+        async move {
+            send_from(
+                &state,
+                Request::get("/auth/discord/callback?code=abc&state=forged")
+                    .body(Body::empty())
+                    .expect("req"),
+                from,
+            )
+            .await
+        }
+    };
+    for attempt in 1..=10 {
+        let forged = callback(from).await;
+        assert!(
+            forged.location().starts_with("/login?error="),
+            "attempt {attempt}: {}",
+            forged.location()
+        );
+    }
+    let refused = callback(from).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers.contains_key(header::RETRY_AFTER));
+    assert!(
+        opsbot_commands::audit::tail(&pool, 50)
+            .await
+            .expect("tail")
+            .is_empty()
+    );
+    state.desk.flush_refusals(true).await.expect("flush");
+    let events = opsbot_commands::audit::tail(&pool, 50).await.expect("tail");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].actor_name, "unauthenticated 192.0.2.44");
+    assert_eq!(events[0].args["count"], 11);
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn logout_ends_the_session_on_the_server(pool: PgPool) {
+    let state = state(&pool, None);
+    let session = log_in_with_token(&state).await;
+    let home = get(&state, "/", &session).await;
+    assert_eq!(home.status, StatusCode::OK);
+    let csrf = hidden(&home.body, "csrf");
+    let out = post_form(&state, "/logout", &[("csrf", &csrf)], &session).await;
+    assert_eq!(out.location(), "/login");
+    // The same cookie, kept (copied, stolen), opens nothing any more.
+    let again = get(&state, "/", &session).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    assert!(again.location().starts_with("/login?next="));
+    let api = get(&state, "/api/audit", &session).await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED);
+    // The server keeps a fingerprint of the token, never the token.
+    let (how, matches, text): (String, bool, String) = sqlx::query_as(
+        "SELECT how, token_fingerprint = sha256(convert_to($1, 'UTF8')), row_to_json(s)::text \
+         FROM dashboard_sessions s",
+    )
+    .bind(TOKEN)
+    .fetch_one(&pool)
+    .await
+    .expect("one session row");
+    assert_eq!(how, "token");
+    assert!(matches);
+    assert!(!text.contains(TOKEN), "{text}");
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn a_session_ends_when_its_token_is_no_longer_configured(pool: PgPool) {
+    let before = state(&pool, None);
+    let session = log_in_with_token(&before).await;
+    assert_eq!(get(&before, "/", &session).await.status, StatusCode::OK);
+    // The token is rotated: the config now holds another one (same signing key).
+    let rotated = |tokens: &[&str]| {
+        let mut state = before.clone();
+        let mut dashboard = (*state.dashboard).clone();
+        dashboard.tokens = tokens
+            .iter()
+            .map(|t| secrecy::SecretString::from((*t).to_owned()))
+            .collect();
+        state.dashboard = Arc::new(dashboard);
+        state
+    };
+    let still = rotated(&["another-dashboard-token-of-32-bytes-or-more", TOKEN]);
+    assert_eq!(get(&still, "/", &session).await.status, StatusCode::OK);
+    let removed = rotated(&["another-dashboard-token-of-32-bytes-or-more"]);
+    let refused = get(&removed, "/", &session).await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER);
+    assert!(
+        refused
+            .cookies()
+            .iter()
+            .any(|c| c == "opsbot_session="),
+        "the dead cookie is cleared: {:?}",
+        refused.cookies()
+    );
+    assert_eq!(
+        get(&removed, "/api/audit", &session).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn a_session_the_database_cannot_check_is_a_503(pool: PgPool) {
+    let state = state(&pool, None);
+    let session = log_in_with_token(&state).await;
+    pool.close().await;
+    let page = get(&state, "/", &session).await;
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{}", page.body);
+    let api = get(&state, "/api/audit", &session).await;
+    assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(api.body.contains("the database is not answering"), "{}", api.body);
 }

@@ -14,6 +14,7 @@ use crate::audit::{self, NewEvent, Outcome};
 use crate::chat::Chat;
 use crate::deploy::DeployCatalog;
 use crate::error::CommandError;
+use crate::refusals::RefusalSampler;
 
 /// One invocation of a command, from any front door.
 #[derive(Debug, Clone)]
@@ -42,21 +43,64 @@ impl Invocation {
         }
     }
 
-    /// The audit event recording this invocation with `outcome`.
+    /// The audit event recording this invocation with `outcome`. Text PostgreSQL cannot
+    /// store (NUL) is replaced by `␀`, so what was given is always recorded.
     pub fn event(&self, outcome: Outcome, detail: impl Into<String>) -> NewEvent {
         NewEvent {
             actor_id: self.actor.id,
-            actor_name: self.actor.name.clone(),
+            actor_name: clean(&self.actor.name),
             source: self.actor.source,
             guild_id: self.guild_id,
             channel_id: self.channel_id,
             interaction_id: self.interaction_id,
-            command: self.command.clone(),
-            args: self.args.clone(),
+            command: clean(&self.command),
+            args: clean_json(&self.args),
             outcome,
-            detail: detail.into(),
+            detail: clean(&detail.into()),
             correlation_id: self.correlation_id,
         }
+    }
+
+    /// The first option whose value (or name) contains a NUL byte, by name.
+    pub fn nul_option(&self) -> Option<String> {
+        fn find(value: &Value, path: &str) -> Option<String> {
+            match value {
+                Value::String(s) if s.contains('\0') => Some(path.to_owned()),
+                Value::Array(items) => items.iter().find_map(|v| find(v, path)),
+                Value::Object(map) => map.iter().find_map(|(k, v)| {
+                    if k.contains('\0') {
+                        Some(clean(k))
+                    } else {
+                        find(v, k)
+                    }
+                }),
+                _ => None,
+            }
+        }
+        find(&self.args, "the input")
+    }
+}
+
+/// What stands for a NUL byte in stored text.
+pub const NUL_STAND_IN: &str = "␀";
+
+/// `text` with every NUL replaced by [`NUL_STAND_IN`].
+pub fn clean(text: &str) -> String {
+    if text.contains('\0') {
+        text.replace('\0', NUL_STAND_IN)
+    } else {
+        text.to_owned()
+    }
+}
+
+fn clean_json(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(clean(s)),
+        Value::Array(items) => Value::Array(items.iter().map(clean_json).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (clean(k), clean_json(v))).collect())
+        }
+        other => other.clone(),
     }
 }
 
@@ -70,6 +114,8 @@ pub struct Desk {
     pub chat: Option<Arc<dyn Chat>>,
     /// Wakes the deploy tracker when a deploy becomes ready to start.
     pub deploy_wakeup: Arc<Notify>,
+    /// Unauthenticated refusals, counted and sampled into the trail (see [`RefusalSampler`]).
+    pub refusals: RefusalSampler,
 }
 
 impl Desk {
@@ -80,6 +126,7 @@ impl Desk {
             deploys: Arc::new(DeployCatalog::default()),
             chat: None,
             deploy_wakeup: Arc::new(Notify::new()),
+            refusals: RefusalSampler::default(),
         }
     }
 
@@ -99,6 +146,37 @@ impl Desk {
             Ok(_) => error,
             Err(recording) => recording,
         }
+    }
+
+    /// Admits an invocation from a front door, or refuses (and audits, with a cleaned copy of
+    /// the options) input no command accepts: a NUL byte anywhere in the options.
+    pub async fn admit(&self, inv: &Invocation) -> Result<(), CommandError> {
+        match inv.nul_option() {
+            None => Ok(()),
+            Some(option) => {
+                let error = CommandError::Invalid(format!(
+                    "`{option}` contains a NUL byte (U+0000), which opsbot does not accept; remove it and try again"
+                ));
+                Err(self.refuse(inv, error).await)
+            }
+        }
+    }
+
+    /// Refuses a caller who did not authenticate at `door`: counted, logged (sampled) and
+    /// recorded at most once per address and minute by the refusal flush, never row by row.
+    pub fn refuse_unauthenticated(
+        &self,
+        door: &'static str,
+        source: crate::actor::Source,
+        address: std::net::IpAddr,
+        reason: &str,
+    ) {
+        self.refusals.note(door, source, address, reason);
+    }
+
+    /// Writes the sampled refusals of ended minutes (all of them with `all`) to the trail.
+    pub async fn flush_refusals(&self, all: bool) -> Result<usize, CommandError> {
+        self.refusals.flush(&self.pool, all).await
     }
 
     /// Checks `permission`; a denial is audited (outcome `denied`) before it is returned.
@@ -170,4 +248,52 @@ pub async fn record_in(
     )
     .increment(1);
     audit::append(db, &inv.event(outcome, detail)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::Source;
+    use serde_json::json;
+
+    fn nul_invocation() -> Invocation {
+        let actor = Actor {
+            id: 7,
+            name: "ana".to_owned(),
+            roles: vec!["ops".to_owned()],
+            source: Source::Discord,
+        };
+        Invocation::new(
+            actor,
+            "deploy lock",
+            json!({ "service": "api", "reason": "hot\u{0}fix" }),
+        )
+    }
+
+    #[test]
+    fn nul_bytes_are_found_by_option_and_cleaned_for_the_record() {
+        let inv = nul_invocation();
+        assert_eq!(inv.nul_option().as_deref(), Some("reason"));
+        let event = inv.event(Outcome::Invalid, "bad\u{0}detail");
+        assert_eq!(event.args["reason"], "hot␀fix");
+        assert_eq!(event.detail, "bad␀detail");
+        let fine = Invocation::new(inv.actor.clone(), "whoami", json!({ "n": 1 }));
+        assert_eq!(fine.nul_option(), None);
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_nul_byte_is_refused_and_audited(pool: PgPool) {
+        let desk = Desk::new(pool.clone(), RoleMap::default());
+        let refused = desk.admit(&nul_invocation()).await;
+        let Err(CommandError::Invalid(text)) = refused else {
+            panic!("expected Invalid, got {refused:?}");
+        };
+        assert!(text.contains("`reason` contains a NUL byte"), "{text}");
+        let (outcome, reason): (String, String) =
+            sqlx::query_as("SELECT outcome, args->>'reason' FROM audit_events")
+                .fetch_one(&pool)
+                .await
+                .expect("one audit event");
+        assert_eq!((outcome.as_str(), reason.as_str()), ("invalid", "hot␀fix"));
+    }
 }

@@ -23,6 +23,14 @@ pub enum CommandError {
     /// The request collides with the current state (a lock, a running deploy, a replay).
     #[error("{0}")]
     Conflict(String),
+    /// The caller did not prove who it is (a missing or bad signature or token). Never
+    /// written to the audit trail row by row: counted and sampled (`crate::refusals`).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The same signed request (or interaction) arrived again; it changes nothing and is not
+    /// recorded again.
+    #[error("{0}")]
+    Replayed(String),
     /// A dependency (the database, a backend) is not answering; trying again may work.
     #[error("{0}")]
     Unavailable(String),
@@ -47,9 +55,11 @@ impl CommandError {
     /// The audit outcome that records this error.
     pub fn outcome(&self) -> Outcome {
         match self {
-            CommandError::Denied { .. } | CommandError::Forbidden(_) => Outcome::Denied,
+            CommandError::Denied { .. }
+            | CommandError::Forbidden(_)
+            | CommandError::Unauthenticated(_) => Outcome::Denied,
             CommandError::Invalid(_) | CommandError::NotFound(_) => Outcome::Invalid,
-            CommandError::Conflict(_) => Outcome::Conflict,
+            CommandError::Conflict(_) | CommandError::Replayed(_) => Outcome::Conflict,
             CommandError::Unavailable(_) | CommandError::Internal { .. } => Outcome::Error,
         }
     }
@@ -57,16 +67,38 @@ impl CommandError {
 
 impl From<sqlx::Error> for CommandError {
     fn from(error: sqlx::Error) -> CommandError {
-        match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::warn!(error = %error, "database unavailable");
-                CommandError::Unavailable(
-                    "the database is not answering; nothing was changed, try again in a moment"
-                        .to_owned(),
-                )
-            }
-            other => CommandError::internal(other),
+        if is_unavailable(&error) {
+            tracing::warn!(error = %error, "database unavailable");
+            return CommandError::Unavailable(
+                "the database is not answering; nothing was changed, try again in a moment"
+                    .to_owned(),
+            );
         }
+        CommandError::internal(error)
+    }
+}
+
+/// Whether `error` means the database cannot serve us now (down, restarting, dropped,
+/// not migrated to this binary's schema) rather than a bug: callers answer 503, not 500.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Io(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 3D000: the database does not exist; 42P01 / 42703:
+            // a table or column is missing (an unmigrated or older schema); 53: the server
+            // is out of resources (too many connections); 57P0x: shut down or starting up.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+                || code == "3D000"
+                || code == "42P01"
+                || code == "42703"
+        }),
+        _ => false,
     }
 }
 

@@ -12,6 +12,8 @@ pub mod deploy;
 pub mod desk;
 pub mod error;
 pub mod outbox;
+pub mod refusals;
+pub mod schema;
 pub mod whoami;
 
 pub use actor::{Actor, Source};

@@ -445,3 +445,44 @@ fn config_check_names_what_it_loaded() {
     let (_, source) = load(Some(file.path()), &env(&[])).expect("file loads");
     assert_eq!(source, file.path().display().to_string());
 }
+
+#[test]
+fn short_dashboard_tokens_and_session_secrets_are_refused() {
+    let text = "[http]\ndashboard_tokens = [\"env:LONG_TOKEN\", \"env:SHORT_TOKEN\"]\nsession_secret = \"env:SESSION_SECRET\"\n";
+    let long = "x".repeat(values::MIN_WEB_SECRET_BYTES);
+    let short = "y".repeat(values::MIN_WEB_SECRET_BYTES - 1);
+    let errors = load_text(
+        text,
+        &[
+            ("LONG_TOKEN", &long),
+            ("SHORT_TOKEN", "hunter2"),
+            ("SESSION_SECRET", &short),
+        ],
+    )
+    .expect_err("short secrets refused");
+    let keys: Vec<&str> = errors.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["http.dashboard_tokens[1]", "http.session_secret"],
+        "{errors}"
+    );
+    let shown = errors.to_string();
+    assert!(
+        shown.contains("env:SHORT_TOKEN is 7 bytes long; at least 32 are needed"),
+        "{shown}"
+    );
+    assert!(shown.contains("env:SESSION_SECRET is 31 bytes long"), "{shown}");
+    assert!(!shown.contains("hunter2") && !shown.contains(&short), "{shown}");
+
+    let config = load_text(
+        text,
+        &[
+            ("LONG_TOKEN", &long),
+            ("SHORT_TOKEN", &long),
+            ("SESSION_SECRET", &long),
+        ],
+    )
+    .expect("32 bytes are enough");
+    assert_eq!(config.http.dashboard_tokens.len(), 2);
+    assert!(config.http.session_secret.is_some());
+}

@@ -15,6 +15,10 @@ use super::{
     DiscordConfig, HttpConfig, RawChannels, RawConfig, SECTIONS, line_col, section_names,
 };
 
+/// Fewest bytes of a dashboard token or `http.session_secret`: even written in hex (4 bits a
+/// character) that is 128 bits, beyond guessing however many attempts get through.
+pub const MIN_WEB_SECRET_BYTES: usize = 32;
+
 /// Most pool connections allowed: beyond this, Postgres' own limits bite first.
 const MAX_CONNECTIONS_LIMIT: i64 = 1000;
 
@@ -244,11 +248,18 @@ impl Values<'_> {
                 .http
                 .dashboard_tokens
                 .map(|value| self.secrets("http.dashboard_tokens", value))
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, token)| {
+                    self.long_secret(&format!("http.dashboard_tokens[{i}]"), token)
+                })
+                .collect(),
             session_secret: raw
                 .http
                 .session_secret
-                .and_then(|value| self.secret("http.session_secret", value)),
+                .and_then(|value| self.secret("http.session_secret", value))
+                .and_then(|secret| self.long_secret("http.session_secret", secret)),
             session_ttl: raw
                 .http
                 .session_ttl
@@ -314,6 +325,24 @@ impl Values<'_> {
                 None
             }
         }
+    }
+
+    /// `secret` when it has at least [`MIN_WEB_SECRET_BYTES`] bytes; a problem otherwise.
+    /// The value is never shown, only its length and where it came from.
+    fn long_secret(&mut self, path: &str, secret: Secret) -> Option<Secret> {
+        let length = secret.expose().len();
+        if length >= MIN_WEB_SECRET_BYTES {
+            return Some(secret);
+        }
+        self.report(
+            path,
+            format!(
+                "{} is {length} bytes long; at least {MIN_WEB_SECRET_BYTES} are needed",
+                secret.origin()
+            ),
+            Some("generate one with `openssl rand -hex 32`".to_owned()),
+        );
+        None
     }
 
     /// A list of secrets (each `env:NAME` or `file:PATH`).

@@ -1,4 +1,5 @@
-//! `/audit recent [count] [actor] [command] [outcome]` and `/audit verify`.
+//! `/audit recent [count] [actor] [command] [outcome]` and `/audit verify`. Text filters have
+//! a `max_length` (actor and command 100, outcome 32).
 
 use opsbot_commands::CommandError;
 use opsbot_commands::audit::{AuditQuery, Outcome, Page, RECENT_DEFAULT_LIMIT};
@@ -30,12 +31,15 @@ pub async fn recent(
     #[min = 1]
     #[max = 25]
     count: Option<i64>,
-    #[description = "Only events by this person (name or user id)"] actor: Option<String>,
-    #[description = "Only this command or group, e.g. `deploy` or `deploy run`"] command: Option<
-        String,
-    >,
+    #[description = "Only events by this person (name or user id)"]
+    #[max_length = 100]
+    actor: Option<String>,
+    #[description = "Only this command or group, e.g. `deploy` or `deploy run`"]
+    #[max_length = 100]
+    command: Option<String>,
     #[description = "Only this outcome, e.g. denied"]
     #[autocomplete = "complete_outcome"]
+    #[max_length = 32]
     outcome: Option<String>,
 ) -> Result<(), Error> {
     let inv = invocation(ctx).await;
@@ -126,7 +130,8 @@ pub async fn older_pressed(
     let page = data.desk.audit_recent(&inv, filter.clone()).await?;
     let update = serenity::CreateInteractionResponseMessage::new()
         .embed(render::recent_embed(&page.events))
-        .components(older_button(&page, &filter));
+        .components(older_button(&page, &filter))
+        .allowed_mentions(render::no_pings());
     press
         .create_response(
             ctx,

@@ -1,4 +1,8 @@
 //! `/deploy run|status|history|lock|unlock`, `/rollback`, and the Approve/Reject buttons.
+//!
+//! Every text option has a `max_length` (names 100, versions 200, reasons 500, durations 50),
+//! so Discord's client refuses an over-long value before it reaches opsbot, and no refusal
+//! that quotes it can exceed Discord's 2000-character content limit.
 
 use opsbot_commands::deploy::{
     Deploy, DeployRequest, StatusReport, parse_button, recent_versions, view,
@@ -7,6 +11,7 @@ use poise::serenity_prelude as serenity;
 use serde_json::json;
 
 use super::invocation::component_invocation;
+use crate::dispatch::truncate;
 use super::{Context, Data, Error, invocation, render};
 
 /// Ship a version of a service to an environment
@@ -26,14 +31,19 @@ pub async fn run(
     ctx: Context<'_>,
     #[description = "Service to deploy"]
     #[autocomplete = "complete_service"]
+    #[max_length = 100]
     service: String,
     #[description = "Version, tag or commit"]
     #[autocomplete = "complete_version"]
+    #[max_length = 200]
     version: String,
     #[description = "Environment"]
     #[autocomplete = "complete_environment"]
+    #[max_length = 100]
     env: String,
-    #[description = "Why (shown to approvers and in the audit log)"] reason: Option<String>,
+    #[description = "Why (shown to approvers and in the audit log)"]
+    #[max_length = 500]
+    reason: Option<String>,
     #[description = "Deploy during a freeze window (needs deploy:override; announced loudly)"]
     #[rename = "override"]
     override_freeze: Option<bool>,
@@ -56,12 +66,15 @@ pub async fn rollback(
     ctx: Context<'_>,
     #[description = "Service to roll back"]
     #[autocomplete = "complete_service"]
+    #[max_length = 100]
     service: String,
     #[description = "Environment"]
     #[autocomplete = "complete_environment"]
+    #[max_length = 100]
     env: String,
     #[description = "Version to go back to (default: the previous succeeded one)"]
     #[autocomplete = "complete_version"]
+    #[max_length = 200]
     to: Option<String>,
 ) -> Result<(), Error> {
     let inv = invocation(ctx).await;
@@ -104,6 +117,7 @@ pub async fn status(
     ctx: Context<'_>,
     #[description = "Only this service"]
     #[autocomplete = "complete_service"]
+    #[max_length = 100]
     service: Option<String>,
 ) -> Result<(), Error> {
     let inv = invocation(ctx).await;
@@ -128,9 +142,11 @@ pub async fn history(
     ctx: Context<'_>,
     #[description = "Service"]
     #[autocomplete = "complete_service"]
+    #[max_length = 100]
     service: String,
     #[description = "Only this environment"]
     #[autocomplete = "complete_environment"]
+    #[max_length = 100]
     env: Option<String>,
 ) -> Result<(), Error> {
     let inv = invocation(ctx).await;
@@ -150,7 +166,7 @@ pub async fn history(
             "Deploys of {service}{}",
             env.map(|e| format!(" to {e}")).unwrap_or_default()
         ))
-        .description(description);
+        .description(truncate(&description, render::EMBED_DESCRIPTION_MAX));
     ctx.send(poise::CreateReply::default().embed(embed).ephemeral(true))
         .await
         .map_err(Error::internal)?;
@@ -163,14 +179,18 @@ pub async fn lock(
     ctx: Context<'_>,
     #[description = "Service"]
     #[autocomplete = "complete_service"]
+    #[max_length = 100]
     service: String,
     #[description = "Environment"]
     #[autocomplete = "complete_environment"]
+    #[max_length = 100]
     env: String,
-    #[description = "Why (shown to whoever tries to deploy)"] reason: String,
-    #[description = "For how long, e.g. 2h or 30m (default: until unlocked)"] duration: Option<
-        String,
-    >,
+    #[description = "Why (shown to whoever tries to deploy)"]
+    #[max_length = 500]
+    reason: String,
+    #[description = "For how long, e.g. 2h or 30m (default: until unlocked)"]
+    #[max_length = 50]
+    duration: Option<String>,
 ) -> Result<(), Error> {
     let inv = invocation(ctx).await;
     let outcome = ctx
@@ -183,10 +203,10 @@ pub async fn lock(
         .until
         .map(|u| format!(" until <t:{}:f>", u.timestamp()))
         .unwrap_or_else(|| " until unlocked".to_owned());
-    ctx.say(format!(
+    ctx.say(render::content(&format!(
         "🔒 locked **{service}** in **{env}**{until}: {}",
         outcome.lock.reason
-    ))
+    )))
     .await
     .map_err(Error::internal)?;
     Ok(())
@@ -198,17 +218,19 @@ pub async fn unlock(
     ctx: Context<'_>,
     #[description = "Service"]
     #[autocomplete = "complete_service"]
+    #[max_length = 100]
     service: String,
     #[description = "Environment"]
     #[autocomplete = "complete_environment"]
+    #[max_length = 100]
     env: String,
 ) -> Result<(), Error> {
     let inv = invocation(ctx).await;
     let outcome = ctx.data().desk.deploy_unlock(&inv, &service, &env).await?;
-    ctx.say(format!(
+    ctx.say(render::content(&format!(
         "🔓 unlocked **{service}** in **{env}** (it was locked by {}: {})",
         outcome.lock.locked_by_name, outcome.lock.reason
-    ))
+    )))
     .await
     .map_err(Error::internal)?;
     Ok(())
@@ -287,7 +309,7 @@ fn status_embed(report: &StatusReport) -> serenity::CreateEmbed {
     };
     serenity::CreateEmbed::new()
         .title("Deploy status")
-        .description(description)
+        .description(truncate(&description, render::EMBED_DESCRIPTION_MAX))
 }
 
 /// Autocomplete choices are capped by Discord at 25.

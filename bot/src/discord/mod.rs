@@ -4,6 +4,7 @@
 mod audit;
 pub mod chat;
 mod deploy;
+mod gateway;
 mod invocation;
 pub mod render;
 mod whoami;
@@ -12,14 +13,16 @@ use std::time::Instant;
 
 use opsbot_commands::{CommandError, Desk};
 use poise::serenity_prelude as serenity;
-use tokio_util::sync::CancellationToken;
 
+pub use gateway::{GatewayState, GatewayStatus, run_gateway, supervise_gateway};
 pub use invocation::invocation;
 
 /// What every command handler can reach.
 #[derive(Debug)]
 pub struct Data {
     pub desk: Desk,
+    /// Updated from gateway events (READY, shard stage changes).
+    pub gateway: std::sync::Arc<GatewayStatus>,
 }
 
 pub type Error = CommandError;
@@ -55,48 +58,6 @@ pub struct GatewaySettings {
 /// The official API host: anything else is a stand-in reached through serenity's proxy mode.
 pub const DISCORD_API_BASE: &str = "https://discord.com";
 
-/// Runs the gateway until `shutdown` is cancelled or the connection fails for good.
-pub async fn run_gateway(
-    settings: GatewaySettings,
-    desk: Desk,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let guild_ids = settings.guild_ids.clone();
-    let framework = poise::Framework::builder()
-        .options(framework_options())
-        .setup(move |ctx, ready, framework| {
-            Box::pin(async move {
-                tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "connected to Discord");
-                let commands = &framework.options().commands;
-                if guild_ids.is_empty() {
-                    tracing::warn!("no [discord] guild_ids configured: registering commands globally (Discord may take up to an hour to show them)");
-                    poise::builtins::register_globally(ctx, commands)
-                        .await
-                        .map_err(CommandError::internal)?;
-                }
-                for guild in &guild_ids {
-                    poise::builtins::register_in_guild(ctx, commands, serenity::GuildId::new(*guild))
-                        .await
-                        .map_err(CommandError::internal)?;
-                    tracing::info!(guild, commands = commands.len(), "registered commands");
-                }
-                Ok(Data { desk })
-            })
-        })
-        .build();
-    let intents = serenity::GatewayIntents::GUILDS;
-    let mut client = serenity::ClientBuilder::new_with_http(http_client(&settings), intents)
-        .framework(framework)
-        .await?;
-    let shard_manager = client.shard_manager.clone();
-    tokio::spawn(async move {
-        shutdown.cancelled().await;
-        shard_manager.shutdown_all().await;
-    });
-    client.start_autosharded().await?;
-    Ok(())
-}
-
 /// serenity's REST client for `settings`: Discord itself, or a stand-in through the proxy.
 pub fn http_client(settings: &GatewaySettings) -> serenity::Http {
     let mut builder = serenity::HttpBuilder::new(&settings.token);
@@ -119,6 +80,9 @@ fn framework_options() -> poise::FrameworkOptions<Data, Error> {
             })
         },
         post_command: |ctx| Box::pin(observe_latency(ctx)),
+        // Every ctx.send / say / edit: no pings, whatever the reply echoes (poise's default
+        // parses user mentions and pings the replied-to user).
+        allowed_mentions: Some(render::no_pings()),
         event_handler: |framework, event| {
             Box::pin(on_event(
                 framework.serenity_context,
@@ -137,6 +101,7 @@ async fn on_event(
     event: &serenity::FullEvent,
     data: &Data,
 ) -> Result<(), Error> {
+    gateway::observe(&data.gateway, event);
     let serenity::FullEvent::InteractionCreate {
         interaction: serenity::Interaction::Component(press),
     } = event
@@ -155,6 +120,7 @@ async fn on_event(
     if let Err(error) = result {
         let reply = serenity::CreateInteractionResponseMessage::new()
             .content(render::error_text(&error))
+            .allowed_mentions(render::no_pings())
             .ephemeral(true);
         if let Err(e) = press
             .create_response(ctx, serenity::CreateInteractionResponse::Message(reply))
@@ -213,7 +179,10 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
 }
 
 async fn reply_error(ctx: Context<'_>, text: &str) {
-    let reply = poise::CreateReply::default().content(text).ephemeral(true);
+    let reply = poise::CreateReply::default()
+        .content(render::content(text))
+        .allowed_mentions(render::no_pings())
+        .ephemeral(true);
     if let Err(e) = ctx.send(reply).await {
         tracing::warn!(error = %e, "could not send an error reply");
     }

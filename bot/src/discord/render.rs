@@ -1,4 +1,6 @@
-//! Domain results as Discord text and embeds, within Discord's limits.
+//! Domain results as Discord text and embeds, within Discord's limits, and the one
+//! `allowed_mentions` policy of every interaction reply: [`no_pings`]. Replies may echo what
+//! a user typed (a lock reason with `<@id>` or `@everyone` in it); they never notify anyone.
 
 use chrono::SecondsFormat;
 use opsbot_commands::CommandError;
@@ -10,12 +12,31 @@ use poise::serenity_prelude as serenity;
 use crate::dispatch::truncate;
 
 /// Discord's limit on an embed description.
-const EMBED_DESCRIPTION_MAX: usize = 4096;
+pub const EMBED_DESCRIPTION_MAX: usize = 4096;
+/// Discord's limit on a message's content: a longer reply is refused, and the user sees
+/// "The application did not respond".
+pub const CONTENT_MAX: usize = 2000;
 /// Arguments longer than this are cut in one-line listings; the dashboard shows them whole.
 const ARGS_PREVIEW_MAX: usize = 120;
 
-/// The reply to a failed command: user errors as written, internal ones by reference only.
+/// Mentions that interaction replies, follow-ups, edits and button updates may ping: none.
+/// Sent explicitly, because Discord's default for interactions parses user mentions.
+pub fn no_pings() -> serenity::CreateAllowedMentions {
+    serenity::CreateAllowedMentions::new()
+}
+
+/// `text` cut to fit a message's content (it may echo what a user typed).
+pub fn content(text: &str) -> String {
+    truncate(text, CONTENT_MAX)
+}
+
+/// The reply to a failed command: user errors as written, internal ones by reference only;
+/// cut to fit Discord's content limit (a refusal may quote the input).
 pub fn error_text(error: &CommandError) -> String {
+    content(&error_message(error))
+}
+
+fn error_message(error: &CommandError) -> String {
     match error {
         CommandError::Denied { .. } => {
             format!("⛔ {error}. Ask an admin for a role that grants it.")
@@ -80,9 +101,11 @@ pub fn components(message: &Message) -> Vec<serenity::CreateActionRow> {
 
 /// A platform-neutral message as a reply.
 pub fn reply(message: &Message) -> poise::CreateReply {
-    let mut reply = poise::CreateReply::default().components(components(message));
+    let mut reply = poise::CreateReply::default()
+        .components(components(message))
+        .allowed_mentions(no_pings());
     if !message.content.is_empty() {
-        reply = reply.content(&message.content);
+        reply = reply.content(content(&message.content));
     }
     for embed in embeds(message) {
         reply = reply.embed(embed);
@@ -93,9 +116,10 @@ pub fn reply(message: &Message) -> poise::CreateReply {
 /// A platform-neutral message replacing the message a button is on.
 pub fn update(message: &Message) -> serenity::CreateInteractionResponseMessage {
     serenity::CreateInteractionResponseMessage::new()
-        .content(&message.content)
+        .content(content(&message.content))
         .embeds(embeds(message))
         .components(components(message))
+        .allowed_mentions(no_pings())
 }
 
 pub fn whoami(who: &WhoAmI) -> String {
@@ -327,6 +351,25 @@ mod tests {
             oldest_unsealed_at: None,
         };
         insta::assert_snapshot!(verify(&broken), @"🚨 audit chain broken at event 42: its contents do not match");
+    }
+
+    #[test]
+    fn refusals_fit_discords_content_limit() {
+        let err = CommandError::Invalid(format!("unknown service \"{}\"", "x".repeat(10_000)));
+        let text = error_text(&err);
+        assert_eq!(text.chars().count(), CONTENT_MAX);
+        assert!(text.starts_with("❌ unknown service \"xxx"));
+        assert!(text.ends_with('…'));
+        let short = CommandError::Invalid("no".into());
+        assert_eq!(error_text(&short), "❌ no");
+    }
+
+    #[test]
+    fn no_pings_parses_nothing() {
+        assert_eq!(
+            serde_json::to_value(no_pings()).expect("json"),
+            serde_json::json!({"parse": [], "users": [], "roles": []})
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod gateway;
 pub mod guild;
+pub mod mentions;
 mod oauth;
 mod rest;
 pub mod typed_line;
@@ -69,6 +70,11 @@ pub struct EmulatorEvent {
     #[serde(skip)]
     pub files: Vec<(String, Vec<u8>)>,
     pub ephemeral: bool,
+    /// The `allowed_mentions` of the request that produced this, as sent (absent: none sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_mentions: Option<Value>,
+    /// Who this message notifies, by Discord's rules for its content and `allowed_mentions`.
+    pub pings: mentions::Pings,
 }
 
 /// A route scripted to fail: the next `remaining` requests whose path contains `path`.
@@ -137,7 +143,17 @@ pub const EMULATOR_TOKEN: &str = "emulator-bot-token";
 impl Emulator {
     /// Starts REST and gateway on a free loopback port.
     pub async fn start(spec: GuildSpec, shutdown: CancellationToken) -> anyhow::Result<Emulator> {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        Emulator::start_at(spec, SocketAddr::from(([127, 0, 0, 1], 0)), shutdown).await
+    }
+
+    /// Starts REST and gateway on `addr`: Discord "coming back" at the address a bot already
+    /// tries to reach (outage tests).
+    pub async fn start_at(
+        spec: GuildSpec,
+        addr: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Emulator> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let mut guild = Guild {
             id: spec.guild_id,

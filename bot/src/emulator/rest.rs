@@ -14,10 +14,13 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::guild::{CHANNEL_PUBLIC_THREAD, CHANNEL_TEXT, Message};
+use super::mentions::{self, Sent};
 use super::{EmulatorEvent, Shared, State as EmulatorState};
 
 /// Discord's `MESSAGE_FLAGS.EPHEMERAL`.
 const EPHEMERAL: u64 = 1 << 6;
+/// Discord's limit on a message's content, in characters.
+const CONTENT_MAX: usize = 2000;
 
 type Shared_ = State<Arc<Shared>>;
 
@@ -483,12 +486,17 @@ fn attachments(body: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// The event for `message`, created or edited by a request with `body` (its
+/// `allowed_mentions` decide who the content pings).
 fn event_for(
     state: &EmulatorState,
     kind: &'static str,
     message: &Message,
     ephemeral: bool,
+    body: &Value,
+    sent: Sent,
 ) -> EmulatorEvent {
+    let allowed_mentions = body.get("allowed_mentions").cloned();
     EmulatorEvent {
         event: kind,
         interaction_id: message.interaction_id,
@@ -505,7 +513,58 @@ fn event_for(
         attachments: message.attachments.clone(),
         files: message.files.clone(),
         ephemeral,
+        pings: mentions::pings(&message.content, allowed_mentions.as_ref(), sent),
+        allowed_mentions,
     }
+}
+
+/// Refuses a message body the way Discord does: content over 2000 characters, or an
+/// `allowed_mentions` that mixes `parse` with a list of the same kind. The refusal is also an
+/// event (`refused`), so the shell can say why no answer came.
+#[expect(
+    clippy::result_large_err,
+    reason = "the refusal is the HTTP response, answered as is"
+)]
+fn check_message_body(
+    shared: &Shared,
+    body: &Value,
+    interaction_id: Option<u64>,
+) -> Result<(), Response> {
+    let length = body["content"].as_str().map_or(0, |c| c.chars().count());
+    let problem = if length > CONTENT_MAX {
+        Some(format!(
+            "content: Must be {CONTENT_MAX} or fewer in length (got {length})."
+        ))
+    } else {
+        mentions::validate(body.get("allowed_mentions")).err()
+    };
+    let Some(problem) = problem else {
+        return Ok(());
+    };
+    shared.emit(EmulatorEvent {
+        event: "refused",
+        interaction_id,
+        channel_id: 0,
+        channel: String::new(),
+        message_id: None,
+        content: format!("Discord refused the bot's message: {problem}"),
+        embeds: Vec::new(),
+        components: Vec::new(),
+        attachments: Vec::new(),
+        files: Vec::new(),
+        ephemeral: false,
+        allowed_mentions: None,
+        pings: mentions::Pings::default(),
+    });
+    Err((
+        StatusCode::BAD_REQUEST,
+        Json(json!({
+            "message": "Invalid Form Body",
+            "code": 50035,
+            "errors": { "_errors": [{ "code": "BASE_TYPE_INVALID", "message": problem }] },
+        })),
+    )
+        .into_response())
 }
 
 async fn interaction_callback(
@@ -539,6 +598,9 @@ async fn interaction_callback(
     }
     let kind = body["type"].as_u64().unwrap_or(0);
     let data = body.get("data").cloned().unwrap_or_else(|| json!({}));
+    if let Err(refused) = check_message_body(&shared, &data, Some(interaction_id)) {
+        return refused;
+    }
     match kind {
         // CHANNEL_MESSAGE_WITH_SOURCE, DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
         4 | 5 => {
@@ -554,7 +616,7 @@ async fn interaction_callback(
                 i.deferred = kind == 5;
             }
             if kind == 4 {
-                let event = event_for(&state, "reply", &message, ephemeral);
+                let event = event_for(&state, "reply", &message, ephemeral, &data, Sent::Interaction);
                 shared.emit(event);
             }
         }
@@ -580,6 +642,7 @@ async fn interaction_callback(
                 &data,
                 ephemeral,
                 Some(interaction_id),
+                Sent::Interaction,
             );
         }
         // APPLICATION_COMMAND_AUTOCOMPLETE_RESULT: nothing visible.
@@ -626,7 +689,18 @@ async fn edit_original(
         return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
     };
     let answering = state.interactions.get(&token).map(|i| i.id);
-    edit_stored(&shared, &mut state, id, &body, ephemeral, answering)
+    if let Err(refused) = check_message_body(&shared, &body, answering) {
+        return refused;
+    }
+    edit_stored(
+        &shared,
+        &mut state,
+        id,
+        &body,
+        ephemeral,
+        answering,
+        Sent::Interaction,
+    )
 }
 
 async fn delete_original(
@@ -649,6 +723,7 @@ fn edit_stored(
     body: &Value,
     ephemeral: bool,
     answering: Option<u64>,
+    sent: Sent,
 ) -> Response {
     let Some(message) = state.guild.messages.get_mut(&id) else {
         return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
@@ -668,7 +743,7 @@ fn edit_stored(
     }
     message.edited = true;
     let message = message.clone();
-    let mut event = event_for(state, "edit", &message, ephemeral);
+    let mut event = event_for(state, "edit", &message, ephemeral, body, sent);
     if answering.is_some() {
         event.interaction_id = answering;
     }
@@ -687,6 +762,9 @@ async fn create_followup(
     else {
         return error(StatusCode::NOT_FOUND, 10015, "Unknown Webhook");
     };
+    if let Err(refused) = check_message_body(&shared, &body, Some(interaction_id)) {
+        return refused;
+    }
     // The first follow-up after a deferral replaces the "thinking…" message.
     let deferred = state.interactions.get_mut(&token).and_then(|i| {
         let pending = i.deferred.then_some((i.original_message_id, i.ephemeral));
@@ -701,11 +779,19 @@ async fn create_followup(
             &body,
             ephemeral,
             Some(interaction_id),
+            Sent::Interaction,
         );
     }
     let ephemeral = body["flags"].as_u64().unwrap_or(0) & EPHEMERAL != 0;
     let (json, message) = new_message(&mut state, channel_id, &body, Some(interaction_id));
-    let event = event_for(&state, "reply", &message, ephemeral);
+    let event = event_for(
+        &state,
+        "reply",
+        &message,
+        ephemeral,
+        &body,
+        Sent::Interaction,
+    );
     shared.emit(event);
     Json(json).into_response()
 }
@@ -715,8 +801,19 @@ async fn edit_followup(
     Path((_app, _token, message)): Path<(u64, String, u64)>,
     DiscordBody(body): DiscordBody,
 ) -> Response {
+    if let Err(refused) = check_message_body(&shared, &body, None) {
+        return refused;
+    }
     let mut state = shared.state();
-    edit_stored(&shared, &mut state, message, &body, false, None)
+    edit_stored(
+        &shared,
+        &mut state,
+        message,
+        &body,
+        false,
+        None,
+        Sent::Interaction,
+    )
 }
 
 async fn get_channel(State(shared): Shared_, Path(channel): Path<u64>) -> Response {
@@ -751,6 +848,9 @@ async fn create_message(
     Path(channel): Path<u64>,
     DiscordBody(body): DiscordBody,
 ) -> Response {
+    if let Err(refused) = check_message_body(&shared, &body, None) {
+        return refused;
+    }
     let mut state = shared.state();
     if state.guild.channel(channel).is_none() {
         return error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
@@ -780,7 +880,7 @@ async fn create_message(
         return Json(state.guild.message_json(existing)).into_response();
     }
     let (json, message) = new_message(&mut state, channel, &body, None);
-    let event = event_for(&state, "post", &message, false);
+    let event = event_for(&state, "post", &message, false, &body, Sent::Message);
     shared.emit(event);
     Json(json).into_response()
 }
@@ -815,7 +915,18 @@ async fn edit_message(
     {
         return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
     }
-    edit_stored(&shared, &mut state, message, &body, false, None)
+    if let Err(refused) = check_message_body(&shared, &body, None) {
+        return refused;
+    }
+    edit_stored(
+        &shared,
+        &mut state,
+        message,
+        &body,
+        false,
+        None,
+        Sent::Message,
+    )
 }
 
 async fn pin_message(
@@ -875,6 +986,8 @@ fn announce_channel(shared: &Shared, state: &EmulatorState, id: u64) {
             attachments: Vec::new(),
             files: Vec::new(),
             ephemeral: false,
+            allowed_mentions: None,
+            pings: mentions::Pings::default(),
         });
     }
 }

@@ -114,6 +114,15 @@ pub fn parse_filters(params: &[(String, String)]) -> Result<AuditQuery, ApiError
     let mut seen: Vec<&str> = Vec::with_capacity(params.len());
     for (name, value) in params {
         let name = name.as_str();
+        if name.contains('\0') || value.contains('\0') {
+            let shown = opsbot_commands::desk::clean(name);
+            return Err(ApiError::new(
+                &shown,
+                format!(
+                    "{shown}: contains a NUL byte (%00), which opsbot does not accept; remove it"
+                ),
+            ));
+        }
         if !PARAMETERS.contains(&name) {
             return Err(unknown_parameter(name));
         }
@@ -471,12 +480,20 @@ fn push_csv_row(out: &mut String, event: &AuditEvent) -> Result<(), serde_json::
 
 /// One RFC 4180 cell: quoted when it holds a comma, a quote or a line break, quotes doubled.
 ///
-/// Formula injection: a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage return
-/// would run as a formula in a spreadsheet (OWASP "CSV Injection"), and audit cells hold
-/// whatever users typed. Such a cell gets a leading `'`, which spreadsheets read as "text"
-/// and hide. The CSV is thus not byte-exact for those cells: programs should read the JSONL.
+/// Formula injection: a cell starting with `=`, `+`, `-`, `@` or `|` (DDE), their
+/// full-width forms (`＝` is read as `=` by Japanese and Chinese spreadsheets), or any
+/// whitespace or control character (tab, CR, LF, space, no-break space: spreadsheets skip
+/// them and read the formula behind) would run as a formula (OWASP "CSV Injection"), and
+/// audit cells hold whatever users typed. Such a cell gets a leading `'`, which spreadsheets
+/// read as "text" and hide. The CSV is thus not byte-exact for those cells: programs should
+/// read the JSONL. This defends spreadsheets that open the file; it does not make cells
+/// safe to paste into a formula by hand.
 fn push_csv_cell(out: &mut String, cell: &str) {
-    let defused = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let defused = cell.chars().next().is_some_and(|first| {
+        matches!(first, '=' | '+' | '-' | '@' | '|' | '＝' | '＋' | '－' | '＠' | '｜')
+            || first.is_whitespace()
+            || first.is_control()
+    });
     let quoted = cell.contains([',', '"', '\r', '\n']);
     if quoted {
         out.push('"');

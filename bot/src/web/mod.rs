@@ -1,10 +1,11 @@
 //! The HTTP server `opsbot run` serves on `[http] listen`: `/healthz` (the process is up),
-//! `/readyz` (200 only when the database answers) and `/metrics` (Prometheus text format) —
+//! `/readyz` (200 only when the database answers with the schema this binary expects) and `/metrics` (Prometheus text format) —
 //! these three need no authentication and expose nothing sensitive — and
 //! `/webhooks/deploy/{id}` (signed reports of webhook-backend deployers).
 
 pub mod api;
 pub mod auth;
+pub mod client;
 mod deploy_webhook;
 pub mod pages;
 
@@ -46,7 +47,7 @@ pub fn router(state: WebState) -> Router {
         ));
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz_with_gateway))
         .route("/metrics", get(metrics))
         .route("/webhooks/deploy/{id}", post(deploy_webhook::report))
         .route("/login", get(auth::login_page).post(auth::login_with_token))
@@ -96,6 +97,7 @@ pub fn dashboard(config: &crate::config::Config) -> auth::Dashboard {
             .as_deref()
             .is_some_and(|u| u.starts_with("https://")),
         discord,
+        attempts: auth::LoginAttempts::default(),
     }
 }
 
@@ -103,15 +105,50 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(state): State<WebState>) -> (StatusCode, &'static str) {
-    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
-    match tokio::time::timeout(READY_TIMEOUT, ping).await {
-        Ok(Ok(_)) => (StatusCode::OK, "ready\n"),
+/// `/readyz` plus a `gateway: …` line when the router serves `opsbot run` (an
+/// `Extension<Arc<GatewayStatus>>`); the status code stays the database's alone, so a Discord
+/// outage does not take a replica out of its load balancer.
+async fn readyz_with_gateway(
+    State(state): State<WebState>,
+    gateway: Option<axum::Extension<std::sync::Arc<crate::discord::GatewayStatus>>>,
+) -> axum::response::Response {
+    let response = readyz(State(state)).await.into_response();
+    let Some(axum::Extension(gateway)) = gateway else {
+        return response;
+    };
+    let (parts, body) = response.into_parts();
+    let mut text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| b.to_vec())
+        .unwrap_or_default();
+    text.extend_from_slice(format!("gateway: {}\n", gateway.summary()).as_bytes());
+    (parts, text).into_response()
+}
+
+/// 200 only when the database answers and its schema is the one this binary expects
+/// (every migration applied); 503 with the reason otherwise.
+async fn readyz(State(state): State<WebState>) -> (StatusCode, String) {
+    use opsbot_commands::schema::{SchemaState, schema_state};
+    match tokio::time::timeout(READY_TIMEOUT, schema_state(&state.pool)).await {
+        Ok(Ok(SchemaState::Current)) => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(Ok(SchemaState::Behind { missing })) => {
+            tracing::warn!(missing = ?missing, "readiness: the database schema is not migrated");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "database schema not migrated: {} migration(s) of this opsbot are not applied (run `opsbot migrate`)\n",
+                    missing.len()
+                ),
+            )
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: database unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n".to_owned())
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database not answering\n"),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database not answering\n".to_owned(),
+        ),
     }
 }
 

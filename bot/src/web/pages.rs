@@ -25,7 +25,7 @@ use super::auth::Principal;
 
 /// The live tail looks for new events this often.
 const TAIL_POLL: Duration = Duration::from_secs(1);
-/// Events of one story shown on an event or deploy page.
+/// Events of one story per page; "Later events" pages on.
 const STORY_MAX: i64 = 200;
 /// Deploys on `/deploys`.
 const DEPLOYS_MAX: i64 = 100;
@@ -144,8 +144,12 @@ pub async fn audit_log(
             )
             .finish(),
     };
+    let mut status = StatusCode::OK;
     match parse_filters(&params) {
-        Err(e) => page.error = e.to_string(),
+        Err(e) => {
+            status = StatusCode::BAD_REQUEST;
+            page.error = e.to_string();
+        }
         Ok(filter) => match audit::query(&state.pool, &filter).await {
             Ok(result) => {
                 page.newest_id = result.events.first().map_or(0, |e| e.id);
@@ -165,11 +169,16 @@ pub async fn audit_log(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "audit page query failed");
+                status = StatusCode::SERVICE_UNAVAILABLE;
                 page.error = "the database is not answering; try again in a moment".to_owned();
             }
         },
     }
-    render(&page)
+    let mut response = render(&page);
+    if response.status() == StatusCode::OK {
+        *response.status_mut() = status;
+    }
+    response
 }
 
 #[derive(Debug, Template)]
@@ -185,13 +194,14 @@ pub struct EventPage {
     pub correlation_id: String,
     pub position: String,
     pub hash: String,
-    pub story: Vec<Row>,
+    pub story: StoryPage,
 }
 
 pub async fn event_page(
     State(state): State<WebState>,
     Extension(who): Extension<Principal>,
     Path(id): Path<i64>,
+    Query(at): Query<StoryQuery>,
 ) -> Response {
     let event = match audit::event(&state.pool, id).await {
         Ok(Some(event)) => event,
@@ -199,10 +209,11 @@ pub async fn event_page(
         Err(e) => return unavailable(e),
     };
     let story = match event.correlation_id {
-        Some(correlation) => audit::by_correlation(&state.pool, correlation, STORY_MAX)
-            .await
-            .unwrap_or_default(),
-        None => Vec::new(),
+        Some(correlation) => match story_page(&state, correlation, &at).await {
+            Ok(story) => story,
+            Err(e) => return unavailable(e),
+        },
+        None => StoryPage::default(),
     };
     render(&EventPage {
         who: who.name.clone(),
@@ -221,7 +232,40 @@ pub async fn event_page(
             .unwrap_or_default(),
         position: event.position.map(|p| p.to_string()).unwrap_or_default(),
         hash: event.hash.clone().unwrap_or_default(),
-        story: story.iter().map(Row::from).collect(),
+        story,
+    })
+}
+
+/// Where a story page starts: after event `story_after` (the first page without it).
+#[derive(Debug, Default, Deserialize)]
+pub struct StoryQuery {
+    story_after: Option<i64>,
+}
+
+/// One page of a story: every event is reachable, however many there are.
+#[derive(Debug, Clone, Default)]
+pub struct StoryPage {
+    pub rows: Vec<Row>,
+    /// Not the first page: offer a way back to the start.
+    pub paged: bool,
+    /// The `story_after` of the next page, when there is one.
+    pub next_after: Option<i64>,
+}
+
+async fn story_page(
+    state: &WebState,
+    correlation: uuid::Uuid,
+    at: &StoryQuery,
+) -> Result<StoryPage, sqlx::Error> {
+    let after = at.story_after.unwrap_or(0).max(0);
+    let mut events =
+        audit::by_correlation(&state.pool, correlation, after, STORY_MAX + 1).await?;
+    let more = events.len() as i64 > STORY_MAX;
+    events.truncate(STORY_MAX as usize);
+    Ok(StoryPage {
+        next_after: if more { events.last().map(|e| e.id) } else { None },
+        rows: events.iter().map(Row::from).collect(),
+        paged: after > 0,
     })
 }
 
@@ -339,22 +383,24 @@ pub struct DeployPage {
     pub backend: String,
     pub detail: String,
     pub approved_by: String,
-    pub story: Vec<Row>,
+    pub story: StoryPage,
 }
 
 pub async fn deploy_page(
     State(state): State<WebState>,
     Extension(who): Extension<Principal>,
     Path(id): Path<i64>,
+    Query(at): Query<StoryQuery>,
 ) -> Response {
     let deploy = match deploy::deploy_by_id(&state.pool, id).await {
         Ok(Some(deploy)) => deploy,
         Ok(None) => return (StatusCode::NOT_FOUND, Html(format!("<!doctype html><title>opsbot</title><p>There is no deploy {id}. <a href=\"/deploys\">All deploys</a></p>"))).into_response(),
         Err(e) => return unavailable(e),
     };
-    let story = audit::by_correlation(&state.pool, deploy.correlation_id, STORY_MAX)
-        .await
-        .unwrap_or_default();
+    let story = match story_page(&state, deploy.correlation_id, &at).await {
+        Ok(story) => story,
+        Err(e) => return unavailable(e),
+    };
     render(&DeployPage {
         who: who.name.clone(),
         csrf: who.csrf.clone(),
@@ -363,7 +409,7 @@ pub async fn deploy_page(
         backend: deploy.backend.clone(),
         detail: deploy.detail.clone(),
         approved_by: deploy.approved_by.join(", "),
-        story: story.iter().map(Row::from).collect(),
+        story,
     })
 }
 

@@ -26,6 +26,48 @@ pub struct CanonicalFields<'a> {
     pub correlation_id: Option<Uuid>,
 }
 
+/// An event row as stored, read by the sealer and `verify` (runtime queries map onto it).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(super) struct StoredEvent {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor_id: i64,
+    pub actor_name: String,
+    pub source: String,
+    pub guild_id: Option<i64>,
+    pub channel_id: Option<i64>,
+    pub interaction_id: Option<i64>,
+    pub command: String,
+    pub args: serde_json::Value,
+    pub outcome: String,
+    pub detail: String,
+    pub correlation_id: Option<Uuid>,
+}
+
+/// The event columns of `audit_events e`, in [`StoredEvent`]'s names, for runtime queries.
+pub(super) const EVENT_COLUMNS: &str = "e.id, e.at, e.actor_id, e.actor_name, e.source, e.guild_id, e.channel_id, \
+     e.interaction_id, e.command, e.args, e.outcome, e.detail, e.correlation_id";
+
+impl StoredEvent {
+    pub fn canonical(&self) -> Vec<u8> {
+        canonical_bytes(&CanonicalFields {
+            id: self.id,
+            at: self.at,
+            actor_id: self.actor_id,
+            actor_name: &self.actor_name,
+            source: &self.source,
+            guild_id: self.guild_id,
+            channel_id: self.channel_id,
+            interaction_id: self.interaction_id,
+            command: &self.command,
+            args: &self.args,
+            outcome: &self.outcome,
+            detail: &self.detail,
+            correlation_id: self.correlation_id,
+        })
+    }
+}
+
 /// JSON with sorted keys (serde_json's map is ordered by key) and microsecond UTC times,
 /// the precision Postgres stores.
 pub fn canonical_bytes(fields: &CanonicalFields<'_>) -> Vec<u8> {

@@ -4,15 +4,21 @@
 //! `opsbot audit verify`. Events are appended concurrently inside the caller's transaction
 //! ([`append`]); a single sealer ([`seal`]) chains committed events in batches
 //! (`hash = sha256(prev_hash || canonical(event))`); [`verify`] walks the chain read-only.
-//! Every SQL statement touching the audit tables lives in this module.
+//! The sealer refuses, and `verify` reports, events opsbot cannot have appended ([`checks`]).
+//! A head kept outside the database ([`head`], [`checkpoint`]) shows a cut-off tail or a
+//! recomputed chain. Every SQL statement touching the audit tables lives in this module.
 
 mod append;
 mod canonical;
+pub mod checkpoint;
+pub mod checks;
 mod commands;
+pub mod head;
 mod model;
 mod query;
 mod seal;
 mod verify;
+mod walk;
 
 pub use append::append;
 pub use canonical::{GENESIS_HASH, canonical_bytes, chain_hash};
@@ -23,7 +29,12 @@ pub use query::{
     AuditQuery, Page, QUERY_MAX_LIMIT, by_correlation, event, newer_than, query, tail,
 };
 pub use seal::{SEAL_BATCH, SEAL_INTERVAL, SealResult, seal_batch, seal_pending};
-pub use verify::{ChainHead, ChainProblem, UNSEALED_GRACE, VerifyReport, verify};
+pub use checkpoint::{Authenticity, Checkpoint, CheckpointError, check_checkpoint, write_checkpoint};
+pub use head::{ChainKey, ExpectedHead, HeadMismatch, check_expected_head};
+pub use verify::{
+    ChainHead, ChainProblem, MAX_FINDINGS, UNSEALED_GRACE, Verification, VerifyReport, verify,
+    verify_all,
+};
 
 #[cfg(test)]
 mod tests;

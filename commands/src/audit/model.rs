@@ -90,7 +90,7 @@ pub struct NewEvent {
 }
 
 /// A stored event, with its chain position and hash once sealed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct AuditEvent {
     pub id: i64,
     pub at: DateTime<Utc>,

@@ -139,26 +139,28 @@ pub async fn event(pool: &PgPool, id: i64) -> Result<Option<AuditEvent>, sqlx::E
     .await
 }
 
-/// Every event of one story (a deploy, an incident), oldest first; at most `limit`.
+/// One page of a story (a deploy, an incident): its events after `after_id` (0: from the
+/// start), oldest first, at most `limit`; page on with the last id shown.
 pub async fn by_correlation(
     pool: &PgPool,
     correlation_id: uuid::Uuid,
+    after_id: i64,
     limit: i64,
 ) -> Result<Vec<AuditEvent>, sqlx::Error> {
-    sqlx::query_as!(
-        AuditEvent,
+    sqlx::query_as::<_, AuditEvent>(
         r#"
         SELECT e.id, e.at, e.actor_id, e.actor_name, e.source, e.guild_id, e.channel_id,
                e.interaction_id, e.command, e.args, e.outcome, e.detail, e.correlation_id,
-               c.position AS "position?", encode(c.hash, 'hex') AS "hash?"
+               c.position, encode(c.hash, 'hex') AS hash
         FROM audit_events e LEFT JOIN audit_chain c ON c.event_id = e.id
-        WHERE e.correlation_id = $1
+        WHERE e.correlation_id = $1 AND e.id > $2
         ORDER BY e.id
-        LIMIT $2
+        LIMIT $3
         "#,
-        correlation_id,
-        limit
     )
+    .bind(correlation_id)
+    .bind(after_id)
+    .bind(limit)
     .fetch_all(pool)
     .await
 }

@@ -9,6 +9,8 @@ use crate::actor::{Actor, Source};
 use crate::desk::{Desk, Invocation};
 use crate::error::CommandError;
 
+mod forgery;
+
 fn event(n: i64) -> NewEvent {
     NewEvent {
         actor_id: 1000 + n,

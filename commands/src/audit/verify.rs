@@ -1,18 +1,24 @@
+//! `verify`: the read-only check of the whole trail, chain and queue.
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 
-use super::canonical::{CanonicalFields, GENESIS_HASH, canonical_bytes, chain_hash};
-use super::seal::SEAL_INTERVAL;
+use sqlx::postgres::types::PgInterval;
+
+use super::checks::{BACKDATE_LIMIT, EventTimes, FUTURE_SLACK, IssuedIds, implausible, to_chrono};
+use super::seal::{SEAL_INTERVAL, issued_ids};
+use super::walk::{Start, walk};
 
 /// An event still unsealed after this long means no sealer is running (or one is failing):
 /// several sealer intervals, so a batch in progress is not reported.
 pub const UNSEALED_GRACE: Duration = Duration::from_secs(10);
 
-/// Chain rows read per round trip while walking.
-const VERIFY_PAGE: i64 = 10_000;
+/// Findings listed by one verification: enough to see the pattern, bounded for a forged
+/// flood of events.
+pub const MAX_FINDINGS: usize = 100;
 
 /// The last sealed event: record its hash somewhere else (a ticket, a chat message) to make
 /// even a rewrite of the whole chain by a database superuser detectable.
@@ -23,7 +29,7 @@ pub struct ChainHead {
     pub hash: String,
 }
 
-/// The first event at which the chain does not hold.
+/// An event at which the chain does not hold, or that opsbot cannot have appended.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChainProblem {
     pub event_id: i64,
@@ -80,164 +86,62 @@ impl VerifyReport {
     }
 }
 
+/// What [`verify_all`] found: the report, and every finding (the report's `problem` is the
+/// first of them).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verification {
+    pub report: VerifyReport,
+    /// Each event that breaks the chain or that opsbot cannot have appended, in chain order,
+    /// then the unchained ones; at most [`MAX_FINDINGS`].
+    pub findings: Vec<ChainProblem>,
+    /// Findings beyond [`MAX_FINDINGS`], counted but not listed.
+    pub more_findings: usize,
+}
+
+impl Verification {
+    pub fn is_ok(&self) -> bool {
+        self.report.is_ok()
+    }
+}
+
 /// Walks the whole chain in position order, read-only (it never seals), and names the first
-/// event that does not match: an edited row, a deleted row, a re-ordered pair, a gap.
+/// event that does not hold: an edited row, a deleted row, a re-ordered pair, a gap, or an
+/// event opsbot cannot have appended (see [`verify_all`]).
 pub async fn verify(pool: &PgPool) -> Result<VerifyReport, sqlx::Error> {
+    Ok(verify_all(pool).await?.report)
+}
+
+/// [`verify`], with every finding rather than the first.
+///
+/// The walk stops at the first break of the chain (nothing after it can be trusted); before
+/// it, each chained event is also checked for an id the identity sequence never issued, a
+/// time far from when it was queued (backdated, future-dated), and a time far before the
+/// event at the position before it. Then events outside the chain: ones the sealer refused,
+/// queued ones it will refuse, queued ones whose row is gone, and ones neither chained nor
+/// queued.
+pub async fn verify_all(pool: &PgPool) -> Result<Verification, sqlx::Error> {
+    let issued = issued_ids(pool).await?;
+    let walked = walk(pool, Start::genesis(), issued).await?;
+    let mut findings = Findings {
+        listed: Vec::new(),
+        more: walked.more_findings,
+    };
+    findings.extend(walked.findings);
     let mut report = VerifyReport {
-        verified: 0,
-        head: None,
+        verified: walked.verified,
+        head: walked.head,
         problem: None,
         unsealed: 0,
         stale_unsealed: 0,
         oldest_unsealed_at: None,
     };
-    let mut expected_position = 1_i64;
-    let mut prev_hash = GENESIS_HASH.to_vec();
-    let mut prev_event: Option<i64> = None;
-    'walk: loop {
-        let rows = sqlx::query!(
-            r#"
-            SELECT c.position, c.event_id, c.prev_hash, c.hash,
-                   e.id AS "id?", e.at AS "at?", e.actor_id AS "actor_id?",
-                   e.actor_name AS "actor_name?", e.source AS "source?", e.guild_id, e.channel_id,
-                   e.interaction_id, e.command AS "command?", e.args AS "args?",
-                   e.outcome AS "outcome?", e.detail AS "detail?", e.correlation_id
-            FROM audit_chain c LEFT JOIN audit_events e ON e.id = c.event_id
-            WHERE c.position >= $1
-            ORDER BY c.position
-            LIMIT $2
-            "#,
-            expected_position,
-            VERIFY_PAGE
-        )
-        .fetch_all(pool)
-        .await?;
-        let page_len = rows.len() as i64;
-        for row in rows {
-            let problem = |message: String| ChainProblem {
-                event_id: row.event_id,
-                message,
-            };
-            if row.position != expected_position {
-                report.problem = Some(problem(format!(
-                    "sealed at chain position {} but position {} is missing: the event(s) sealed there were deleted",
-                    row.position, expected_position
-                )));
-                break 'walk;
-            }
-            if row.prev_hash != prev_hash {
-                report.problem = Some(problem(match prev_event {
-                    Some(prev) => format!(
-                        "its recorded predecessor hash does not match event {prev}, the event before it in the chain: the chain was rewritten or re-ordered here"
-                    ),
-                    None => {
-                        "it is first in the chain but its predecessor hash is not the genesis hash"
-                            .to_owned()
-                    }
-                }));
-                break 'walk;
-            }
-            let (
-                Some(id),
-                Some(at),
-                Some(actor_id),
-                Some(actor_name),
-                Some(source),
-                Some(command),
-                Some(args),
-                Some(outcome),
-                Some(detail),
-            ) = (
-                row.id,
-                row.at,
-                row.actor_id,
-                row.actor_name.as_deref(),
-                row.source.as_deref(),
-                row.command.as_deref(),
-                row.args.as_ref(),
-                row.outcome.as_deref(),
-                row.detail.as_deref(),
-            )
-            else {
-                report.problem = Some(problem(format!(
-                    "sealed at chain position {} but the event row is missing: it was deleted",
-                    row.position
-                )));
-                break 'walk;
-            };
-            let canonical = canonical_bytes(&CanonicalFields {
-                id,
-                at,
-                actor_id,
-                actor_name,
-                source,
-                guild_id: row.guild_id,
-                channel_id: row.channel_id,
-                interaction_id: row.interaction_id,
-                command,
-                args,
-                outcome,
-                detail,
-                correlation_id: row.correlation_id,
-            });
-            if chain_hash(&prev_hash, &canonical).as_slice() != row.hash.as_slice() {
-                report.problem = Some(problem(format!(
-                    "its contents do not match the hash sealed at chain position {}: the row was altered after it was recorded",
-                    row.position
-                )));
-                break 'walk;
-            }
-            report.verified += 1;
-            report.head = Some(ChainHead {
-                position: row.position,
-                event_id: row.event_id,
-                hash: hex::encode(&row.hash),
-            });
-            prev_hash = row.hash;
-            prev_event = Some(row.event_id);
-            expected_position += 1;
-        }
-        if page_len < VERIFY_PAGE {
-            break;
-        }
+    if walked.broken.is_some() {
+        findings.extend(walked.broken);
+        report.problem = findings.listed.first().cloned();
+        return Ok(findings.into_verification(report));
     }
-    if report.problem.is_some() {
-        return Ok(report);
-    }
-
-    // Queued events whose row is gone were deleted before they could be sealed.
-    if let Some(event_id) = sqlx::query_scalar!(
-        "SELECT u.event_id FROM audit_unsealed u
-         WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.id = u.event_id)
-         ORDER BY u.event_id LIMIT 1"
-    )
-    .fetch_optional(pool)
-    .await?
-    {
-        report.problem = Some(ChainProblem {
-            event_id,
-            message: "was waiting to be sealed but the event row is missing: it was deleted"
-                .to_owned(),
-        });
-        return Ok(report);
-    }
-    // Events that are neither chained nor queued were inserted around `append`, or their
-    // queue entry was removed by hand.
-    if let Some(event_id) = sqlx::query_scalar!(
-        "SELECT e.id FROM audit_events e
-         WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_id = e.id)
-           AND NOT EXISTS (SELECT 1 FROM audit_unsealed u WHERE u.event_id = e.id)
-         ORDER BY e.id LIMIT 1"
-    )
-    .fetch_optional(pool)
-    .await?
-    {
-        report.problem = Some(ChainProblem {
-            event_id,
-            message: "is neither sealed nor waiting to be sealed: it was inserted around opsbot or its seal entry was removed".to_owned(),
-        });
-        return Ok(report);
-    }
+    unchained_findings(pool, issued, &mut findings).await?;
+    report.problem = findings.listed.first().cloned();
 
     let grace = chrono::Duration::from_std(UNSEALED_GRACE).unwrap_or_default();
     let waiting = sqlx::query!(
@@ -246,12 +150,123 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport, sqlx::Error> {
                min(e.at) AS oldest
         FROM audit_unsealed u JOIN audit_events e ON e.id = u.event_id
         "#,
-        sqlx::postgres::types::PgInterval::try_from(grace).unwrap_or_default()
+        PgInterval::try_from(grace).unwrap_or_default()
     )
     .fetch_one(pool)
     .await?;
     report.unsealed = waiting.unsealed;
     report.stale_unsealed = waiting.stale;
     report.oldest_unsealed_at = waiting.oldest;
-    Ok(report)
+    Ok(findings.into_verification(report))
 }
+
+/// Findings, listed up to [`MAX_FINDINGS`].
+#[derive(Debug, Default)]
+struct Findings {
+    listed: Vec<ChainProblem>,
+    more: usize,
+}
+
+impl Findings {
+    fn push(&mut self, finding: ChainProblem) {
+        if self.listed.len() < MAX_FINDINGS {
+            self.listed.push(finding);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn extend(&mut self, findings: impl IntoIterator<Item = ChainProblem>) {
+        for finding in findings {
+            self.push(finding);
+        }
+    }
+
+    fn into_verification(self, report: VerifyReport) -> Verification {
+        Verification {
+            report,
+            findings: self.listed,
+            more_findings: self.more,
+        }
+    }
+}
+
+/// Events outside the chain that should not be there: refused by the sealer, queued but
+/// implausible, queued but deleted, or neither chained, queued nor refused.
+async fn unchained_findings(
+    pool: &PgPool,
+    issued: IssuedIds,
+    findings: &mut Findings,
+) -> Result<(), sqlx::Error> {
+    let limit = MAX_FINDINGS as i64;
+    let refused: Vec<(i64, String)> =
+        sqlx::query_as("SELECT event_id, reason FROM audit_refused ORDER BY event_id LIMIT $1")
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+    findings.extend(refused.into_iter().map(|(event_id, reason)| ChainProblem {
+        event_id,
+        message: format!("the sealer refused to chain it: {reason}"),
+    }));
+
+    // Queued events the sealer will refuse, reported now in case no sealer runs.
+    let backdate = PgInterval::try_from(to_chrono(BACKDATE_LIMIT)).unwrap_or_default();
+    let future = PgInterval::try_from(to_chrono(FUTURE_SLACK)).unwrap_or_default();
+    let doubtful: Vec<(i64, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT e.id, e.at, u.queued_at
+         FROM audit_unsealed u JOIN audit_events e ON e.id = u.event_id
+         WHERE e.id <= 0 OR e.id > coalesce($1::bigint, 0)
+            OR u.queued_at - e.at > $2::interval OR e.at > u.queued_at + $3::interval
+         ORDER BY e.id LIMIT $4",
+    )
+    .bind(issued.last)
+    .bind(backdate)
+    .bind(future)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    for (id, at, queued_at) in doubtful {
+        let times = EventTimes { id, at, queued_at };
+        if let Some(reason) = implausible(times, issued) {
+            findings.push(ChainProblem {
+                event_id: id,
+                message: format!("is waiting to be sealed, and the sealer will refuse it: {reason}"),
+            });
+        }
+    }
+
+    // Queued events whose row is gone were deleted before they could be sealed.
+    let deleted: Vec<i64> = sqlx::query_scalar(
+        "SELECT u.event_id FROM audit_unsealed u
+         WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.id = u.event_id)
+         ORDER BY u.event_id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    findings.extend(deleted.into_iter().map(|event_id| ChainProblem {
+        event_id,
+        message: "was waiting to be sealed but the event row is missing: it was deleted"
+            .to_owned(),
+    }));
+
+    // Events that are neither chained, queued nor refused were inserted around `append`, or
+    // their queue entry was removed by hand.
+    let stray: Vec<i64> = sqlx::query_scalar(
+        "SELECT e.id FROM audit_events e
+         WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_id = e.id)
+           AND NOT EXISTS (SELECT 1 FROM audit_unsealed u WHERE u.event_id = e.id)
+           AND NOT EXISTS (SELECT 1 FROM audit_refused r WHERE r.event_id = e.id)
+         ORDER BY e.id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    findings.extend(stray.into_iter().map(|event_id| ChainProblem {
+        event_id,
+        message: "is neither sealed nor waiting to be sealed: it was inserted around opsbot or its seal entry was removed".to_owned(),
+    }));
+    Ok(())
+}
+
+

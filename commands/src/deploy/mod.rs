@@ -19,6 +19,7 @@ pub mod backends;
 mod commands;
 pub mod freeze;
 mod model;
+pub mod report;
 mod store;
 pub mod tracker;
 pub mod view;

@@ -11,7 +11,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::backends::webhook::{ProgressReport, ReportedStatus};
 use super::backends::{self, BackendEvent, DeployJob, Finish};
 use super::model::{Deploy, DeployState};
 use super::{store, view};
@@ -71,7 +70,7 @@ fn lifecycle_command(deploy: &Deploy) -> String {
     }
 }
 
-fn system(deploy: &Deploy, source: Source) -> Invocation {
+pub(super) fn system(deploy: &Deploy, source: Source) -> Invocation {
     let mut inv = Invocation::new(
         Actor::system(source),
         lifecycle_command(deploy),
@@ -178,7 +177,7 @@ async fn publish(
 }
 
 /// Ends a running deploy with `state`, if it is still running.
-async fn finish(
+pub(super) async fn finish(
     desk: &Desk,
     id: i64,
     state: DeployState,
@@ -198,7 +197,7 @@ async fn finish(
     Ok(())
 }
 
-async fn post_progress(desk: &Desk, deploy: &Deploy, line: &str) -> Result<(), CommandError> {
+pub(super) async fn post_progress(desk: &Desk, deploy: &Deploy, line: &str) -> Result<(), CommandError> {
     if let Some(thread) = deploy.thread_id {
         let text: String = line.chars().take(PROGRESS_MAX).collect();
         outbox::enqueue(&desk.pool, thread, &Message::text(text), None).await?;
@@ -316,59 +315,6 @@ async fn handle_report(
                 outbox::enqueue_edit(&desk.pool, channel, message, &status, None).await?;
             }
             post_progress(desk, deploy, &format!("{label}: {url}")).await
-        }
-    }
-}
-
-impl Desk {
-    /// A webhook deployer reporting on deploy `id` (its signature already verified by the
-    /// HTTP front door): progress, or the outcome.
-    pub async fn deploy_webhook_report(
-        &self,
-        id: i64,
-        report: &ProgressReport,
-    ) -> Result<DeployState, CommandError> {
-        let Some(mut deploy) = store::deploy_by_id(&self.pool, id).await? else {
-            return Err(CommandError::NotFound(format!(
-                "deploy #{id} does not exist"
-            )));
-        };
-        let mut inv = system(&deploy, Source::Webhook);
-        inv.command = "deploy report".to_owned();
-        inv.args = serde_json::to_value(report).unwrap_or_default();
-        if deploy.state != DeployState::Running || deploy.backend != "webhook" {
-            let e = CommandError::Conflict(format!(
-                "{} is {} on the {} backend; it takes no webhook reports now",
-                view::headline(&deploy),
-                deploy.state,
-                deploy.backend
-            ));
-            return Err(self.refuse(&inv, e).await);
-        }
-        if let Some(url) = &report.url {
-            store::set_link(&self.pool, id, &format!("[deployer]({url})")).await?;
-            deploy.link = Some(format!("[deployer]({url})"));
-        }
-        match report.status {
-            ReportedStatus::Running => {
-                self.record(&inv, Outcome::Ok, &report.message).await?;
-                post_progress(self, &deploy, &report.message).await?;
-                Ok(DeployState::Running)
-            }
-            ReportedStatus::Succeeded | ReportedStatus::Failed => {
-                let state = if report.status == ReportedStatus::Succeeded {
-                    DeployState::Succeeded
-                } else {
-                    DeployState::Failed
-                };
-                let detail = if report.message.is_empty() {
-                    format!("the deployer reported {state}")
-                } else {
-                    report.message.clone()
-                };
-                finish(self, id, state, &detail, Source::Webhook).await?;
-                Ok(state)
-            }
         }
     }
 }

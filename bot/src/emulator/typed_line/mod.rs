@@ -69,6 +69,9 @@ const MAX_LISTED: usize = 25;
 /// exactly).
 const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 
+/// The longest STRING option value Discord accepts when the command sets no `max_length`.
+const STRING_MAX: usize = 6000;
+
 /// When the emulator says every member joined; Discord requires a timestamp.
 const JOINED_AT: &str = "2026-01-01T00:00:00+00:00";
 
@@ -370,7 +373,10 @@ fn option_value(
         STRING => {
             let length = text.chars().count();
             let min = field(option, "min_length").and_then(Value::as_f64);
-            let max = field(option, "max_length").and_then(Value::as_f64);
+            // Without a max_length, Discord's client still stops at 6,000 characters.
+            let max = field(option, "max_length")
+                .and_then(Value::as_f64)
+                .or(Some(STRING_MAX as f64));
             if min.is_some_and(|min| (length as f64) < min)
                 || max.is_some_and(|max| (length as f64) > max)
             {

@@ -610,6 +610,11 @@ fn values_of_the_wrong_type_or_out_of_range() {
     let deploy = "/deploy run service:api env:staging";
     insta::assert_snapshot!(err(&format!("{deploy} version:v")), @"option version must be between 2 and 32 characters long, got 1");
     insta::assert_snapshot!(err(&format!("{deploy} version:{}", "v".repeat(33))), @"option version must be between 2 and 32 characters long, got 33");
+    // Without a max_length, Discord's client stops at 6,000 characters.
+    let title = format!("/incident open severity:1 title:{}", "t".repeat(6001));
+    insta::assert_snapshot!(err(&title), @"option title must be at most 6000 characters long, got 6001");
+    // The real /audit recent limits its text filters.
+    insta::assert_snapshot!(err(&format!("/audit recent actor:{}", "a".repeat(101))), @"option actor must be at most 100 characters long, got 101");
     insta::assert_snapshot!(err(&format!("{deploy} version:v1 canary:abc")), @r#"option canary must be a number, got "abc""#);
     insta::assert_snapshot!(err(&format!("{deploy} version:v1 canary:150")), @"option canary must be between 0 and 100, got 150");
     insta::assert_snapshot!(err(&format!("{deploy} version:v1 canary:NaN")), @r#"option canary must be a number, got "NaN""#);

@@ -1,7 +1,13 @@
 //! The `webhook` backend: opsbot POSTs the deploy, signed, to the deployer's URL; the
 //! deployer reports progress and the outcome to `POST /webhooks/deploy/{id}`, signed the same
-//! way. Signature: HMAC-SHA256 with the service's secret over `{timestamp}.{body}`, sent as
-//! `X-Opsbot-Signature: sha256=<hex>` with `X-Opsbot-Timestamp: <unix seconds>`.
+//! way. Signature scheme v2: HMAC-SHA256 with the service's secret over
+//! `{timestamp}.{METHOD} {path}.{body}` (e.g. `1800000000.POST /webhooks/deploy/42.{...}`),
+//! sent as `X-Opsbot-Signature: v2=<hex>` with `X-Opsbot-Timestamp: <unix seconds>`. The
+//! method and path bind a signature to the one deploy it reports on; a signature is accepted
+//! once ([`crate::deploy::report`] remembers them for twice [`MAX_SKEW`]).
+//!
+//! Scheme v1 (`sha256=<hex>` over `{timestamp}.{body}`) signed no deploy, so a report for one
+//! deploy could be replayed onto another; it is refused with a message that says how to sign.
 
 use std::time::Duration;
 
@@ -59,59 +65,110 @@ pub enum SignatureError {
     #[error("the {0} header is malformed")]
     Malformed(&'static str),
     #[error(
+        "the signature uses scheme v1 (`sha256=` over `{{timestamp}}.{{body}}`), which is no longer accepted because it does not name the deploy; sign `{{timestamp}}.POST {{path}}.{{body}}` and send `v2=<hex>`"
+    )]
+    OldScheme,
+    #[error(
         "the timestamp is {skew_seconds}s away from opsbot's clock (at most {}s allowed): a replayed request, or the sender's clock is off",
         MAX_SKEW.as_secs()
     )]
     Stale { skew_seconds: i64 },
-    #[error("the signature does not match the body (wrong secret, or the body was changed)")]
+    #[error(
+        "the signature does not match (wrong secret, another deploy's path, or the body was changed)"
+    )]
     Mismatch,
 }
 
-fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
+/// The prefix of a scheme-v2 signature.
+pub const SIGNATURE_PREFIX: &str = "v2=";
+
+fn mac(secret: &[u8], timestamp: i64, target: &str, body: &[u8]) -> Hmac<Sha256> {
     // HMAC takes keys of any length.
     let mut mac = Hmac::<Sha256>::new_from_slice(secret)
         .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
+    mac.update(target.as_bytes());
+    mac.update(b".");
     mac.update(body);
     mac
 }
 
-/// `sha256=<hex>` of HMAC-SHA256(secret, "{timestamp}.{body}").
-pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+/// What a signature binds besides the body: `POST /webhooks/deploy/42`.
+pub fn target(method: &str, path: &str) -> String {
+    format!("{} {path}", method.to_ascii_uppercase())
+}
+
+/// The path a deployer reports deploy `id` to, as it is signed (whatever proxy is in between).
+pub fn report_path(id: i64) -> String {
+    format!("/webhooks/deploy/{id}")
+}
+
+/// `v2=<hex>` of HMAC-SHA256(secret, "{timestamp}.{target}.{body}"), `target` from [`target`].
+pub fn sign(secret: &[u8], timestamp: i64, target: &str, body: &[u8]) -> String {
     format!(
-        "sha256={}",
-        hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
+        "{SIGNATURE_PREFIX}{}",
+        hex::encode(mac(secret, timestamp, target, body).finalize().into_bytes())
     )
 }
 
-/// Checks a signed request: both headers present, the timestamp within [`MAX_SKEW`] of
-/// `now`, the signature over this exact body (compared in constant time).
-pub fn verify(
-    secret: &[u8],
+/// The parsed headers of a signed request, checked for freshness but not yet verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHeaders {
+    pub timestamp: i64,
+    pub digest: Vec<u8>,
+}
+
+/// Parses both headers and checks the timestamp is within [`MAX_SKEW`] of `now`; what can be
+/// checked without knowing which secret applies.
+pub fn parse_headers(
     timestamp_header: Option<&str>,
     signature_header: Option<&str>,
-    body: &[u8],
     now: i64,
-) -> Result<(), SignatureError> {
+) -> Result<SignedHeaders, SignatureError> {
     let timestamp: i64 = timestamp_header
         .ok_or(SignatureError::Missing(TIMESTAMP_HEADER))?
         .trim()
         .parse()
         .map_err(|_| SignatureError::Malformed(TIMESTAMP_HEADER))?;
-    let signature = signature_header.ok_or(SignatureError::Missing(SIGNATURE_HEADER))?;
+    let signature = signature_header
+        .ok_or(SignatureError::Missing(SIGNATURE_HEADER))?
+        .trim();
+    if signature.starts_with("sha256=") {
+        return Err(SignatureError::OldScheme);
+    }
     let digest = signature
-        .trim()
-        .strip_prefix("sha256=")
+        .strip_prefix(SIGNATURE_PREFIX)
         .and_then(|h| hex::decode(h).ok())
+        .filter(|d| d.len() == 32)
         .ok_or(SignatureError::Malformed(SIGNATURE_HEADER))?;
     let skew = now - timestamp;
     if skew.unsigned_abs() > MAX_SKEW.as_secs() {
         return Err(SignatureError::Stale { skew_seconds: skew });
     }
-    mac(secret, timestamp, body)
-        .verify_slice(&digest)
-        .map_err(|_| SignatureError::Mismatch)
+    Ok(SignedHeaders { timestamp, digest })
+}
+
+impl SignedHeaders {
+    /// Checks the signature over `target` and this exact body, in constant time.
+    pub fn verify(&self, secret: &[u8], target: &str, body: &[u8]) -> Result<(), SignatureError> {
+        mac(secret, self.timestamp, target, body)
+            .verify_slice(&self.digest)
+            .map_err(|_| SignatureError::Mismatch)
+    }
+}
+
+/// Checks a signed request: both headers present, the timestamp within [`MAX_SKEW`] of
+/// `now`, the signature over `target` and this exact body (compared in constant time).
+pub fn verify(
+    secret: &[u8],
+    timestamp_header: Option<&str>,
+    signature_header: Option<&str>,
+    target: &str,
+    body: &[u8],
+    now: i64,
+) -> Result<(), SignatureError> {
+    parse_headers(timestamp_header, signature_header, now)?.verify(secret, target, body)
 }
 
 /// POSTs the deploy to the deployer, signed. The body is
@@ -133,11 +190,19 @@ pub async fn execute(
         "environment": job.environment,
         "requested_by": job.requested_by,
         "is_rollback": job.is_rollback,
-        "callback_path": format!("/webhooks/deploy/{}", job.deploy_id),
+        "callback_path": report_path(job.deploy_id),
     })
     .to_string();
     let now = chrono::Utc::now().timestamp();
-    let signature = sign(spec.secret.expose_secret().as_bytes(), now, body.as_bytes());
+    let path = reqwest::Url::parse(&spec.url)
+        .map(|u| u.path().to_owned())
+        .unwrap_or_else(|_| "/".to_owned());
+    let signature = sign(
+        spec.secret.expose_secret().as_bytes(),
+        now,
+        &target("POST", &path),
+        body.as_bytes(),
+    );
     let client = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() {
         Ok(client) => client,
         Err(e) => {
@@ -239,50 +304,96 @@ mod tests {
 
     const NOW: i64 = 1_800_000_000;
 
+    const TARGET: &str = "POST /webhooks/deploy/9";
+
     #[test]
-    fn a_signature_verifies_over_the_same_body_only() {
+    fn a_signature_verifies_over_the_same_deploy_and_body_only() {
         let body = br#"{"status":"succeeded"}"#;
-        let signature = sign(b"s3cret", NOW, body);
-        assert!(signature.starts_with("sha256=") && signature.len() == 7 + 64);
+        let signature = sign(b"s3cret", NOW, TARGET, body);
+        assert!(signature.starts_with("v2=") && signature.len() == 3 + 64);
         let ts = NOW.to_string();
+        let check =
+            |secret: &[u8], ts: Option<&str>, sig: Option<&str>, target: &str, body: &[u8], now| {
+                verify(secret, ts, sig, target, body, now)
+            };
         assert_eq!(
-            verify(b"s3cret", Some(&ts), Some(&signature), body, NOW + 10),
-            Ok(())
-        );
-        assert_eq!(
-            verify(
+            check(
                 b"s3cret",
                 Some(&ts),
                 Some(&signature),
+                TARGET,
+                body,
+                NOW + 10
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                b"s3cret",
+                Some(&ts),
+                Some(&signature),
+                TARGET,
                 br#"{"status":"failed"}"#,
                 NOW
             ),
             Err(SignatureError::Mismatch)
         );
+        // The same report, posted for another deploy.
         assert_eq!(
-            verify(b"other", Some(&ts), Some(&signature), body, NOW),
+            check(
+                b"s3cret",
+                Some(&ts),
+                Some(&signature),
+                "POST /webhooks/deploy/10",
+                body,
+                NOW
+            ),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            verify(b"s3cret", Some(&ts), Some(&signature), body, NOW + 301),
+            check(b"other", Some(&ts), Some(&signature), TARGET, body, NOW),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check(
+                b"s3cret",
+                Some(&ts),
+                Some(&signature),
+                TARGET,
+                body,
+                NOW + 301
+            ),
             Err(SignatureError::Stale { skew_seconds: 301 })
         );
         assert_eq!(
-            verify(b"s3cret", None, Some(&signature), body, NOW),
+            check(b"s3cret", None, Some(&signature), TARGET, body, NOW),
             Err(SignatureError::Missing(TIMESTAMP_HEADER))
         );
         assert_eq!(
-            verify(b"s3cret", Some(&ts), None, body, NOW),
+            check(b"s3cret", Some(&ts), None, TARGET, body, NOW),
             Err(SignatureError::Missing(SIGNATURE_HEADER))
         );
         assert_eq!(
-            verify(b"s3cret", Some("soon"), Some(&signature), body, NOW),
+            check(b"s3cret", Some("soon"), Some(&signature), TARGET, body, NOW),
             Err(SignatureError::Malformed(TIMESTAMP_HEADER))
         );
         assert_eq!(
-            verify(b"s3cret", Some(&ts), Some("md5=00"), body, NOW),
+            check(b"s3cret", Some(&ts), Some("md5=00"), TARGET, body, NOW),
             Err(SignatureError::Malformed(SIGNATURE_HEADER))
         );
+        assert_eq!(
+            check(b"s3cret", Some(&ts), Some("v2=00"), TARGET, body, NOW),
+            Err(SignatureError::Malformed(SIGNATURE_HEADER))
+        );
+    }
+
+    #[test]
+    fn the_old_scheme_is_refused_with_directions() {
+        let ts = NOW.to_string();
+        let old = format!("sha256={}", "ab".repeat(32));
+        let refused = verify(b"s3cret", Some(&ts), Some(&old), TARGET, b"{}", NOW);
+        assert_eq!(refused, Err(SignatureError::OldScheme));
+        assert!(SignatureError::OldScheme.to_string().contains("v2="));
     }
 
     #[test]
