@@ -1,5 +1,7 @@
 //! The `opsbot` command line: one binary, one subcommand per job.
 
+mod verify;
+
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,8 +76,17 @@ pub enum CommandsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Walk the hash chain, read-only: `ok: N events` (exit 0) or the first bad event (exit 1)
-    Verify,
+    /// Walk the hash chain, read-only: `ok: N events` (exit 0) or each bad event (exit 1)
+    Verify {
+        /// A head recorded earlier (as this command prints it): fails if the chain no longer
+        /// has HASH at POSITION (cut off: position missing; rewritten: another hash). Repeatable
+        #[arg(long = "expect-head", value_name = "POSITION:HASH")]
+        expect_head: Vec<audit::ExpectedHead>,
+        /// A checkpoint file written by `opsbot run` ([audit] checkpoint_path, checked by
+        /// default when configured): fails if the chain no longer holds it or its MAC is wrong
+        #[arg(long, value_name = "PATH")]
+        checkpoint: Option<PathBuf>,
+    },
     /// Print the newest events, oldest first
     Tail {
         /// How many events
@@ -146,38 +157,30 @@ async fn execute(command: CliCommand, config: Config) -> anyhow::Result<ExitCode
         }
         CliCommand::Audit(audit_command) => {
             let db = Database::connect(&config.database).await?;
-            let result = run_audit(&db, audit_command).await;
+            let result = run_audit(&db, &config.audit, audit_command).await;
             db.close().await;
             result
         }
     }
 }
 
-async fn run_audit(db: &Database, command: AuditCommand) -> anyhow::Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
+async fn run_audit(
+    db: &Database,
+    audit_config: &crate::config::AuditConfig,
+    command: AuditCommand,
+) -> anyhow::Result<ExitCode> {
     match command {
-        AuditCommand::Verify => {
-            let report = audit::verify(&db.pool).await.map_err(not_migrated_hint)?;
-            writeln!(out, "{}", report.summary())?;
-            if let Some(head) = &report.head {
-                eprintln!(
-                    "head: position {} (event {}), hash {}",
-                    head.position, head.event_id, head.hash
-                );
-            }
-            if let Some(warning) = report.unsealed_warning() {
-                eprintln!("{warning}");
-            }
-            Ok(if report.is_ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+        AuditCommand::Verify {
+            expect_head,
+            checkpoint,
+        } => {
+            verify::verify_command(db, audit_config, &expect_head, checkpoint.as_deref()).await
         }
         AuditCommand::Tail { n, json } => {
             if n < 1 {
                 anyhow::bail!("-n must be at least 1");
             }
+            let mut out = std::io::stdout().lock();
             for event in audit::tail(&db.pool, n).await.map_err(not_migrated_hint)? {
                 if json {
                     writeln!(out, "{}", serde_json::to_string(&event)?)?;
@@ -249,7 +252,7 @@ mod tests {
             assert_eq!(cli.config, Some(PathBuf::from("x.toml")));
             assert!(matches!(
                 cli.command,
-                CliCommand::Audit(AuditCommand::Verify)
+                CliCommand::Audit(AuditCommand::Verify { .. })
             ));
         }
         let cli =
@@ -259,5 +262,36 @@ mod tests {
             CliCommand::Audit(AuditCommand::Tail { n: 5, json: true })
         ));
         assert!(Cli::try_parse_from(["opsbot", "deploy"]).is_err());
+    }
+
+    #[test]
+    fn verify_takes_expected_heads_and_a_checkpoint() {
+        let hash = "ab".repeat(32);
+        let head = format!("5:{hash}");
+        let cli = Cli::try_parse_from([
+            "opsbot",
+            "audit",
+            "verify",
+            "--expect-head",
+            &head,
+            "--expect-head",
+            &format!("7:{}", hash.to_uppercase()),
+            "--checkpoint",
+            "head.json",
+        ])
+        .expect("parses");
+        let CliCommand::Audit(AuditCommand::Verify {
+            expect_head,
+            checkpoint,
+        }) = cli.command
+        else {
+            panic!("not audit verify: {:?}", cli.command);
+        };
+        let heads: Vec<String> = expect_head.iter().map(ToString::to_string).collect();
+        assert_eq!(heads, [head, format!("7:{hash}")]);
+        assert_eq!(checkpoint, Some(PathBuf::from("head.json")));
+        let err = Cli::try_parse_from(["opsbot", "audit", "verify", "--expect-head", "5"])
+            .expect_err("no hash");
+        assert!(err.to_string().contains("POSITION:HASH"), "{err}");
     }
 }

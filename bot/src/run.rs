@@ -61,6 +61,8 @@ pub struct Services {
     tasks: TaskTracker,
     /// The Discord gateway's state (also on `/readyz` and in `/metrics`).
     pub gateway: std::sync::Arc<GatewayStatus>,
+    /// Seals (and checkpoints) once more in [`Services::stop`].
+    sealer: sealer::Sealer,
 }
 
 impl Services {
@@ -121,7 +123,8 @@ impl Services {
                 });
             }
         }
-        tasks.spawn(sealer::run(db.pool.clone(), shutdown.clone()));
+        let sealer = sealer::Sealer::new(db.pool.clone(), &config.audit)?;
+        tasks.spawn(sealer.clone().run(shutdown.clone()));
         tasks.spawn(tracker::run(desk.clone(), shutdown.clone()));
         tasks.spawn(flush_refusals(desk.clone(), shutdown.clone()));
 
@@ -150,6 +153,7 @@ impl Services {
             shutdown,
             tasks,
             gateway,
+            sealer,
         })
     }
 
@@ -168,7 +172,7 @@ impl Services {
                 "some work did not finish in time"
             );
         }
-        sealer::seal_before_exit(&self.db.pool).await;
+        self.sealer.seal_before_exit().await;
         self.db.close().await;
         tracing::info!("stopped");
         Ok(())

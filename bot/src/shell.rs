@@ -9,7 +9,8 @@
 //! :click Older        press a button on the newest message that has it
 //! ```
 //!
-//! Replies, posts, edits and created channels print as text, or with `--json` as one JSON
+//! Replies, posts, edits, created channels and messages Discord would refuse (`refused`, with
+//! the reason) print as text, or with `--json` as one JSON
 //! object per line (`event`, `input`, `channel`, `content`, `embeds`, `components`,
 //! `attachments`). At end of input it waits for answers still due, shuts down like
 //! `opsbot run` (the audit chain is sealed) and exits 0.
@@ -98,9 +99,10 @@ pub async fn shell(config: Config, options: ShellOptions) -> anyhow::Result<()> 
     let started = tokio::time::Instant::now();
     while !emulator.commands_registered() {
         if started.elapsed() > CONNECT_TIMEOUT || shutdown.is_cancelled() {
+            let gateway = services.gateway.summary();
             services.stop().await?;
             anyhow::bail!(
-                "the bot did not connect to the emulator within {}s",
+                "the bot did not connect to the emulator within {}s (gateway: {gateway})",
                 CONNECT_TIMEOUT.as_secs()
             );
         }

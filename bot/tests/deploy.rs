@@ -334,7 +334,12 @@ fn assert_pings_nobody(event: &opsbot::emulator::EmulatorEvent, what: &str) {
         .as_ref()
         .map(|a| a["parse"].clone())
         .unwrap_or_else(|| panic!("{what}: sent without allowed_mentions"));
-    assert_eq!(parse, serde_json::json!([]), "{what}: {:?}", event.allowed_mentions);
+    assert_eq!(
+        parse,
+        serde_json::json!([]),
+        "{what}: {:?}",
+        event.allowed_mentions
+    );
     assert!(event.pings.nobody(), "{what} pings {:?}", event.pings);
 }
 

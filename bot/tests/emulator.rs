@@ -355,11 +355,16 @@ async fn messages_over_discords_limits_are_refused_and_pings_follow_allowed_ment
     assert!(emulator.channel_messages(DEPLOYS).is_empty());
     let refused = events.recv().await.expect("event");
     assert_eq!(refused.event, "refused");
-    assert!(refused.content.contains("2000 or fewer"), "{}", refused.content);
+    assert!(
+        refused.content.contains("2000 or fewer"),
+        "{}",
+        refused.content
+    );
     // `parse` with a list of the same kind is refused, as Discord does.
-    let mixed = post(json!({"content": "<@1>", "allowed_mentions": {"parse": ["users"], "users": ["1"]}}))
-        .await
-        .expect("post");
+    let mixed =
+        post(json!({"content": "<@1>", "allowed_mentions": {"parse": ["users"], "users": ["1"]}}))
+            .await
+            .expect("post");
     assert_eq!(mixed.status(), 400);
     let _ = events.recv().await.expect("event");
 
@@ -371,7 +376,11 @@ async fn messages_over_discords_limits_are_refused_and_pings_follow_allowed_ment
     assert_eq!(loud.event, "post");
     assert_eq!(loud.allowed_mentions, None);
     assert_eq!(
-        (loud.pings.users.clone(), loud.pings.roles.clone(), loud.pings.everyone),
+        (
+            loud.pings.users.clone(),
+            loud.pings.roles.clone(),
+            loud.pings.everyone
+        ),
         (vec![5678], vec![1234], true)
     );
     // … and with an empty parse list, nobody.

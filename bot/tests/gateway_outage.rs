@@ -80,8 +80,14 @@ async fn a_discord_outage_at_start_stops_nothing_and_the_gateway_reconnects(pool
     })
     .await;
     assert_eq!(status, 200, "the database decides readiness: {body}");
-    assert!(body.contains("retrying in") || body.contains("reconnecting"), "{body}");
-    assert!(!body.contains(EMULATOR_TOKEN), "no secrets on /readyz: {body}");
+    assert!(
+        body.contains("retrying in") || body.contains("reconnecting"),
+        "{body}"
+    );
+    assert!(
+        !body.contains(EMULATOR_TOKEN),
+        "no secrets on /readyz: {body}"
+    );
     let (_, text) = get(&client, &metrics).await.expect("/metrics answers");
     assert!(text.contains("opsbot_gateway_connected 0"), "{text}");
     assert!(

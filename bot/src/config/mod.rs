@@ -10,12 +10,13 @@
 //!   a TOML literal when it is one, else as a plain string. `DATABASE_URL` also sets
 //!   `database.url` (`OPSBOT_DATABASE_URL` wins over it). `[[services]]` are set in the file
 //!   only.
-//! - Secrets (`discord.token`, `database.url`, a backend's `token` or `secret`) are written in
-//!   the file as `env:NAME` or `file:PATH`, never literally; in the environment they may also be
-//!   the secret itself.
+//! - Secrets (`discord.token`, `database.url`, `audit.chain_key`, a backend's `token` or
+//!   `secret`) are written in the file as `env:NAME` or `file:PATH`, never literally; in the
+//!   environment they may also be the secret itself.
 //! - Unknown keys are errors, and loading reports every problem at once:
 //!   `opsbot config check` prints them all (see [`check_command`]).
 
+mod audit;
 mod backend;
 mod env;
 mod problem;
@@ -37,6 +38,7 @@ use serde::Deserialize;
 use toml::de::DeTable;
 use toml::{Table, Value};
 
+pub use audit::{AuditConfig, DEFAULT_CHECKPOINT_INTERVAL};
 pub use backend::{BackendConfig, COMMAND_PLACEHOLDERS};
 pub use problem::{ConfigErrors, Problem};
 pub use secret::Secret;
@@ -50,6 +52,7 @@ pub const DEFAULT_PATH: &str = "opsbot.toml";
 /// array of tables (see [`ARRAY_SECTIONS`]).
 /// Keep in step with the `Raw*` structs: unknown-key hints and env overrides rely on it.
 const SECTIONS: &[(&str, &[&str])] = &[
+    ("audit", audit::AUDIT_KEYS),
     (
         "channels",
         &["deploys", "incidents", "alerts", "incident_category"],
@@ -85,7 +88,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
 const ARRAY_SECTIONS: &[&str] = &["services"];
 
 /// Keys holding secrets: never echoed in problems, never parsed as TOML literals from env.
-const SECRET_KEYS: &[&str] = &["discord.token", "database.url"];
+const SECRET_KEYS: &[&str] = &["discord.token", "database.url", "audit.chain_key"];
 
 fn section_names() -> Vec<&'static str> {
     SECTIONS.iter().map(|(name, _)| *name).collect()
@@ -112,6 +115,8 @@ pub struct Config {
     pub environments: BTreeMap<String, EnvironmentConfig>,
     /// `[[services]]`, in file order; names are unique.
     pub services: Vec<ServiceConfig>,
+    /// `[audit]`
+    pub audit: AuditConfig,
 }
 
 /// `[discord]`: how the bot reaches Discord.
@@ -219,6 +224,7 @@ impl Default for Config {
             },
             environments: BTreeMap::new(),
             services: Vec::new(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -440,6 +446,7 @@ struct RawConfig {
     environments: BTreeMap<String, Value>,
     /// Checked by hand: the array, each service and its backend (whose keys depend on `kind`).
     services: Option<Value>,
+    audit: audit::RawAudit,
 }
 
 #[derive(Debug, Default, Deserialize)]

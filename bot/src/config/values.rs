@@ -284,6 +284,7 @@ impl Values<'_> {
         };
         let (services, deployed_to) = self.services(raw.services);
         let environments = self.environments(raw.environments, &deployed_to);
+        let audit = self.audit(raw.audit);
         Config {
             discord,
             database,
@@ -293,6 +294,7 @@ impl Values<'_> {
             deploy,
             environments,
             services,
+            audit,
         }
     }
 

@@ -11,8 +11,8 @@ use poise::serenity_prelude as serenity;
 use serde_json::json;
 
 use super::invocation::component_invocation;
-use crate::dispatch::truncate;
 use super::{Context, Data, Error, invocation, render};
+use crate::dispatch::truncate;
 
 /// Ship a version of a service to an environment
 #[poise::command(

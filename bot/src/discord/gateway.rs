@@ -291,7 +291,9 @@ async fn register(
     guild_ids: &[u64],
 ) -> Result<(), CommandError> {
     if guild_ids.is_empty() {
-        tracing::warn!("no [discord] guild_ids configured: registering commands globally (Discord may take up to an hour to show them)");
+        tracing::warn!(
+            "no [discord] guild_ids configured: registering commands globally (Discord may take up to an hour to show them)"
+        );
         poise::builtins::register_globally(ctx, commands)
             .await
             .map_err(CommandError::internal)?;
@@ -317,10 +319,7 @@ pub(super) fn observe(status: &GatewayStatus, event: &serenity::FullEvent) {
                 status.set_connected();
             } else if event.old == ConnectionStage::Connected {
                 status.set_disconnected(
-                    &format!(
-                        "connection lost ({:?}); reconnecting",
-                        event.new
-                    ),
+                    &format!("connection lost ({:?}); reconnecting", event.new),
                     None,
                 );
             }

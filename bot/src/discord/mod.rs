@@ -80,6 +80,8 @@ fn framework_options() -> poise::FrameworkOptions<Data, Error> {
             })
         },
         post_command: |ctx| Box::pin(observe_latency(ctx)),
+        // Input no command accepts (a NUL byte) is refused and audited before any command runs.
+        command_check: Some(|ctx| Box::pin(admit(ctx))),
         // Every ctx.send / say / edit: no pings, whatever the reply echoes (poise's default
         // parses user mentions and pings the replied-to user).
         allowed_mentions: Some(render::no_pings()),
@@ -92,6 +94,12 @@ fn framework_options() -> poise::FrameworkOptions<Data, Error> {
         },
         ..Default::default()
     }
+}
+
+/// Runs before every command: the domain admits the invocation or refuses (and audits) it.
+async fn admit(ctx: Context<'_>) -> Result<bool, Error> {
+    let inv = invocation(ctx).await;
+    ctx.data().desk.admit(&inv).await.map(|()| true)
 }
 
 /// Button presses: routed by the prefix of their custom id. Errors reply ephemerally, like
@@ -149,6 +157,13 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
     match error {
         poise::FrameworkError::Command { error, ctx, .. } => {
             observe_latency(ctx).await;
+            reply_error(ctx, &render::error_text(&error)).await;
+        }
+        poise::FrameworkError::CommandCheckFailed {
+            error: Some(error),
+            ctx,
+            ..
+        } => {
             reply_error(ctx, &render::error_text(&error)).await;
         }
         poise::FrameworkError::ArgumentParse {

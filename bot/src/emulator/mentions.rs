@@ -80,7 +80,9 @@ pub fn pings(content: &str, allowed: Option<&Value>, sent: Sent) -> Pings {
             return ids;
         }
         let allowed_ids = listed(kind);
-        ids.into_iter().filter(|id| allowed_ids.contains(id)).collect()
+        ids.into_iter()
+            .filter(|id| allowed_ids.contains(id))
+            .collect()
     };
     Pings {
         users: keep("users", found.users),
@@ -129,11 +131,9 @@ fn mentioned(content: &str) -> Pings {
             list.push(id);
         }
     }
-    found.everyone = ["@everyone", "@here"].iter().any(|word| {
-        content
-            .match_indices(word)
-            .any(|(at, _)| !escaped(at))
-    });
+    found.everyone = ["@everyone", "@here"]
+        .iter()
+        .any(|word| content.match_indices(word).any(|(at, _)| !escaped(at)));
     found
 }
 
@@ -178,11 +178,22 @@ mod tests {
     fn the_documented_examples() {
         // Only the 1234 role and the 5678 user; not @here.
         let allowed = json!({"parse": ["users", "roles"], "users": []});
-        let p = pings("@here Hello <@&1234> and <@5678> 👋", Some(&allowed), Sent::Message);
-        assert_eq!((p.users, p.roles, p.everyone), (vec![5678], vec![1234], false));
+        let p = pings(
+            "@here Hello <@&1234> and <@5678> 👋",
+            Some(&allowed),
+            Sent::Message,
+        );
+        assert_eq!(
+            (p.users, p.roles, p.everyone),
+            (vec![5678], vec![1234], false)
+        );
         // Listed ids ping only if mentioned.
         let allowed = json!({"users": ["123", "456"]});
-        let p = pings("<@123> Time for some memes 🤠", Some(&allowed), Sent::Message);
+        let p = pings(
+            "<@123> Time for some memes 🤠",
+            Some(&allowed),
+            Sent::Message,
+        );
         assert_eq!(p.users, vec![123]);
         // parse and a list of the same kind are refused.
         let invalid = json!({"parse": ["users"], "users": ["1234", "5678"]});
@@ -193,11 +204,7 @@ mod tests {
 
     #[test]
     fn escaped_and_malformed_mentions_do_not_ping() {
-        let p = pings(
-            r"\@everyone \<@12> <@abc> <@34 <@&>",
-            None,
-            Sent::Message,
-        );
+        let p = pings(r"\@everyone \<@12> <@abc> <@34 <@&>", None, Sent::Message);
         assert!(p.nobody(), "{p:?}");
     }
 }

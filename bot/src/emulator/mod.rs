@@ -53,7 +53,8 @@ impl Default for GuildSpec {
 /// What happened in the emulated Discord that a person would see.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EmulatorEvent {
-    /// `reply`, `post`, `edit`, `channel_created` or `error`.
+    /// `reply`, `post`, `edit`, `channel_created`, `error`, or `refused` (a message Discord
+    /// would refuse: over 2000 characters, or an invalid `allowed_mentions`).
     pub event: &'static str,
     /// The interaction this answers, if any.
     #[serde(skip_serializing_if = "Option::is_none")]

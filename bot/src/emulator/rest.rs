@@ -616,7 +616,14 @@ async fn interaction_callback(
                 i.deferred = kind == 5;
             }
             if kind == 4 {
-                let event = event_for(&state, "reply", &message, ephemeral, &data, Sent::Interaction);
+                let event = event_for(
+                    &state,
+                    "reply",
+                    &message,
+                    ephemeral,
+                    &data,
+                    Sent::Interaction,
+                );
                 shared.emit(event);
             }
         }
