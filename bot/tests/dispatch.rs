@@ -799,3 +799,64 @@ async fn settings_are_checked(pool: PgPool) {
     let dispatcher = make("https://discord.com/", DispatchSettings::default()).expect("valid");
     assert!(!format!("{dispatcher:?}").contains(TOKEN));
 }
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn an_edit_queued_before_its_post_lands_on_that_post(pool: PgPool) {
+    let server = MockServer::start().await;
+    // The post fails twice first, so the edits queued behind it must wait.
+    let attempts = Arc::new(Mutex::new(0));
+    let seen = attempts.clone();
+    Mock::given(method("POST"))
+        .and(path("/api/v10/channels/42/messages"))
+        .respond_with(move |_: &Request| {
+            let mut n = seen.lock().expect("lock");
+            *n += 1;
+            if *n <= 2 {
+                ResponseTemplate::new(500)
+            } else {
+                ResponseTemplate::new(200).set_body_json(json!({"id": "777"}))
+            }
+        })
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/api/v10/channels/42/messages/777"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "777"})))
+        .mount(&server)
+        .await;
+    let post = enqueue(&pool, 42, &Message::text("firing")).await;
+    let first = outbox::enqueue_edit_of(&pool, 42, post, &Message::text("acked by ana"), None)
+        .await
+        .expect("edit");
+    let second = outbox::enqueue_edit_of(&pool, 42, post, &Message::text("resolved"), None)
+        .await
+        .expect("edit");
+    let dispatcher = dispatcher(&pool, &server, settings());
+    drain(&dispatcher, &pool, &[post, first, second]).await;
+
+    let requests = server.received_requests().await.expect("recording");
+    let methods: Vec<String> = requests.iter().map(|r| r.method.to_string()).collect();
+    assert_eq!(methods, ["POST", "POST", "POST", "PATCH"], "edits wait for the post");
+    let body: Value = requests[3].body_json().expect("JSON");
+    assert_eq!(body["content"], json!("resolved"), "the newest edit wins");
+    assert_eq!(status(&pool, second).await.status, "sent");
+    assert_eq!(status(&pool, first).await.status, "sent", "superseded");
+
+    // An edit of a post that was never delivered is dead-lettered, with its reason.
+    Mock::given(method("POST"))
+        .and(path("/api/v10/channels/43/messages"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"code": 10003})))
+        .mount(&server)
+        .await;
+    let lost = enqueue(&pool, 43, &Message::text("to a deleted channel")).await;
+    let orphan = outbox::enqueue_edit_of(&pool, 43, lost, &Message::text("edit"), None)
+        .await
+        .expect("edit");
+    drain(&dispatcher, &pool, &[lost, orphan]).await;
+    let row = status(&pool, orphan).await;
+    assert_eq!(row.status, "dead");
+    assert!(
+        row.last_error.as_deref().unwrap_or_default().contains("never delivered"),
+        "{row:?}"
+    );
+}

@@ -1,7 +1,12 @@
 //! The durable queue of messages opsbot posts outside an interaction reply (announcements,
 //! digests, alerts, progress). [`enqueue`] runs inside the transaction of the audit event that
-//! caused the message, so a crash loses nothing; the dispatcher (`bot/src/dispatch.rs`) claims
+//! caused the message, so a crash loses nothing; the dispatcher (`bot/src/dispatch/`) claims
 //! due rows with `FOR UPDATE SKIP LOCKED`, delivers them and records the result here.
+//!
+//! An edit targets either a message id known when it is queued ([`enqueue_edit`]) or the
+//! message an earlier outbox row posts ([`enqueue_edit_of`]): such an edit waits until that
+//! post is delivered and then lands on it, in order and across restarts, so a feature can post
+//! and edit a message in the same transaction as the events that change it.
 
 use std::time::Duration;
 
@@ -21,8 +26,11 @@ pub struct OutboxItem {
     /// Failed attempts before this one (429s not included).
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
-    /// Set for an edit of that message instead of a new post.
+    /// Set for an edit of that message instead of a new post (resolved from
+    /// `edit_of_post` once that post is delivered).
     pub edit_message_id: Option<i64>,
+    /// For an edit of the message another outbox row posted: that row.
+    pub edit_of_post: Option<i64>,
     /// An edit for which a newer edit of the same message is queued: skip it, or it could
     /// overwrite the newer text when retries reorder them.
     pub superseded: bool,
@@ -70,33 +78,79 @@ pub async fn enqueue_edit(
     .await
 }
 
+/// Queues an edit of the message that outbox row `post` creates (or created), to read
+/// `message`. It is delivered after that post; if the post is never delivered, neither is
+/// the edit (it is dead-lettered with the reason).
+pub async fn enqueue_edit_of(
+    db: impl PgExecutor<'_>,
+    channel_id: i64,
+    post: i64,
+    message: &Message,
+    audit_event_id: Option<i64>,
+) -> Result<i64, sqlx::Error> {
+    let nonce = uuid::Uuid::new_v4().simple().to_string()[..24].to_owned();
+    let payload = serde_json::to_value(message).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query_scalar(
+        "INSERT INTO outbox (channel_id, payload, nonce, audit_event_id, edit_outbox_id) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(channel_id)
+    .bind(payload)
+    .bind(nonce)
+    .bind(audit_event_id)
+    .bind(post)
+    .fetch_one(db)
+    .await
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: i64,
+    channel_id: i64,
+    payload: serde_json::Value,
+    nonce: String,
+    attempts: i32,
+    created_at: DateTime<Utc>,
+    edit_message_id: Option<i64>,
+    edit_outbox_id: Option<i64>,
+    superseded: bool,
+}
+
 /// Claims up to `limit` due messages for `lease`: other dispatchers skip them until the lease
-/// ends, so a dispatcher that dies mid-delivery only delays its messages.
+/// ends, so a dispatcher that dies mid-delivery only delays its messages. An edit of another
+/// row's post is due only once that post is no longer pending.
 pub async fn claim_due(
     pool: &PgPool,
     limit: i64,
     lease: Duration,
 ) -> Result<Vec<OutboxItem>, sqlx::Error> {
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    let rows = sqlx::query!(
+    let rows: Vec<ClaimedRow> = sqlx::query_as(
         r#"
         UPDATE outbox SET leased_until = now() + make_interval(secs => $2::bigint / 1000.0)
         WHERE id IN (
-            SELECT id FROM outbox
-            WHERE status = 'pending' AND next_attempt_at <= now()
-              AND (leased_until IS NULL OR leased_until < now())
-            ORDER BY next_attempt_at, id
+            SELECT o.id FROM outbox o
+            WHERE o.status = 'pending' AND o.next_attempt_at <= now()
+              AND (o.leased_until IS NULL OR o.leased_until < now())
+              AND (o.edit_outbox_id IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM outbox post
+                    WHERE post.id = o.edit_outbox_id AND post.status = 'pending'))
+            ORDER BY o.next_attempt_at, o.id
             LIMIT $1
             FOR UPDATE SKIP LOCKED
         )
-        RETURNING id, channel_id, payload, nonce, attempts, created_at, edit_message_id,
+        RETURNING id, channel_id, payload, nonce, attempts, created_at,
+                  COALESCE(edit_message_id,
+                           (SELECT post.message_id FROM outbox post
+                            WHERE post.id = outbox.edit_outbox_id)) AS edit_message_id,
+                  edit_outbox_id,
                   EXISTS (SELECT 1 FROM outbox newer
-                          WHERE newer.edit_message_id = outbox.edit_message_id
-                            AND newer.id > outbox.id) AS "superseded!"
+                          WHERE newer.id > outbox.id
+                            AND (newer.edit_message_id = outbox.edit_message_id
+                                 OR newer.edit_outbox_id = outbox.edit_outbox_id)) AS superseded
         "#,
-        limit,
-        lease_ms
     )
+    .bind(limit)
+    .bind(lease_ms)
     .fetch_all(pool)
     .await?;
     let mut items = Vec::with_capacity(rows.len());
@@ -110,6 +164,7 @@ pub async fn claim_due(
                 attempts: row.attempts,
                 created_at: row.created_at,
                 edit_message_id: row.edit_message_id,
+                edit_of_post: row.edit_outbox_id,
                 superseded: row.superseded,
             }),
             Err(e) => {

@@ -274,6 +274,16 @@ impl Dispatcher {
                 .with_context(|| format!("recording outbox row {} as superseded", item.id))?;
             return Ok(true);
         }
+        if item.edit_of_post.is_some() && item.edit_message_id.is_none() {
+            // The post it edits was dead-lettered, or Discord's answer with its id was lost.
+            let post = item.edit_of_post.unwrap_or_default();
+            self.dead_letter(
+                item,
+                &format!("outbox row {post}, the message this edit changes, was never delivered with an id"),
+            )
+            .await?;
+            return Ok(false);
+        }
         let request = match item.edit_message_id {
             Some(message_id) => self
                 .client
