@@ -107,18 +107,42 @@ pub fn new_reference() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
 }
 
-/// Displays an error followed by each of its causes.
+/// Displays an error followed by each of its causes (`a: b: c`), skipping a cause whose text
+/// is already shown (many errors repeat their source's message). The one error-chain walk.
 #[derive(Debug)]
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cause = self.0.source();
-        while let Some(err) = cause {
-            write!(f, ": {err}")?;
-            cause = err.source();
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        for cause in Causes(self.0.source()) {
+            let text = cause.to_string();
+            if !shown.contains(&text) {
+                write!(f, ": {text}")?;
+                shown.push_str(&text);
+            }
         }
         Ok(())
+    }
+}
+
+/// The causes of `error` without its own message, joined like [`ErrorChain`]; `None` when
+/// it has none. For errors whose own text must not be shown (reqwest's repeats the URL,
+/// whose path may carry a secret).
+pub fn causes(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let first = error.source()?;
+    Some(ErrorChain(first).to_string())
+}
+
+struct Causes<'a>(Option<&'a (dyn std::error::Error + 'static)>);
+
+impl<'a> Iterator for Causes<'a> {
+    type Item = &'a (dyn std::error::Error + 'static);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let current = self.0?;
+        self.0 = current.source();
+        Some(current)
     }
 }

@@ -62,7 +62,8 @@ pub const DISCORD_API_BASE: &str = "https://discord.com";
 pub fn http_client(settings: &GatewaySettings) -> serenity::Http {
     let mut builder = serenity::HttpBuilder::new(&settings.token);
     if settings.api_base.trim_end_matches('/') != DISCORD_API_BASE {
-        // serenity only honours the proxy with its ratelimiter off (FIELD-NOTES).
+        // serenity only honours the proxy with its ratelimiter off: its ratelimiter builds
+        // its own requests to discord.com.
         builder = builder
             .proxy(settings.api_base.trim_end_matches('/'))
             .ratelimiter_disabled(true);

@@ -310,7 +310,7 @@ impl Dispatcher {
                 classify(status, &headers, &bytes)
             }
             Err(e) => Delivery::Transient {
-                error: format!("request to Discord failed: {}", error_chain(&e)),
+                error: format!("request to Discord failed: {}", opsbot_commands::error::ErrorChain(&e)),
             },
         };
         match delivery {
@@ -433,14 +433,3 @@ async fn sleep_until(at: Instant, stop: &CancellationToken) -> bool {
     }
 }
 
-/// `error: cause: cause`, since reqwest's own message hides what went wrong (refused, timed out).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}

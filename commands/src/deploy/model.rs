@@ -30,17 +30,19 @@ impl DeployState {
         }
     }
 
-    pub fn parse(text: &str) -> DeployState {
-        match text {
+    /// The state named `text`; `None` for anything else (never a guess).
+    pub fn parse(text: &str) -> Option<DeployState> {
+        Some(match text {
             "requested" => DeployState::Requested,
             "approved" => DeployState::Approved,
             "running" => DeployState::Running,
             "succeeded" => DeployState::Succeeded,
+            "failed" => DeployState::Failed,
             "cancelled" => DeployState::Cancelled,
             "rejected" => DeployState::Rejected,
             "expired" => DeployState::Expired,
-            _ => DeployState::Failed,
-        }
+            _ => return None,
+        })
     }
 
     pub fn is_active(self) -> bool {
@@ -97,4 +99,22 @@ pub struct Lock {
     pub reason: String,
     pub locked_at: DateTime<Utc>,
     pub until: Option<DateTime<Utc>>,
+}
+
+/// Stored as text; an unknown state read from the database is a decode error, not a guess.
+impl sqlx::Type<sqlx::Postgres> for DeployState {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for DeployState {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        DeployState::parse(text).ok_or_else(|| format!("unknown deploy state {text:?}").into())
+    }
 }

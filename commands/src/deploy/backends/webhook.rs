@@ -267,21 +267,13 @@ pub async fn execute(
 
 /// The causes of a request error, without reqwest's own message (it contains the URL).
 fn error_sources(e: &reqwest::Error) -> String {
-    let mut causes = Vec::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        causes.push(cause.to_string());
-        source = cause.source();
-    }
-    if causes.is_empty() {
+    crate::error::causes(e).unwrap_or_else(|| {
         if e.is_connect() {
             "connection failed".to_owned()
         } else {
             "request failed".to_owned()
         }
-    } else {
-        causes.join(": ")
-    }
+    })
 }
 
 /// The URL's scheme, host and port: its path and query may carry secrets of their own.
@@ -468,10 +460,12 @@ mod tests {
                 b"s3cret",
                 header(TIMESTAMP_HEADER),
                 header(SIGNATURE_HEADER),
+                &target("POST", "/hooks/deploy"),
                 &request.body,
                 now
             ),
-            Ok(())
+            Ok(()),
+            "signed over the deployer's own method and path"
         );
         assert_eq!(header("content-type"), Some("application/json"));
         let body: serde_json::Value = serde_json::from_slice(&request.body).expect("json");

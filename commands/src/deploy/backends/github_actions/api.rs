@@ -214,19 +214,9 @@ pub(super) fn excerpt(body: &str) -> String {
 
 /// An error and its sources on one line (octocrab's own message rarely names the cause).
 pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let text = e.to_string();
-    let mut text = text
-        .strip_prefix("Service Error: ")
-        .unwrap_or(&text)
-        .to_owned();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
+    let text = crate::error::ErrorChain(e).to_string();
+    match text.strip_prefix("Service Error: ") {
+        Some(rest) => rest.to_owned(),
+        None => text,
     }
-    text
 }
