@@ -36,6 +36,15 @@ impl Source {
     pub fn parse(text: &str) -> Option<Source> {
         Source::ALL.into_iter().find(|s| s.as_str() == text)
     }
+
+    /// The source named `text` (any case), or why not, naming the valid ones: the one check
+    /// every door uses for a source filter.
+    pub fn parse_filter(text: &str) -> Result<Source, String> {
+        Source::parse(&text.to_ascii_lowercase()).ok_or_else(|| {
+            let known: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
+            format!("source: \"{text}\" is not a source; one of {}", known.join(", "))
+        })
+    }
 }
 
 impl std::fmt::Display for Source {

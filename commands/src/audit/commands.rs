@@ -40,23 +40,11 @@ impl Desk {
 
 /// Refuses filter values outside the vocabularies, naming the valid ones.
 fn check_filter(filter: &AuditQuery) -> Result<(), CommandError> {
-    if let Some(outcome) = filter.outcome.as_deref()
-        && Outcome::parse(outcome).is_none()
-    {
-        let known: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
-        return Err(CommandError::Invalid(format!(
-            "unknown outcome `{outcome}`; known outcomes: {}",
-            known.join(", ")
-        )));
+    if let Some(outcome) = filter.outcome.as_deref() {
+        Outcome::parse_filter(outcome).map_err(CommandError::Invalid)?;
     }
-    if let Some(source) = filter.source.as_deref()
-        && Source::parse(source).is_none()
-    {
-        let known: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
-        return Err(CommandError::Invalid(format!(
-            "unknown source `{source}`; known sources: {}",
-            known.join(", ")
-        )));
+    if let Some(source) = filter.source.as_deref() {
+        Source::parse_filter(source).map_err(CommandError::Invalid)?;
     }
     Ok(())
 }

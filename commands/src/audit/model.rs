@@ -61,6 +61,15 @@ impl Outcome {
     pub fn parse(text: &str) -> Option<Outcome> {
         Outcome::ALL.into_iter().find(|o| o.as_str() == text)
     }
+
+    /// The outcome named `text` (any case), or why not, naming the valid ones: the one check
+    /// every door uses for an outcome filter.
+    pub fn parse_filter(text: &str) -> Result<Outcome, String> {
+        Outcome::parse(&text.to_ascii_lowercase()).ok_or_else(|| {
+            let known: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+            format!("outcome: \"{text}\" is not an outcome; one of {}", known.join(", "))
+        })
+    }
 }
 
 impl std::fmt::Display for Outcome {
