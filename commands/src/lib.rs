@@ -11,6 +11,7 @@ pub mod chat;
 pub mod deploy;
 pub mod desk;
 pub mod error;
+pub mod lease;
 pub mod outbox;
 pub mod refusals;
 pub mod schema;
