@@ -173,9 +173,7 @@ async fn run_audit(
         AuditCommand::Verify {
             expect_head,
             checkpoint,
-        } => {
-            verify::verify_command(db, audit_config, &expect_head, checkpoint.as_deref()).await
-        }
+        } => verify::verify_command(db, audit_config, &expect_head, checkpoint.as_deref()).await,
         AuditCommand::Tail { n, json } => {
             if n < 1 {
                 anyhow::bail!("-n must be at least 1");

@@ -102,9 +102,12 @@ impl Services {
                 .layer(axum::Extension(gateway.clone()));
                 let http_shutdown = shutdown.clone();
                 tasks.spawn(async move {
-                    let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                        .with_graceful_shutdown(http_shutdown.clone().cancelled_owned())
-                        .await;
+                    let served = axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(http_shutdown.clone().cancelled_owned())
+                    .await;
                     if let Err(e) = served {
                         tracing::error!(error = %e, "HTTP server failed");
                         http_shutdown.cancel();

@@ -326,3 +326,169 @@ async fn shell_reads_a_script_and_prints_json_events(pool: PgPool) {
     let report = opsbot_commands::audit::verify(&pool).await.expect("verify");
     assert_eq!((report.verified, report.unsealed), (3, 0), "{report:?}");
 }
+
+/// `opsbot` with extra environment variables (the `[audit]` settings).
+fn opsbot_env(url: &str, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_opsbot"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env_remove("OPSBOT_CONFIG")
+        .envs(vars.iter().copied())
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .output()
+        .expect("run opsbot")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn audit_verify_names_an_event_forged_with_a_chosen_id(pool: PgPool) {
+    let url = database_url(&pool);
+    append_events(&pool, 2).await;
+    sqlx::raw_sql(
+        "INSERT INTO audit_events (id, actor_id, actor_name, source, command, outcome)
+         OVERRIDING SYSTEM VALUE VALUES (-1, 1, 'mallory', 'web', 'deploy run', 'ok');
+         INSERT INTO audit_unsealed (event_id) VALUES (-1);",
+    )
+    .execute(&pool)
+    .await
+    .expect("forge");
+    seal_pending(&pool).await.expect("seal");
+    let output = opsbot(&url, &["audit", "verify"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stdout(&output)
+            .starts_with("event -1: the sealer refused to chain it: its id -1 was never issued"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn run_checkpoints_the_head_and_verify_holds_the_chain_to_it(pool: PgPool) {
+    const KEY: &str = "a chain key of at least thirty-two bytes";
+    let url = database_url(&pool);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let checkpoint = dir.path().join("audit-head.json");
+    let checkpoint_arg = checkpoint.display().to_string();
+    let audit_env = [
+        ("OPSBOT_AUDIT_CHAIN_KEY", KEY),
+        ("OPSBOT_AUDIT_CHECKPOINT_PATH", checkpoint_arg.as_str()),
+    ];
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsbot"))
+        .args(["run"])
+        .env("DATABASE_URL", &url)
+        .env("OPSBOT_HTTP_LISTEN", "127.0.0.1:0")
+        .env("OPSBOT_AUDIT_CHECKPOINT_INTERVAL", "1s")
+        .envs(audit_env)
+        .env_remove("OPSBOT_DISCORD_TOKEN")
+        .env_remove("OPSBOT_CONFIG")
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start opsbot run");
+
+    // While it runs, the head is checkpointed every second.
+    append_events(&pool, 3).await;
+    let mut written = None;
+    for _ in 0..100 {
+        if let Ok(Some(c)) = opsbot_commands::audit::Checkpoint::read(&checkpoint)
+            && c.position == 3
+        {
+            written = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let periodic = written.expect("a checkpoint of the 3 events within 10 s");
+    assert!(periodic.mac.is_some());
+    // And once more at shutdown, after the last seal.
+    append_events(&pool, 1).await;
+    let pid = nix::unistd::Pid::from_raw(child.id().expect("pid") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("output");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let last = opsbot_commands::audit::Checkpoint::read(&checkpoint)
+        .expect("readable")
+        .expect("written");
+    assert_eq!(last.position, 4);
+
+    let ok = opsbot_env(&url, &["audit", "verify"], &audit_env);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert_eq!(stdout(&ok), "ok: 4 events\n");
+    assert!(
+        stderr(&ok).contains("its MAC is verified"),
+        "{}",
+        stderr(&ok)
+    );
+    let head = format!("{}:{}", last.position, last.hash);
+    assert!(
+        stderr(&ok).contains(&format!("record `{head}` elsewhere")),
+        "{}",
+        stderr(&ok)
+    );
+    let expect = opsbot(&url, &["audit", "verify", "--expect-head", &head]);
+    assert_eq!(expect.status.code(), Some(0), "{}", stderr(&expect));
+
+    // Cut the newest event off, chain entry and all: the chain verifies, the anchors do not.
+    sqlx::raw_sql(
+        "ALTER TABLE audit_events DISABLE TRIGGER USER;
+         ALTER TABLE audit_chain DISABLE TRIGGER USER;
+         WITH cut AS (DELETE FROM audit_chain WHERE position = 4 RETURNING event_id)
+         DELETE FROM audit_events WHERE id IN (SELECT event_id FROM cut);
+         ALTER TABLE audit_events ENABLE TRIGGER USER;
+         ALTER TABLE audit_chain ENABLE TRIGGER USER;",
+    )
+    .execute(&pool)
+    .await
+    .expect("truncate");
+    assert!(
+        opsbot_commands::audit::verify(&pool)
+            .await
+            .expect("verify")
+            .is_ok()
+    );
+    let cut = opsbot_env(
+        &url,
+        &["audit", "verify", "--expect-head", &head],
+        &audit_env,
+    );
+    assert_eq!(cut.status.code(), Some(1), "{}", stderr(&cut));
+    insta::assert_snapshot!(
+        stdout(&cut).replace(&checkpoint_arg, "CHECKPOINT").replace(&last.hash, "HASH"),
+        @r"
+    expected head 4:HASH: the chain has no position 4, it ends at position 3: events were cut off its tail (truncated)
+    checkpoint: the chain no longer holds the checkpoint CHECKPOINT: the chain has no position 4, it ends at position 3: events were cut off its tail (truncated)
+    "
+    );
+
+    // A checkpoint rewritten to match, without the key, is refused.
+    let head3 = opsbot_commands::audit::verify(&pool)
+        .await
+        .expect("verify")
+        .head
+        .expect("head");
+    let forged = serde_json::json!({
+        "position": 3, "event_id": head3.event_id, "hash": head3.hash,
+        "written_at": last.written_at, "mac": last.mac,
+    });
+    std::fs::write(&checkpoint, forged.to_string()).expect("forge the checkpoint");
+    let forged = opsbot_env(
+        &url,
+        &["audit", "verify", "--checkpoint", &checkpoint_arg],
+        &audit_env,
+    );
+    assert_eq!(forged.status.code(), Some(1), "{}", stderr(&forged));
+    assert!(
+        stdout(&forged).contains("does not match [audit] chain_key: it was forged or edited"),
+        "{}",
+        stdout(&forged)
+    );
+}

@@ -188,6 +188,7 @@ fn deploy_message() -> Message {
             custom_id: "deploy-approve|17|abc".into(),
             style: opsbot_commands::chat::ButtonStyle::Success,
         }],
+        notify: Default::default(),
     }
 }
 
@@ -250,22 +251,22 @@ fn body_is_cut_to_discord_limits() {
     let long = |n: usize| "é".repeat(n);
     let embed = Embed {
         title: long(300),
-        description: long(5000),
+        description: long(5000).into(),
         url: None,
         color: None,
         fields: (0..30)
             .map(|_| Field {
                 name: long(300),
-                value: long(2000),
+                value: long(2000).into(),
                 inline: false,
             })
             .collect(),
         footer: Some(long(3000)),
     };
     let message = Message {
-        content: long(2500),
+        content: long(2500).into(),
         embeds: vec![embed; 12],
-        buttons: Vec::new(),
+        ..Message::default()
     };
     let body = create_message_body(&message, "n");
     assert_eq!(chars(&body["content"]), 2000);
@@ -836,7 +837,11 @@ async fn an_edit_queued_before_its_post_lands_on_that_post(pool: PgPool) {
 
     let requests = server.received_requests().await.expect("recording");
     let methods: Vec<String> = requests.iter().map(|r| r.method.to_string()).collect();
-    assert_eq!(methods, ["POST", "POST", "POST", "PATCH"], "edits wait for the post");
+    assert_eq!(
+        methods,
+        ["POST", "POST", "POST", "PATCH"],
+        "edits wait for the post"
+    );
     let body: Value = requests[3].body_json().expect("JSON");
     assert_eq!(body["content"], json!("resolved"), "the newest edit wins");
     assert_eq!(status(&pool, second).await.status, "sent");
@@ -856,7 +861,10 @@ async fn an_edit_queued_before_its_post_lands_on_that_post(pool: PgPool) {
     let row = status(&pool, orphan).await;
     assert_eq!(row.status, "dead");
     assert!(
-        row.last_error.as_deref().unwrap_or_default().contains("never delivered"),
+        row.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("never delivered"),
         "{row:?}"
     );
 }

@@ -109,10 +109,16 @@ async fn a_dropped_or_unmigrated_database_is_503_at_every_door(pool: PgPool) {
     let admin_url = format!("{}/postgres", server.rsplit_once('/').expect("url").0);
     let admin = PgPool::connect(&admin_url).await.expect("admin connection");
     let drop = format!("DROP DATABASE \"{database}\" WITH (FORCE)");
-    sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await.expect("drop");
+    sqlx::query(sqlx::AssertSqlSafe(drop))
+        .execute(&admin)
+        .await
+        .expect("drop");
 
     let webhook_headers = [
-        ("X-Opsbot-Timestamp", chrono::Utc::now().timestamp().to_string()),
+        (
+            "X-Opsbot-Timestamp",
+            chrono::Utc::now().timestamp().to_string(),
+        ),
         ("X-Opsbot-Signature", format!("v2={}", "ab".repeat(32))),
     ];
     let post_report = || async {
@@ -132,7 +138,10 @@ async fn a_dropped_or_unmigrated_database_is_503_at_every_door(pool: PgPool) {
         assert_eq!(post_report().await, 503, "{phase}: the webhook");
         if phase == "dropped" {
             let create = format!("CREATE DATABASE \"{database}\"");
-            sqlx::query(sqlx::AssertSqlSafe(create)).execute(&admin).await.expect("create");
+            sqlx::query(sqlx::AssertSqlSafe(create))
+                .execute(&admin)
+                .await
+                .expect("create");
         }
     }
     let (_, body) = get(&base, "/readyz").await;

@@ -667,7 +667,12 @@ async fn no_next_leads_off_our_origin_after_a_token_login(pool: PgPool) {
             &page.cookies(),
         )
         .await;
-        assert_eq!(done.status, StatusCode::SEE_OTHER, "{next:?}: {}", done.body);
+        assert_eq!(
+            done.status,
+            StatusCode::SEE_OTHER,
+            "{next:?}: {}",
+            done.body
+        );
         assert_eq!(done.location(), "/", "{next:?}");
     }
     // A wrong token keeps only a safe `next` in the way back to the form.
@@ -676,7 +681,11 @@ async fn no_next_leads_off_our_origin_after_a_token_login(pool: PgPool) {
     let wrong = post_form(
         &state,
         "/login",
-        &[("token", "guess"), ("csrf", &csrf), ("next", "/\t/evil.example")],
+        &[
+            ("token", "guess"),
+            ("csrf", &csrf),
+            ("next", "/\t/evil.example"),
+        ],
         &page.cookies(),
     )
     .await;
@@ -779,7 +788,12 @@ async fn failed_logins_are_sampled_counted_and_rate_limited(pool: PgPool) {
     let state = state(&pool, None);
     let guesser: SocketAddr = "198.51.100.7:40000".parse().expect("address");
     let refused = fail_logins_until_refused(&state, guesser).await;
-    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{}", refused.body);
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.body
+    );
     let retry_after: u64 = refused
         .headers
         .get(header::RETRY_AFTER)
@@ -788,11 +802,18 @@ async fn failed_logins_are_sampled_counted_and_rate_limited(pool: PgPool) {
         .expect("a Retry-After in seconds");
     assert!((1..=300).contains(&retry_after), "{retry_after}");
     assert!(
-        refused.body.contains("Too many failed logins from your address"),
+        refused
+            .body
+            .contains("Too many failed logins from your address"),
         "{}",
         refused.body
     );
-    assert!(refused.cookies().iter().all(|c| !c.starts_with("opsbot_session=")));
+    assert!(
+        refused
+            .cookies()
+            .iter()
+            .all(|c| !c.starts_with("opsbot_session="))
+    );
     // Bearer tokens from there are refused too (they would be the way around the limit).
     let bearer = send_from(
         &state,
@@ -826,7 +847,8 @@ async fn failed_logins_are_sampled_counted_and_rate_limited(pool: PgPool) {
         metrics
             .body
             .lines()
-            .any(|l| l.starts_with("opsbot_unauthenticated_refusals_total{door=\"dashboard login\"}")),
+            .any(|l| l
+                .starts_with("opsbot_unauthenticated_refusals_total{door=\"dashboard login\"}")),
         "{}",
         metrics.body
     );
@@ -950,10 +972,7 @@ async fn a_session_ends_when_its_token_is_no_longer_configured(pool: PgPool) {
     let refused = get(&removed, "/", &session).await;
     assert_eq!(refused.status, StatusCode::SEE_OTHER);
     assert!(
-        refused
-            .cookies()
-            .iter()
-            .any(|c| c == "opsbot_session="),
+        refused.cookies().iter().any(|c| c == "opsbot_session="),
         "the dead cookie is cleared: {:?}",
         refused.cookies()
     );
@@ -967,10 +986,51 @@ async fn a_session_ends_when_its_token_is_no_longer_configured(pool: PgPool) {
 async fn a_session_the_database_cannot_check_is_a_503(pool: PgPool) {
     let state = state(&pool, None);
     let session = log_in_with_token(&state).await;
+    let logout_csrf = hidden(&get(&state, "/", &session).await.body, "csrf");
+    let login_page = get(&state, "/login", &[]).await;
     pool.close().await;
     let page = get(&state, "/", &session).await;
-    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{}", page.body);
+    assert_eq!(
+        page.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        page.body
+    );
     let api = get(&state, "/api/audit", &session).await;
     assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(api.body.contains("the database is not answering"), "{}", api.body);
+    assert!(
+        api.body.contains("the database is not answering"),
+        "{}",
+        api.body
+    );
+    // Nor can a login be recorded, or a logout end the session on the server.
+    let login = post_form(
+        &state,
+        "/login",
+        &[
+            ("token", TOKEN),
+            ("csrf", &hidden(&login_page.body, "csrf")),
+        ],
+        &login_page.cookies(),
+    )
+    .await;
+    assert_eq!(
+        login.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        login.body
+    );
+    assert!(
+        login
+            .cookies()
+            .iter()
+            .all(|c| !c.starts_with("opsbot_session="))
+    );
+    let logout = post_form(&state, "/logout", &[("csrf", &logout_csrf)], &session).await;
+    assert_eq!(logout.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        logout.body.contains("could not end it on the server"),
+        "{}",
+        logout.body
+    );
 }

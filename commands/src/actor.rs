@@ -42,7 +42,10 @@ impl Source {
     pub fn parse_filter(text: &str) -> Result<Source, String> {
         Source::parse(&text.to_ascii_lowercase()).ok_or_else(|| {
             let known: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
-            format!("source: \"{text}\" is not a source; one of {}", known.join(", "))
+            format!(
+                "source: \"{text}\" is not a source; one of {}",
+                known.join(", ")
+            )
         })
     }
 }

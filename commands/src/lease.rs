@@ -68,7 +68,11 @@ impl Leases {
 
     /// Takes lease `name` for `ttl` if it is free, expired or already ours; `None` while
     /// another replica holds it.
-    pub async fn acquire(&self, name: &str, ttl: Duration) -> Result<Option<LeaseHeld>, sqlx::Error> {
+    pub async fn acquire(
+        &self,
+        name: &str,
+        ttl: Duration,
+    ) -> Result<Option<LeaseHeld>, sqlx::Error> {
         let taken = sqlx::query(
             r#"
             INSERT INTO leases (name, holder, expires_at, acquired_at)
@@ -163,32 +167,56 @@ mod tests {
     async fn one_holder_at_a_time_and_takeover_after_expiry(pool: PgPool) {
         let a = Leases::new(pool.clone());
         let b = Leases::new(pool.clone());
-        let held = a.acquire("sealer", TTL).await.expect("acquire").expect("free");
-        assert!(b.acquire("sealer", TTL).await.expect("acquire").is_none(), "held by a");
-        assert!(a.acquire("sealer", TTL).await.expect("acquire").is_some(), "ours again");
+        let held = a
+            .acquire("sealer", TTL)
+            .await
+            .expect("acquire")
+            .expect("free");
+        assert!(
+            b.acquire("sealer", TTL).await.expect("acquire").is_none(),
+            "held by a"
+        );
+        assert!(
+            a.acquire("sealer", TTL).await.expect("acquire").is_some(),
+            "ours again"
+        );
         held.renew().await.expect("renew");
         // Expire a's lease; b takes over; a's proof is now stale everywhere.
         sqlx::query("UPDATE leases SET expires_at = now() - interval '1 second'")
             .execute(&pool)
             .await
             .expect("expire");
-        let taken = b.acquire("sealer", TTL).await.expect("acquire").expect("expired");
+        let taken = b
+            .acquire("sealer", TTL)
+            .await
+            .expect("acquire")
+            .expect("expired");
         assert!(matches!(held.renew().await, Err(LeaseError::Lost(_))));
         let mut tx = pool.begin().await.expect("tx");
-        assert!(matches!(held.fence(&mut tx).await, Err(LeaseError::Lost(_))));
+        assert!(matches!(
+            held.fence(&mut tx).await,
+            Err(LeaseError::Lost(_))
+        ));
         drop(tx);
         let mut tx = pool.begin().await.expect("tx");
         taken.fence(&mut tx).await.expect("b holds it");
         tx.commit().await.expect("commit");
         taken.release().await.expect("release");
-        assert!(a.acquire("sealer", TTL).await.expect("acquire").is_some(), "released");
+        assert!(
+            a.acquire("sealer", TTL).await.expect("acquire").is_some(),
+            "released"
+        );
     }
 
     #[sqlx::test(migrator = "crate::MIGRATOR")]
     async fn a_takeover_waits_for_the_fenced_work_to_commit(pool: PgPool) {
         let a = Leases::new(pool.clone());
         let b = Leases::new(pool.clone());
-        let held = a.acquire("dispatcher", TTL).await.expect("acquire").expect("free");
+        let held = a
+            .acquire("dispatcher", TTL)
+            .await
+            .expect("acquire")
+            .expect("free");
         let mut tx = pool.begin().await.expect("tx");
         held.fence(&mut tx).await.expect("fenced");
         // A takeover (here: its UPDATE, bounded by a lock timeout) waits for the work.
@@ -206,6 +234,11 @@ mod tests {
             .execute(&mut *other)
             .await
             .expect("after the commit it can");
-        assert!(b.acquire("dispatcher", TTL).await.expect("acquire").is_some());
+        assert!(
+            b.acquire("dispatcher", TTL)
+                .await
+                .expect("acquire")
+                .is_some()
+        );
     }
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use super::*;
 
+mod audit;
 mod deploy;
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -471,8 +472,14 @@ fn short_dashboard_tokens_and_session_secrets_are_refused() {
         shown.contains("env:SHORT_TOKEN is 7 bytes long; at least 32 are needed"),
         "{shown}"
     );
-    assert!(shown.contains("env:SESSION_SECRET is 31 bytes long"), "{shown}");
-    assert!(!shown.contains("hunter2") && !shown.contains(&short), "{shown}");
+    assert!(
+        shown.contains("env:SESSION_SECRET is 31 bytes long"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("hunter2") && !shown.contains(&short),
+        "{shown}"
+    );
 
     let config = load_text(
         text,

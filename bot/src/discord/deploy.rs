@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::invocation::component_invocation;
 use super::{Context, Data, Error, invocation, render};
-use crate::dispatch::truncate;
+use crate::discord::render::message::truncate;
 
 /// Ship a version of a service to an environment
 #[poise::command(

@@ -141,7 +141,10 @@ impl GatewayStatus {
     pub fn set_disconnected(&self, why: &str, retry_in: Option<Duration>) {
         self.set(
             GatewayState::Disconnected,
-            Some(crate::dispatch::truncate(why, ERROR_TEXT_MAX)),
+            Some(crate::discord::render::message::truncate(
+                why,
+                ERROR_TEXT_MAX,
+            )),
             retry_in,
         );
     }

@@ -20,7 +20,6 @@
 //! - **Restarts.** All state that matters is in Postgres. A dispatcher that dies holding a
 //!   lease delays its rows until the lease ends; then any dispatcher takes them over.
 
-mod body;
 mod pacing;
 mod response;
 
@@ -36,7 +35,7 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use body::{create_message_body, edit_message_body, truncate};
+pub use crate::discord::render::message::{create_message_body, edit_message_body, truncate};
 
 use pacing::Pacing;
 use response::{Delivery, backoff, bucket_exhausted_for, classify};
@@ -310,7 +309,10 @@ impl Dispatcher {
                 classify(status, &headers, &bytes)
             }
             Err(e) => Delivery::Transient {
-                error: format!("request to Discord failed: {}", opsbot_commands::error::ErrorChain(&e)),
+                error: format!(
+                    "request to Discord failed: {}",
+                    opsbot_commands::error::ErrorChain(&e)
+                ),
             },
         };
         match delivery {
@@ -432,4 +434,3 @@ async fn sleep_until(at: Instant, stop: &CancellationToken) -> bool {
         () = tokio::time::sleep_until(at) => true,
     }
 }
-

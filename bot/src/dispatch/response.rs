@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 
-use super::body::truncate;
+use crate::discord::render::message::truncate;
 
 /// When a 429 names no delay at all (neither body nor headers), wait this long: Discord's
 /// buckets reset within seconds.

@@ -184,35 +184,15 @@ pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
 }
 
 fn parse_outcome(text: &str) -> Result<String, ApiError> {
-    match Outcome::parse(&text.to_ascii_lowercase()) {
-        Some(outcome) => Ok(outcome.as_str().to_owned()),
-        None => {
-            let known: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
-            Err(ApiError::new(
-                "outcome",
-                format!(
-                    "outcome: \"{text}\" is not an outcome; one of {}",
-                    known.join(", ")
-                ),
-            ))
-        }
-    }
+    Outcome::parse_filter(text)
+        .map(|o| o.as_str().to_owned())
+        .map_err(|why| ApiError::new("outcome", why))
 }
 
 fn parse_source(text: &str) -> Result<String, ApiError> {
-    match Source::parse(&text.to_ascii_lowercase()) {
-        Some(source) => Ok(source.as_str().to_owned()),
-        None => {
-            let known: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
-            Err(ApiError::new(
-                "source",
-                format!(
-                    "source: \"{text}\" is not a source; one of {}",
-                    known.join(", ")
-                ),
-            ))
-        }
-    }
+    Source::parse_filter(text)
+        .map(|s| s.as_str().to_owned())
+        .map_err(|why| ApiError::new("source", why))
 }
 
 fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
@@ -490,8 +470,10 @@ fn push_csv_row(out: &mut String, event: &AuditEvent) -> Result<(), serde_json::
 /// safe to paste into a formula by hand.
 fn push_csv_cell(out: &mut String, cell: &str) {
     let defused = cell.chars().next().is_some_and(|first| {
-        matches!(first, '=' | '+' | '-' | '@' | '|' | '＝' | '＋' | '－' | '＠' | '｜')
-            || first.is_whitespace()
+        matches!(
+            first,
+            '=' | '+' | '-' | '@' | '|' | '＝' | '＋' | '－' | '＠' | '｜'
+        ) || first.is_whitespace()
             || first.is_control()
     });
     let quoted = cell.contains([',', '"', '\r', '\n']);

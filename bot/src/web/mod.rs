@@ -143,7 +143,10 @@ async fn readyz(State(state): State<WebState>) -> (StatusCode, String) {
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: database unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n".to_owned())
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database unavailable\n".to_owned(),
+            )
         }
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -258,12 +258,15 @@ async fn story_page(
     at: &StoryQuery,
 ) -> Result<StoryPage, sqlx::Error> {
     let after = at.story_after.unwrap_or(0).max(0);
-    let mut events =
-        audit::by_correlation(&state.pool, correlation, after, STORY_MAX + 1).await?;
+    let mut events = audit::by_correlation(&state.pool, correlation, after, STORY_MAX + 1).await?;
     let more = events.len() as i64 > STORY_MAX;
     events.truncate(STORY_MAX as usize);
     Ok(StoryPage {
-        next_after: if more { events.last().map(|e| e.id) } else { None },
+        next_after: if more {
+            events.last().map(|e| e.id)
+        } else {
+            None
+        },
         rows: events.iter().map(Row::from).collect(),
         paged: after > 0,
     })

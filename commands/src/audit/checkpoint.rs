@@ -153,10 +153,11 @@ pub async fn check_checkpoint(
         return Ok(None);
     };
     let authenticity = checkpoint.authenticate(path, key)?;
-    let expected = ExpectedHead::try_from(&checkpoint).map_err(|reason| CheckpointError::Invalid {
-        path: path.to_owned(),
-        reason,
-    })?;
+    let expected =
+        ExpectedHead::try_from(&checkpoint).map_err(|reason| CheckpointError::Invalid {
+            path: path.to_owned(),
+            reason,
+        })?;
     check_expected_head(pool, &expected)
         .await?
         .map_err(|mismatch| CheckpointError::Diverged {

@@ -157,8 +157,8 @@ mod tests {
     #[test]
     fn ids_the_sequence_never_issued_are_named() {
         for id in [-1, 0, 11] {
-            let reason = implausible(times(id, "2026-12-01T10:00:00Z", None), ISSUED)
-                .expect("implausible");
+            let reason =
+                implausible(times(id, "2026-12-01T10:00:00Z", None), ISSUED).expect("implausible");
             assert!(reason.contains("never issued"), "{reason}");
             assert!(reason.contains("1..=10"), "{reason}");
         }

@@ -187,8 +187,8 @@ mod tests {
         let hash = "ab".repeat(32);
         let mac = key().head_mac(7, &hash);
         // Independently: HMAC-SHA256(key, "7:abab…").
-        let mut reference = Hmac::<Sha256>::new_from_slice(b"0123456789abcdef0123456789abcdef")
-            .expect("hmac key");
+        let mut reference =
+            Hmac::<Sha256>::new_from_slice(b"0123456789abcdef0123456789abcdef").expect("hmac key");
         reference.update(format!("7:{hash}").as_bytes());
         assert_eq!(mac, hex::encode(reference.finalize().into_bytes()));
         assert!(key().verifies(7, &hash, &mac));
@@ -215,7 +215,13 @@ mod tests {
         assert_eq!(parsed.position, 12);
         assert_eq!(parsed.hash, "ab".repeat(32));
         assert_eq!(parsed.to_string(), format!("12:{}", "ab".repeat(32)));
-        for bad in ["12", "0:ab", "x:ab", "3:abc", &format!("3:{}", "zz".repeat(32))] {
+        for bad in [
+            "12",
+            "0:ab",
+            "x:ab",
+            "3:abc",
+            &format!("3:{}", "zz".repeat(32)),
+        ] {
             let err = bad.parse::<ExpectedHead>().expect_err(bad);
             assert!(err.contains("POSITION:HASH"), "{err}");
         }

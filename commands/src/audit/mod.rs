@@ -22,15 +22,17 @@ mod walk;
 
 pub use append::append;
 pub use canonical::{GENESIS_HASH, canonical_bytes, chain_hash};
+pub use checkpoint::{
+    Authenticity, Checkpoint, CheckpointError, check_checkpoint, write_checkpoint,
+};
 pub use commands::RECENT_DEFAULT_LIMIT;
+pub use head::{ChainKey, ExpectedHead, HeadMismatch, check_expected_head};
 pub use model::{AuditEvent, NewEvent, Outcome};
 pub(crate) use query::escape_like;
 pub use query::{
     AuditQuery, Page, QUERY_MAX_LIMIT, by_correlation, event, newer_than, query, tail,
 };
 pub use seal::{SEAL_BATCH, SEAL_INTERVAL, SealResult, seal_batch, seal_pending};
-pub use checkpoint::{Authenticity, Checkpoint, CheckpointError, check_checkpoint, write_checkpoint};
-pub use head::{ChainKey, ExpectedHead, HeadMismatch, check_expected_head};
 pub use verify::{
     ChainHead, ChainProblem, MAX_FINDINGS, UNSEALED_GRACE, Verification, VerifyReport, verify,
     verify_all,

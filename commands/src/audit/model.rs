@@ -67,7 +67,10 @@ impl Outcome {
     pub fn parse_filter(text: &str) -> Result<Outcome, String> {
         Outcome::parse(&text.to_ascii_lowercase()).ok_or_else(|| {
             let known: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
-            format!("outcome: \"{text}\" is not an outcome; one of {}", known.join(", "))
+            format!(
+                "outcome: \"{text}\" is not an outcome; one of {}",
+                known.join(", ")
+            )
         })
     }
 }

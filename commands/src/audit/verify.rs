@@ -230,7 +230,9 @@ async fn unchained_findings(
         if let Some(reason) = implausible(times, issued) {
             findings.push(ChainProblem {
                 event_id: id,
-                message: format!("is waiting to be sealed, and the sealer will refuse it: {reason}"),
+                message: format!(
+                    "is waiting to be sealed, and the sealer will refuse it: {reason}"
+                ),
             });
         }
     }
@@ -246,8 +248,7 @@ async fn unchained_findings(
     .await?;
     findings.extend(deleted.into_iter().map(|event_id| ChainProblem {
         event_id,
-        message: "was waiting to be sealed but the event row is missing: it was deleted"
-            .to_owned(),
+        message: "was waiting to be sealed but the event row is missing: it was deleted".to_owned(),
     }));
 
     // Events that are neither chained, queued nor refused were inserted around `append`, or
@@ -268,5 +269,3 @@ async fn unchained_findings(
     }));
     Ok(())
 }
-
-

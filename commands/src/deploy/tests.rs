@@ -118,12 +118,23 @@ async fn outcomes(pool: &PgPool) -> Vec<String> {
         .collect()
 }
 
+/// The content of each post queued for `channel`, as CommonMark.
 async fn outbox_texts(pool: &PgPool, channel: i64) -> Vec<String> {
-    sqlx::query_scalar::<_, String>("SELECT payload->>'content' FROM outbox WHERE channel_id = $1 AND edit_message_id IS NULL ORDER BY id")
-        .bind(channel)
-        .fetch_all(pool)
-        .await
-        .expect("outbox")
+    sqlx::query_scalar::<_, serde_json::Value>(
+        "SELECT payload FROM outbox WHERE channel_id = $1 AND edit_message_id IS NULL ORDER BY id",
+    )
+    .bind(channel)
+    .fetch_all(pool)
+    .await
+    .expect("outbox")
+    .into_iter()
+    .map(|payload| {
+        serde_json::from_value::<crate::chat::Message>(payload)
+            .expect("a message")
+            .content
+            .markdown()
+    })
+    .collect()
 }
 
 #[sqlx::test(migrator = "crate::MIGRATOR")]

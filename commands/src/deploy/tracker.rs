@@ -159,7 +159,11 @@ async fn publish(
         outbox::enqueue(
             &mut *tx,
             thread,
-            &Message::text(format!("**{}**: {detail}", deploy.state)),
+            &Message::text(
+                crate::chat::Text::new()
+                    .strong(deploy.state.as_str())
+                    .plain(format!(": {detail}")),
+            ),
             Some(event_id),
         )
         .await?;
@@ -197,7 +201,11 @@ pub(super) async fn finish(
     Ok(())
 }
 
-pub(super) async fn post_progress(desk: &Desk, deploy: &Deploy, line: &str) -> Result<(), CommandError> {
+pub(super) async fn post_progress(
+    desk: &Desk,
+    deploy: &Deploy,
+    line: &str,
+) -> Result<(), CommandError> {
     if let Some(thread) = deploy.thread_id {
         let text: String = line.chars().take(PROGRESS_MAX).collect();
         outbox::enqueue(&desk.pool, thread, &Message::text(text), None).await?;

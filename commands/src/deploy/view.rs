@@ -2,7 +2,7 @@
 //! announcements in `[channels] deploys`, and the approval buttons. Platform-neutral
 //! ([`Message`]); front doors only translate.
 
-use crate::chat::{Button, ButtonStyle, Embed, Field, Message};
+use crate::chat::{Button, ButtonStyle, Embed, Field, Message, Text, TimeStyle};
 
 use super::model::{Deploy, DeployState};
 
@@ -47,7 +47,7 @@ fn color(state: DeployState) -> u32 {
 pub fn status_message(deploy: &Deploy, public_url: Option<&str>) -> Message {
     let mut fields = vec![Field {
         name: "requested by".to_owned(),
-        value: deploy.requested_by_name.clone(),
+        value: Text::from(deploy.requested_by_name.as_str()),
         inline: true,
     }];
     if deploy.approvals_required > 0 {
@@ -58,58 +58,64 @@ pub fn status_message(deploy: &Deploy, public_url: Option<&str>) -> Message {
         };
         fields.push(Field {
             name: "approvals".to_owned(),
-            value: format!(
+            value: Text::from(format!(
                 "{}/{}: {who}",
                 deploy.approved_by.len(),
                 deploy.approvals_required
-            ),
+            )),
             inline: true,
         });
     }
     if !deploy.reason.is_empty() {
         fields.push(Field {
             name: "reason".to_owned(),
-            value: deploy.reason.clone(),
+            value: Text::from(deploy.reason.as_str()),
             inline: false,
         });
     }
     if deploy.freeze_overridden {
         fields.push(Field {
             name: "⚠️ freeze overridden".to_owned(),
-            value: format!(
+            value: Text::from(format!(
                 "{} deployed during a freeze window",
                 deploy.requested_by_name
-            ),
+            )),
             inline: false,
         });
     }
     if let Some(link) = &deploy.link {
         fields.push(Field {
             name: "backend".to_owned(),
-            value: link.clone(),
+            value: link_text(link),
             inline: false,
         });
     }
     if !deploy.detail.is_empty() {
         fields.push(Field {
             name: "detail".to_owned(),
-            value: format!("```\n{}\n```", deploy.detail),
+            value: Text::new().block(deploy.detail.as_str()),
             inline: false,
         });
     }
     let description = match deploy.state {
-        DeployState::Requested => format!(
-            "**requested**: waiting for {} approval(s) from someone with `deploy:approve:{}`{}",
-            deploy.approvals_required - deploy.approved_by.len() as i32,
-            deploy.environment,
-            deploy
-                .approval_expires_at
-                .map(|t| format!(", until <t:{}:t>", t.timestamp()))
-                .unwrap_or_default()
-        ),
-        DeployState::Approved => "**approved**: starting".to_owned(),
-        DeployState::Running => format!("**running** on {}", deploy.backend),
-        state => format!("**{state}**"),
+        DeployState::Requested => {
+            let text = Text::new()
+                .strong("requested")
+                .plain(format!(
+                    ": waiting for {} approval(s) from someone with ",
+                    deploy.approvals_required - deploy.approved_by.len() as i32
+                ))
+                .code(format!("deploy:approve:{}", deploy.environment));
+            match deploy.approval_expires_at {
+                Some(until) => text.plain(", until ").time(until, TimeStyle::ShortTime),
+                None => text,
+            }
+        }
+        DeployState::Approved => Text::new().strong("approved").plain(": starting"),
+        DeployState::Running => Text::new()
+            .strong("running")
+            .plain(format!(" on {}", deploy.backend)),
+        state => Text::new().strong(state.as_str()),
     };
     let buttons = if deploy.state == DeployState::Requested {
         let binding = format!("{}|{}", deploy.id, binding_hash(deploy));
@@ -129,7 +135,7 @@ pub fn status_message(deploy: &Deploy, public_url: Option<&str>) -> Message {
         Vec::new()
     };
     Message {
-        content: String::new(),
+        content: Text::new(),
         embeds: vec![Embed {
             title: headline(deploy),
             description,
@@ -139,6 +145,20 @@ pub fn status_message(deploy: &Deploy, public_url: Option<&str>) -> Message {
             footer: Some(format!("correlation {}", deploy.correlation_id)),
         }],
         buttons,
+        notify: Default::default(),
+    }
+}
+
+/// A deploy's backend link as stored (`[label](url)`, the form the link column has always
+/// held), as a typed link; anything else as plain text.
+pub fn link_text(stored: &str) -> Text {
+    let parsed = stored
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once("]("))
+        .and_then(|(label, rest)| rest.strip_suffix(')').map(|url| (label, url)));
+    match parsed {
+        Some((label, url)) => Text::new().link(label, url),
+        None => Text::from(stored),
     }
 }
 
@@ -153,18 +173,22 @@ pub fn announcement(deploy: &Deploy, by: &str) -> Message {
         DeployState::Rejected => "🛑",
         DeployState::Cancelled | DeployState::Expired => "⌛",
     };
-    let mut text = format!("{icon} {} **{}** (by {by})", headline(deploy), deploy.state);
+    let mut text = Text::new()
+        .plain(format!("{icon} {} ", headline(deploy)))
+        .strong(deploy.state.as_str())
+        .plain(format!(" (by {by})"));
     if deploy.freeze_overridden
         && matches!(deploy.state, DeployState::Requested | DeployState::Approved)
     {
-        text = format!(
-            "🚨 **FREEZE OVERRIDDEN** by {}: {text}",
-            deploy.requested_by_name
-        );
+        text = Text::new()
+            .plain("🚨 ")
+            .strong("FREEZE OVERRIDDEN")
+            .plain(format!(" by {}: ", deploy.requested_by_name))
+            .append(text);
     }
     if matches!(deploy.state, DeployState::Failed) && !deploy.detail.is_empty() {
         let first = deploy.detail.lines().last().unwrap_or_default();
-        text.push_str(&format!(": {first}"));
+        text = text.plain(format!(": {first}"));
     }
     Message::text(text)
 }

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use super::redirect::{LoginError, safe_next};
 use super::session::{How, NewSession};
 use super::{
-    DASHBOARD_PERMISSION, DiscordLogin, LoginQuery, OAUTH_COOKIE, OAUTH_STATE_TTL, cookie,
-    decode, encode, failed_login, random_token, same_secret, start_session, too_many_attempts,
+    DASHBOARD_PERMISSION, DiscordLogin, LoginQuery, OAUTH_COOKIE, OAUTH_STATE_TTL, cookie, decode,
+    encode, failed_login, random_token, same_secret, start_session, too_many_attempts,
 };
 use crate::web::client::ClientAddr;
 use crate::web::{WebState, pages};

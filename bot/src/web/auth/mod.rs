@@ -409,7 +409,8 @@ pub async fn login_with_token(
 
 /// When a session opened now ends.
 fn session_expiry(dashboard: &Dashboard) -> chrono::DateTime<chrono::Utc> {
-    let ttl = chrono::Duration::from_std(dashboard.session_ttl).unwrap_or(chrono::Duration::hours(12));
+    let ttl =
+        chrono::Duration::from_std(dashboard.session_ttl).unwrap_or(chrono::Duration::hours(12));
     chrono::Utc::now() + ttl
 }
 

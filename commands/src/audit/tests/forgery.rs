@@ -67,7 +67,11 @@ async fn the_sealer_refuses_ids_the_sequence_never_issued(pool: PgPool) {
     let negative = forge(&pool, Some(-1), "0s").await;
     let beyond = forge(&pool, Some(1_000_000), "0s").await;
     let genuine = append(&pool, &event(3)).await.expect("append");
-    assert_eq!(seal_pending(&pool).await.expect("seal"), 1, "only the genuine one");
+    assert_eq!(
+        seal_pending(&pool).await.expect("seal"),
+        1,
+        "only the genuine one"
+    );
     assert!(!chained(&pool, negative).await && !chained(&pool, beyond).await);
     assert!(chained(&pool, genuine).await);
 
@@ -80,7 +84,10 @@ async fn the_sealer_refuses_ids_the_sequence_never_issued(pool: PgPool) {
     );
     for id in [negative, beyond] {
         let message = finding(&verification, id);
-        assert!(message.starts_with("the sealer refused to chain it: its id"), "{message}");
+        assert!(
+            message.starts_with("the sealer refused to chain it: its id"),
+            "{message}"
+        );
         assert!(message.contains("never issued"), "{message}");
     }
     assert_eq!(verification.report.unsealed, 0);
@@ -94,7 +101,10 @@ async fn the_sealer_refuses_a_backdated_event(pool: PgPool) {
     let waiting = verify(&pool).await.expect("verify");
     let problem = waiting.problem.expect("reported while queued");
     assert_eq!(problem.event_id, backdated);
-    assert!(problem.message.contains("the sealer will refuse it"), "{problem:?}");
+    assert!(
+        problem.message.contains("the sealer will refuse it"),
+        "{problem:?}"
+    );
 
     assert_eq!(seal_pending(&pool).await.expect("seal"), 0);
     assert!(!chained(&pool, backdated).await);
@@ -160,7 +170,9 @@ async fn chain_by_hand(pool: &PgPool, id: i64) -> Result<(), sqlx::Error> {
 async fn verify_names_a_backdated_event_chained_around_the_sealer(pool: PgPool) {
     append_sealed(&pool, 3).await;
     let backdated = forge(&pool, None, "2 hours").await;
-    chain_by_hand(&pool, backdated).await.expect("chained by hand");
+    chain_by_hand(&pool, backdated)
+        .await
+        .expect("chained by hand");
     sqlx::query("DELETE FROM audit_unsealed WHERE event_id = $1")
         .bind(backdated)
         .execute(&pool)
@@ -196,7 +208,10 @@ async fn verify_names_an_event_that_goes_back_in_time(pool: PgPool) {
     assert_eq!(verification.findings.len(), 1, "{verification:#?}");
     let message = finding(&verification, earlier);
     assert!(message.contains("before event"), "{message}");
-    assert!(message.contains("at the chain position before it"), "{message}");
+    assert!(
+        message.contains("at the chain position before it"),
+        "{message}"
+    );
     // The genuine event after it is not blamed for the forged one.
     assert!(verification.findings.iter().all(|f| f.event_id != later));
 }
@@ -241,7 +256,9 @@ async fn an_expected_head_shows_a_cut_off_tail(pool: PgPool) {
     append_sealed(&pool, 5).await;
     let head = verify(&pool).await.expect("verify").head.expect("head");
     assert_eq!(
-        check_expected_head(&pool, &expected(&head)).await.expect("check"),
+        check_expected_head(&pool, &expected(&head))
+            .await
+            .expect("check"),
         Ok(())
     );
     cut_tail(&pool, 2).await;
@@ -295,7 +312,9 @@ async fn checkpoints_follow_the_chain_and_refuse_a_rewrite(pool: PgPool) {
     let path = dir.path().join("audit-head.json");
     let key = ChainKey::new(KEY).expect("key");
     assert_eq!(
-        write_checkpoint(&pool, &path, Some(&key)).await.expect("empty chain"),
+        write_checkpoint(&pool, &path, Some(&key))
+            .await
+            .expect("empty chain"),
         None
     );
     assert!(!path.exists(), "nothing to anchor yet");
@@ -319,7 +338,10 @@ async fn checkpoints_follow_the_chain_and_refuse_a_rewrite(pool: PgPool) {
         .await
         .expect("holds")
         .expect("present");
-    assert_eq!((checked, authenticity), (second.clone(), Authenticity::Verified));
+    assert_eq!(
+        (checked, authenticity),
+        (second.clone(), Authenticity::Verified)
+    );
 
     rewrite_chain(&pool, ids[0]).await;
     let err = check_checkpoint(&pool, &path, Some(&key))

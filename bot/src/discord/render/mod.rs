@@ -1,15 +1,18 @@
-//! Domain results as Discord text and embeds, within Discord's limits, and the one
+//! Domain results as Discord text and embeds, within Discord's limits (every
+//! platform-neutral [`Message`] goes through [`message::render`]), and the one
 //! `allowed_mentions` policy of every interaction reply: [`no_pings`]. Replies may echo what
 //! a user typed (a lock reason with `<@id>` or `@everyone` in it); they never notify anyone.
 
 use chrono::SecondsFormat;
 use opsbot_commands::CommandError;
 use opsbot_commands::audit::{AuditEvent, VerifyReport};
-use opsbot_commands::chat::{ButtonStyle, Message};
+use opsbot_commands::chat::Message;
 use opsbot_commands::whoami::WhoAmI;
 use poise::serenity_prelude as serenity;
 
-use crate::dispatch::truncate;
+pub mod message;
+
+use message::truncate;
 
 /// Discord's limit on an embed description.
 pub const EMBED_DESCRIPTION_MAX: usize = 4096;
@@ -48,78 +51,14 @@ fn error_message(error: &CommandError) -> String {
     }
 }
 
-/// A platform-neutral message as Discord embeds.
-pub fn embeds(message: &Message) -> Vec<serenity::CreateEmbed> {
-    message
-        .embeds
-        .iter()
-        .map(|e| {
-            let mut embed = serenity::CreateEmbed::new().title(&e.title);
-            if !e.description.is_empty() {
-                embed = embed.description(&e.description);
-            }
-            if let Some(url) = &e.url {
-                embed = embed.url(url);
-            }
-            if let Some(color) = e.color {
-                embed = embed.color(color);
-            }
-            for field in &e.fields {
-                embed = embed.field(&field.name, &field.value, field.inline);
-            }
-            if let Some(footer) = &e.footer {
-                embed = embed.footer(serenity::CreateEmbedFooter::new(footer));
-            }
-            embed
-        })
-        .collect()
-}
-
-/// A platform-neutral message's buttons as Discord action rows (always a list, so that an
-/// update removes buttons that no longer apply).
-pub fn components(message: &Message) -> Vec<serenity::CreateActionRow> {
-    if message.buttons.is_empty() {
-        return Vec::new();
-    }
-    let buttons = message
-        .buttons
-        .iter()
-        .map(|b| {
-            let style = match b.style {
-                ButtonStyle::Primary => serenity::ButtonStyle::Primary,
-                ButtonStyle::Secondary => serenity::ButtonStyle::Secondary,
-                ButtonStyle::Success => serenity::ButtonStyle::Success,
-                ButtonStyle::Danger => serenity::ButtonStyle::Danger,
-            };
-            serenity::CreateButton::new(&b.custom_id)
-                .label(&b.label)
-                .style(style)
-        })
-        .collect();
-    vec![serenity::CreateActionRow::Buttons(buttons)]
-}
-
-/// A platform-neutral message as a reply.
+/// A platform-neutral message as a reply (through the one translation, [`message::render`]).
 pub fn reply(message: &Message) -> poise::CreateReply {
-    let mut reply = poise::CreateReply::default()
-        .components(components(message))
-        .allowed_mentions(no_pings());
-    if !message.content.is_empty() {
-        reply = reply.content(content(&message.content));
-    }
-    for embed in embeds(message) {
-        reply = reply.embed(embed);
-    }
-    reply
+    message::render(message).reply()
 }
 
 /// A platform-neutral message replacing the message a button is on.
 pub fn update(message: &Message) -> serenity::CreateInteractionResponseMessage {
-    serenity::CreateInteractionResponseMessage::new()
-        .content(content(&message.content))
-        .embeds(embeds(message))
-        .components(components(message))
-        .allowed_mentions(no_pings())
+    message::render(message).update()
 }
 
 pub fn whoami(who: &WhoAmI) -> String {
