@@ -1,18 +1,18 @@
 //! The domain's entry point: every command runs through a [`Desk`], which checks access,
 //! runs the command and records the outcome in the audit trail, denied and failed ones included.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::access::RoleMap;
 use crate::actor::Actor;
 use crate::audit::{self, NewEvent, Outcome};
 use crate::chat::Chat;
-use crate::deploy::DeployCatalog;
 use crate::error::CommandError;
 use crate::refusals::RefusalSampler;
 
@@ -104,18 +104,28 @@ fn clean_json(value: &Value) -> Value {
     }
 }
 
-/// The shared state every command needs: the database, the access rules, what the config
-/// says about deploys, and the chat platform for the few calls that need an answer.
+/// The shared state every command needs: the database, the access rules, the chat platform
+/// for the few calls that need an answer, and each feature's own state. Front doors hold a
+/// `Desk` and call its methods; its fields are the domain's, not theirs.
 #[derive(Debug, Clone)]
 pub struct Desk {
-    pub pool: PgPool,
-    pub roles: RoleMap,
-    pub deploys: Arc<DeployCatalog>,
-    pub chat: Option<Arc<dyn Chat>>,
-    /// Wakes the deploy tracker when a deploy becomes ready to start.
-    pub deploy_wakeup: Arc<Notify>,
+    pub(crate) pool: PgPool,
+    pub(crate) roles: RoleMap,
+    pub(crate) chat: Option<Arc<dyn Chat>>,
     /// Unauthenticated refusals, counted and sampled into the trail (see [`RefusalSampler`]).
-    pub refusals: RefusalSampler,
+    pub(crate) refusals: RefusalSampler,
+    /// Each feature's state (the deploy catalog, ...), by type: a new feature adds its own
+    /// type here with [`Desk::with_feature`], never a field every other feature sees.
+    features: Features,
+}
+
+#[derive(Clone, Default)]
+struct Features(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
+
+impl std::fmt::Debug for Features {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Features({} registered)", self.0.len())
+    }
 }
 
 impl Desk {
@@ -123,16 +133,24 @@ impl Desk {
         Desk {
             pool,
             roles,
-            deploys: Arc::new(DeployCatalog::default()),
             chat: None,
-            deploy_wakeup: Arc::new(Notify::new()),
             refusals: RefusalSampler::default(),
+            features: Features::default(),
         }
     }
 
-    pub fn with_deploys(mut self, catalog: DeployCatalog) -> Desk {
-        self.deploys = Arc::new(catalog);
+    /// Registers a feature's state (one value per type; a second call replaces the first).
+    pub fn with_feature<T: Any + Send + Sync>(mut self, state: T) -> Desk {
+        self.features.0.insert(TypeId::of::<T>(), Arc::new(state));
         self
+    }
+
+    /// The state a feature registered, if it did.
+    pub(crate) fn feature<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.features
+            .0
+            .get(&TypeId::of::<T>())
+            .and_then(|state| state.downcast_ref::<T>())
     }
 
     pub fn with_chat(mut self, chat: Arc<dyn Chat>) -> Desk {

@@ -5,7 +5,7 @@
 //! that quotes it can exceed Discord's 2000-character content limit.
 
 use opsbot_commands::deploy::{
-    Deploy, DeployRequest, StatusReport, parse_button, recent_versions, view,
+    Deploy, DeployRequest, StatusReport, parse_button, view,
 };
 use poise::serenity_prelude as serenity;
 use serde_json::json;
@@ -329,7 +329,7 @@ fn choices(
 }
 
 async fn complete_service(ctx: Context<'_>, partial: &str) -> serenity::CreateAutocompleteResponse {
-    choices(ctx.data().desk.deploys.services.keys().cloned(), partial)
+    choices(ctx.data().desk.deploys().services.keys().cloned(), partial)
 }
 
 /// The environments of the service already chosen in the same command, else all of them.
@@ -337,7 +337,7 @@ async fn complete_environment(
     ctx: Context<'_>,
     partial: &str,
 ) -> serenity::CreateAutocompleteResponse {
-    let deploys = &ctx.data().desk.deploys;
+    let deploys = ctx.data().desk.deploys();
     let names = match chosen_service(ctx).and_then(|name| deploys.services.get(&name)) {
         Some(service) => service.environments.clone(),
         None => deploys.environment_names(),
@@ -360,8 +360,13 @@ fn chosen_service(ctx: Context<'_>) -> Option<String> {
         })
 }
 
+/// Versions deployed before, of the service already chosen if there is one.
 async fn complete_version(ctx: Context<'_>, partial: &str) -> serenity::CreateAutocompleteResponse {
-    let versions = recent_versions(&ctx.data().desk.pool, None, partial, CHOICES_MAX as i64)
+    let service = chosen_service(ctx);
+    let versions = ctx
+        .data()
+        .desk
+        .deploy_versions(service.as_deref(), partial, CHOICES_MAX as i64)
         .await
         .unwrap_or_default();
     choices(versions.into_iter(), partial)

@@ -143,7 +143,7 @@ impl Desk {
             ));
             return Err(self.refuse(inv, e).await);
         }
-        let policy = self.deploys.policy(env);
+        let policy = self.deploys().policy(env);
         let now = Utc::now();
         let frozen = policy.freeze.iter().find(|w| w.contains(now));
         if let Some(window) = frozen
@@ -167,7 +167,7 @@ impl Desk {
             DeployState::Approved
         };
         let correlation_id = Uuid::new_v4();
-        let timeout = chrono::Duration::from_std(self.deploys.approval_timeout)
+        let timeout = chrono::Duration::from_std(self.deploys().approval_timeout)
             .unwrap_or(chrono::Duration::minutes(30));
 
         let mut tx = self.pool.begin().await?;
@@ -236,7 +236,7 @@ impl Desk {
         let deploy = store::deploy_by_id(&mut *tx, id).await?.ok_or_else(|| {
             CommandError::internal(format!("deploy {id} vanished in its own transaction"))
         })?;
-        if let Some(channel) = self.deploys.announce_channel {
+        if let Some(channel) = self.deploys().announce_channel {
             outbox::enqueue(
                 &mut *tx,
                 channel,
@@ -246,9 +246,9 @@ impl Desk {
             .await?;
         }
         tx.commit().await?;
-        self.deploy_wakeup.notify_one();
+        self.deploy_wakeup().notify_one();
         Ok(DeployOutcome {
-            message: view::status_message(&deploy, self.deploys.public_url.as_deref()),
+            message: view::status_message(&deploy, self.deploys().public_url.as_deref()),
             deploy,
         })
     }
@@ -362,7 +362,7 @@ impl Desk {
             updated.approvals_required
         );
         let event_id = record_in(&mut *tx, &inv, outcome, &detail).await?;
-        if let Some(channel) = self.deploys.announce_channel
+        if let Some(channel) = self.deploys().announce_channel
             && updated.state != DeployState::Requested
         {
             outbox::enqueue(
@@ -375,10 +375,10 @@ impl Desk {
         }
         tx.commit().await?;
         if updated.state == DeployState::Approved {
-            self.deploy_wakeup.notify_one();
+            self.deploy_wakeup().notify_one();
         }
         Ok(DeployOutcome {
-            message: view::status_message(&updated, self.deploys.public_url.as_deref()),
+            message: view::status_message(&updated, self.deploys().public_url.as_deref()),
             deploy: updated,
         })
     }
@@ -396,7 +396,7 @@ impl Desk {
         if let Some(deploy) = store::deploy_by_id(&mut *tx, deploy_id).await?
             && !matches!(deploy.state, DeployState::Requested | DeployState::Approved)
         {
-            let message = view::status_message(&deploy, self.deploys.public_url.as_deref());
+            let message = view::status_message(&deploy, self.deploys().public_url.as_deref());
             outbox::enqueue_edit(&mut *tx, channel_id, message_id, &message, None).await?;
         }
         tx.commit().await?;
@@ -465,7 +465,7 @@ impl Desk {
             lock.reason
         );
         let event_id = record_in(&mut *tx, inv, Outcome::Ok, &detail).await?;
-        if let Some(channel) = self.deploys.announce_channel {
+        if let Some(channel) = self.deploys().announce_channel {
             outbox::enqueue(
                 &mut *tx,
                 channel,
@@ -508,7 +508,7 @@ impl Desk {
             lock.reason
         );
         let event_id = record_in(&mut *tx, inv, Outcome::Ok, &detail).await?;
-        if let Some(channel) = self.deploys.announce_channel {
+        if let Some(channel) = self.deploys().announce_channel {
             outbox::enqueue(
                 &mut *tx,
                 channel,
@@ -568,8 +568,8 @@ impl Desk {
 
     /// The configured service called `name`.
     pub fn service(&self, name: &str) -> Result<&ServiceSpec, CommandError> {
-        self.deploys.services.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self.deploys.services.keys().map(String::as_str).collect();
+        self.deploys().services.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.deploys().services.keys().map(String::as_str).collect();
             CommandError::Invalid(if known.is_empty() {
                 format!("unknown service \"{name}\"; no services are configured ([[services]] in the config)")
             } else {

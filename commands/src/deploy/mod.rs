@@ -35,6 +35,9 @@ use std::time::Duration;
 use backends::BackendSpec;
 use freeze::FreezeWindow;
 
+use crate::desk::Desk;
+use crate::error::CommandError;
+
 /// A deployable service, as configured.
 #[derive(Debug, Clone)]
 pub struct ServiceSpec {
@@ -81,6 +84,50 @@ impl DeployCatalog {
         names.sort();
         names.dedup();
         names
+    }
+}
+
+/// The deploy feature's state on the [`Desk`]: the catalog, and the tracker's wake-up.
+#[derive(Debug, Default)]
+struct DeployFeature {
+    catalog: DeployCatalog,
+    /// Wakes the deploy tracker when a deploy becomes ready to start.
+    wakeup: tokio::sync::Notify,
+}
+
+static NO_DEPLOYS: std::sync::LazyLock<DeployFeature> = std::sync::LazyLock::new(DeployFeature::default);
+
+impl Desk {
+    /// Registers what the config says about deploys.
+    pub fn with_deploys(self, catalog: DeployCatalog) -> Desk {
+        self.with_feature(DeployFeature {
+            catalog,
+            wakeup: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn deploy_feature(&self) -> &DeployFeature {
+        self.feature::<DeployFeature>().unwrap_or(&NO_DEPLOYS)
+    }
+
+    /// What the config says about deploys (empty when none are configured).
+    pub fn deploys(&self) -> &DeployCatalog {
+        &self.deploy_feature().catalog
+    }
+
+    pub(crate) fn deploy_wakeup(&self) -> &tokio::sync::Notify {
+        &self.deploy_feature().wakeup
+    }
+
+    /// Versions deployed before, newest first, for autocomplete: of `service` if given,
+    /// starting with `partial`.
+    pub async fn deploy_versions(
+        &self,
+        service: Option<&str>,
+        partial: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, CommandError> {
+        Ok(store::recent_versions(&self.pool, service, partial, limit).await?)
     }
 }
 

@@ -57,7 +57,7 @@ impl Desk {
             webhook::parse_headers(report.timestamp, report.signature, now).map_err(refuse)?;
         let deploy = store::deploy_by_id(&self.pool, id).await?;
         let secret = deploy.as_ref().and_then(|d| {
-            match self.deploys.services.get(&d.service).map(|s| &s.backend) {
+            match self.deploys().services.get(&d.service).map(|s| &s.backend) {
                 Some(BackendSpec::Webhook(spec)) => Some(spec.secret.clone()),
                 _ => None,
             }

@@ -38,7 +38,7 @@ pub async fn run(desk: Desk, shutdown: CancellationToken) {
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = desk.deploy_wakeup.notified() => {}
+            _ = desk.deploy_wakeup().notified() => {}
             _ = tokio::time::sleep(TRACK_INTERVAL) => {}
         }
     }
@@ -152,7 +152,7 @@ async fn publish(
     )
     .await?;
     if let (Some(channel), Some(message)) = (deploy.channel_id, deploy.status_message_id) {
-        let status = view::status_message(&deploy, desk.deploys.public_url.as_deref());
+        let status = view::status_message(&deploy, desk.deploys().public_url.as_deref());
         outbox::enqueue_edit(&mut *tx, channel, message, &status, Some(event_id)).await?;
     }
     if let Some(thread) = deploy.thread_id {
@@ -168,7 +168,7 @@ async fn publish(
         )
         .await?;
     }
-    if let Some(channel) = desk.deploys.announce_channel {
+    if let Some(channel) = desk.deploys().announce_channel {
         outbox::enqueue(
             &mut *tx,
             channel,
@@ -228,7 +228,7 @@ async fn track_inner(desk: &Desk, id: i64, cancel: &CancellationToken) -> Result
     let checkpoint = row.checkpoint.clone();
     let mut deploy = row.into_deploy();
     let Some(spec) = desk
-        .deploys
+        .deploys()
         .services
         .get(&deploy.service)
         .map(|s| s.backend.clone())
@@ -319,7 +319,7 @@ async fn handle_report(
             store::set_link(&desk.pool, deploy.id, &format!("[{label}]({url})")).await?;
             deploy.link = Some(format!("[{label}]({url})"));
             if let (Some(channel), Some(message)) = (deploy.channel_id, deploy.status_message_id) {
-                let status = view::status_message(deploy, desk.deploys.public_url.as_deref());
+                let status = view::status_message(deploy, desk.deploys().public_url.as_deref());
                 outbox::enqueue_edit(&desk.pool, channel, message, &status, None).await?;
             }
             post_progress(desk, deploy, &format!("{label}: {url}")).await

@@ -12,8 +12,7 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::SignedCookieJar;
-use opsbot_commands::audit::Outcome;
-use opsbot_commands::{Actor, Invocation, Source};
+use opsbot_commands::{Actor, CommandError, Invocation, Source};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 
@@ -149,16 +148,14 @@ pub async fn discord_callback(
         super::LOGIN_DOOR,
         serde_json::json!({ "via": "discord" }),
     );
-    if !state.desk.roles.allows(&actor, DASHBOARD_PERMISSION) {
-        state.dashboard.attempts.failed(address);
-        let _ = state
-            .desk
-            .record(
-                &inv,
-                Outcome::Denied,
-                &format!("no role grants {DASHBOARD_PERMISSION}"),
-            )
-            .await;
+    match state
+        .desk
+        .authorize(&inv, DASHBOARD_PERMISSION, "see the audit log")
+        .await
+    {
+        Ok(()) => {}
+        Err(CommandError::Denied { .. }) => {
+            state.dashboard.attempts.failed(address);
         return (
             StatusCode::FORBIDDEN,
             Html(format!(
@@ -167,6 +164,9 @@ pub async fn discord_callback(
             )),
         )
             .into_response();
+        }
+        // The denial could not be recorded: nothing happens unaudited.
+        Err(other) => return super::unavailable(&other),
     }
     let session = NewSession {
         id: uuid::Uuid::new_v4(),

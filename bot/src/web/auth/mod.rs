@@ -216,6 +216,16 @@ fn too_many_attempts(wait: Duration, api: bool) -> Response {
         .into_response()
 }
 
+/// 503 when something a login needs (recording it) could not be done.
+fn unavailable(error: &opsbot_commands::CommandError) -> Response {
+    tracing::warn!(error = %error, "dashboard login could not be completed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Html("<!doctype html><title>opsbot</title><p>The login could not be recorded: the database is not answering. Try again in a moment.</p>"),
+    )
+        .into_response()
+}
+
 /// 503 when the database cannot say whether a session is still valid.
 fn session_unchecked(api: bool) -> Response {
     if api {
