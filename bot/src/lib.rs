@@ -1,6 +1,7 @@
 //! The `opsbot` binary's front doors: Discord, the CLI, HTTP, and the background workers.
 //! They translate to and from the domain (`opsbot_commands`) and hold no business rules.
 
+pub mod background;
 pub mod cli;
 pub mod config;
 pub mod database;

@@ -9,6 +9,7 @@ use opsbot_commands::Desk;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::background::{self, Loop};
 use crate::config::Config;
 use crate::database::Database;
 use crate::discord::chat::SerenityChat;
@@ -17,6 +18,7 @@ use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::web::{WebState, router};
 use crate::{sealer, telemetry};
 use opsbot_commands::deploy::tracker;
+use opsbot_commands::lease::{LeaseKeeper, Leases};
 
 /// How long in-flight work may take to finish after a shutdown signal before opsbot exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -126,10 +128,77 @@ impl Services {
                 });
             }
         }
+        // Every background loop, in one place: name, interval, lease (one replica at a time)
+        // and liveness (`opsbot_background_last_success_timestamp_seconds{loop}`).
+        let leases = Leases::new(db.pool.clone());
         let sealer = sealer::Sealer::new(db.pool.clone(), &config.audit)?;
-        tasks.spawn(sealer.clone().run(shutdown.clone()));
-        tasks.spawn(tracker::run(desk.clone(), shutdown.clone()));
-        tasks.spawn(flush_refusals(desk.clone(), shutdown.clone()));
+        let seal = sealer.clone();
+        background::spawn(
+            &tasks,
+            &leases,
+            Loop {
+                name: "audit sealer",
+                interval: opsbot_commands::audit::SEAL_INTERVAL,
+                lease: Some("audit sealer"),
+                wake: None,
+            },
+            shutdown.clone(),
+            move || {
+                let seal = seal.clone();
+                async move { seal.seal_round().await }
+            },
+        );
+        if let Some(interval) = sealer.checkpoint_interval() {
+            let checkpoint = sealer.clone();
+            background::spawn(
+                &tasks,
+                &leases,
+                Loop {
+                    name: "audit checkpoint",
+                    interval,
+                    lease: None,
+                    wake: None,
+                },
+                shutdown.clone(),
+                move || {
+                    let checkpoint = checkpoint.clone();
+                    async move { checkpoint.checkpoint_round().await }
+                },
+            );
+        }
+        let (track_desk, track_tasks, track_stop) = (desk.clone(), tasks.clone(), shutdown.clone());
+        background::spawn(
+            &tasks,
+            &leases,
+            Loop {
+                name: "deploy tracker",
+                interval: tracker::TRACK_INTERVAL,
+                lease: Some("deploy tracker"),
+                wake: Some(desk.deploy_tracker_wakeup()),
+            },
+            shutdown.clone(),
+            move || {
+                let (desk, tasks, stop) =
+                    (track_desk.clone(), track_tasks.clone(), track_stop.clone());
+                async move { tracker::tick(&desk, &tasks, &stop).await }
+            },
+        );
+        let flush_desk = desk.clone();
+        background::spawn(
+            &tasks,
+            &leases,
+            Loop {
+                name: "refusal flush",
+                interval: REFUSAL_FLUSH_INTERVAL,
+                lease: None,
+                wake: None,
+            },
+            shutdown.clone(),
+            move || {
+                let desk = flush_desk.clone();
+                async move { desk.flush_refusals(false).await.map(|_| ()) }
+            },
+        );
 
         match discord {
             None => {}
@@ -140,7 +209,14 @@ impl Services {
                     secrecy::SecretString::from(settings.token.clone()),
                     DispatchSettings::default(),
                 )?;
-                tasks.spawn(dispatcher.run(shutdown.clone()));
+                tasks.spawn(dispatcher.run_leased(
+                    LeaseKeeper::new(
+                        leases.clone(),
+                        "outbox dispatcher",
+                        background::lease_ttl(DispatchSettings::default().poll_interval),
+                    ),
+                    shutdown.clone(),
+                ));
                 tasks.spawn(supervise_gateway(
                     settings,
                     desk.clone(),
@@ -175,6 +251,9 @@ impl Services {
                 "some work did not finish in time"
             );
         }
+        if let Err(e) = self.desk.flush_refusals(true).await {
+            tracing::warn!(error = %e, "sampled refusals could not be written before exit");
+        }
         self.sealer.seal_before_exit().await;
         self.db.close().await;
         tracing::info!("stopped");
@@ -184,24 +263,6 @@ impl Services {
 
 /// How often sampled unauthenticated refusals of ended minutes go to the audit trail.
 const REFUSAL_FLUSH_INTERVAL: Duration = Duration::from_secs(15);
-
-/// Writes sampled unauthenticated refusals to the audit trail; everything left at shutdown.
-async fn flush_refusals(desk: Desk, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(REFUSAL_FLUSH_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let all = tokio::select! {
-            _ = tick.tick() => false,
-            () = shutdown.cancelled() => true,
-        };
-        if let Err(e) = desk.flush_refusals(all).await {
-            tracing::warn!(error = %e, "sampled refusals not written yet; retrying");
-        }
-        if all {
-            return;
-        }
-    }
-}
 
 /// Cancels `shutdown` on SIGTERM or SIGINT.
 pub async fn cancel_on_signal(shutdown: CancellationToken) {

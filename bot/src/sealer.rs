@@ -1,4 +1,6 @@
-//! Seals the audit chain every [`SEAL_INTERVAL`] while `opsbot run` (or the shell) runs, and
+//! The `audit sealer` loop seals the audit chain every
+//! [`SEAL_INTERVAL`](opsbot_commands::audit::SEAL_INTERVAL) (one replica at a
+//! time, under its lease) while `opsbot run` (or the shell) runs, and
 //! once more at shutdown so nothing committed is left unsealed. With `[audit]
 //! checkpoint_path`, it also writes the chain head to that file every `checkpoint_interval`
 //! and at shutdown (with its MAC under `[audit] chain_key`): the anchor outside the database
@@ -7,9 +9,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use opsbot_commands::audit::{ChainKey, SEAL_INTERVAL, seal_pending, write_checkpoint};
+use opsbot_commands::audit::{ChainKey, seal_pending, write_checkpoint};
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::AuditConfig;
 
@@ -54,27 +55,22 @@ impl Sealer {
         Ok(Sealer { pool, checkpoint })
     }
 
-    /// Seals (and checkpoints) until `shutdown` is cancelled. Errors are logged and retried
-    /// next tick: a database blip must not stop sealing for good.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let mut seal_tick = tokio::time::interval(SEAL_INTERVAL);
-        seal_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut checkpoint_tick = self.checkpoint.as_ref().map(|settings| {
-            let mut tick = tokio::time::interval(settings.interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick
-        });
-        loop {
-            let checkpoint_due = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = seal_tick.tick() => false,
-                () = next_tick(&mut checkpoint_tick) => true,
-            };
-            if let Err(e) = seal_pending(&self.pool).await {
-                tracing::warn!(error = %e, "sealing the audit chain failed; retrying");
-            } else if checkpoint_due {
-                self.write_checkpoint().await;
-            }
+    /// One round of the `audit sealer` loop: chains what has committed.
+    pub async fn seal_round(&self) -> Result<(), sqlx::Error> {
+        seal_pending(&self.pool).await.map(|_| ())
+    }
+
+    /// How often the `audit checkpoint` loop runs; `None` without `[audit] checkpoint_path`.
+    pub fn checkpoint_interval(&self) -> Option<Duration> {
+        self.checkpoint.as_ref().map(|c| c.interval)
+    }
+
+    /// One round of the `audit checkpoint` loop.
+    pub async fn checkpoint_round(&self) -> Result<(), &'static str> {
+        if self.write_checkpoint().await {
+            Ok(())
+        } else {
+            Err("the checkpoint was not written (see the error above)")
         }
     }
 
@@ -94,9 +90,9 @@ impl Sealer {
 
     /// Writes the checkpoint, if one is configured; a failure is logged and counted
     /// (`opsbot_audit_checkpoint_failures_total`) and leaves the previous file as evidence.
-    async fn write_checkpoint(&self) {
+    async fn write_checkpoint(&self) -> bool {
         let Some(settings) = &self.checkpoint else {
-            return;
+            return true;
         };
         match write_checkpoint(&self.pool, &settings.path, settings.key.as_ref()).await {
             Ok(Some(checkpoint)) => {
@@ -107,8 +103,9 @@ impl Sealer {
                     hash = %checkpoint.hash,
                     "audit chain head checkpointed"
                 );
+                true
             }
-            Ok(None) => {}
+            Ok(None) => true,
             Err(e) => {
                 metrics::counter!("opsbot_audit_checkpoint_failures_total").increment(1);
                 tracing::error!(
@@ -116,17 +113,8 @@ impl Sealer {
                     error = %e,
                     "not checkpointing the audit chain; run `opsbot audit verify` and keep the old checkpoint as evidence"
                 );
+                false
             }
         }
-    }
-}
-
-/// The next tick of `tick`; never without one.
-async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
-    match tick {
-        Some(tick) => {
-            tick.tick().await;
-        }
-        None => std::future::pending().await,
     }
 }

@@ -157,6 +157,59 @@ impl LeaseHeld {
     }
 }
 
+/// Keeps one named lease for a loop: each round, [`LeaseKeeper::hold`] renews the lease it
+/// holds or tries to take it; `None` means another replica has it and this one stands by.
+#[derive(Debug)]
+pub struct LeaseKeeper {
+    leases: Leases,
+    name: &'static str,
+    ttl: Duration,
+    held: Option<LeaseHeld>,
+}
+
+impl LeaseKeeper {
+    pub fn new(leases: Leases, name: &'static str, ttl: Duration) -> LeaseKeeper {
+        LeaseKeeper {
+            leases,
+            name,
+            ttl,
+            held: None,
+        }
+    }
+
+    /// The proof for this round, renewed or newly taken; `None` while another replica holds
+    /// the lease.
+    pub async fn hold(&mut self) -> Result<Option<&LeaseHeld>, sqlx::Error> {
+        if let Some(held) = &self.held {
+            match held.renew().await {
+                Ok(()) => return Ok(self.held.as_ref()),
+                Err(LeaseError::Lost(_)) => {
+                    tracing::warn!(
+                        lease = self.name,
+                        "lease lost to another replica; standing by"
+                    );
+                    self.held = None;
+                }
+                Err(LeaseError::Database(e)) => return Err(e),
+            }
+        }
+        self.held = self.leases.acquire(self.name, self.ttl).await?;
+        if self.held.is_some() {
+            tracing::info!(lease = self.name, holder = %self.leases.holder(), "lease taken: this replica runs it");
+        }
+        Ok(self.held.as_ref())
+    }
+
+    /// Gives the lease up (graceful shutdown), so another replica takes over at once.
+    pub async fn release(&mut self) {
+        if let Some(held) = self.held.take()
+            && let Err(e) = held.release().await
+        {
+            tracing::warn!(lease = self.name, error = %e, "could not release a lease; it expires on its own");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

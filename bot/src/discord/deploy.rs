@@ -4,9 +4,7 @@
 //! so Discord's client refuses an over-long value before it reaches opsbot, and no refusal
 //! that quotes it can exceed Discord's 2000-character content limit.
 
-use opsbot_commands::deploy::{
-    Deploy, DeployRequest, StatusReport, parse_button, view,
-};
+use opsbot_commands::deploy::{Deploy, DeployRequest, StatusReport, parse_button, view};
 use poise::serenity_prelude as serenity;
 use serde_json::json;
 

@@ -28,6 +28,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use opsbot_commands::Source;
 use opsbot_commands::audit::{self, NewEvent, Outcome};
+use opsbot_commands::lease::LeaseKeeper;
 use opsbot_commands::outbox::{self, OutboxItem};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
@@ -193,11 +194,37 @@ impl Dispatcher {
     /// after a full batch. Database errors are logged and retried. On shutdown the message in
     /// flight is finished and recorded; the rest of its batch waits for its lease to end.
     pub async fn run(self, shutdown: CancellationToken) {
+        self.run_inner(None, shutdown).await;
+    }
+
+    /// [`Dispatcher::run`] on the replica that holds `lease` only (the others stand by), so
+    /// that one process paces every request against Discord's per-bot rate limits; its last
+    /// successful pass is `opsbot_background_last_success_timestamp_seconds{loop="outbox
+    /// dispatcher"}`.
+    pub async fn run_leased(self, lease: LeaseKeeper, shutdown: CancellationToken) {
+        self.run_inner(Some(lease), shutdown).await;
+    }
+
+    async fn run_inner(self, mut lease: Option<LeaseKeeper>, shutdown: CancellationToken) {
         tracing::info!(url = %self.channels_url, "outbox dispatcher started");
         let mut db_errors: u32 = 0;
         while !shutdown.is_cancelled() {
+            if let Some(keeper) = lease.as_mut() {
+                match keeper.hold().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => {
+                        if !sleep_until(Instant::now() + self.settings.poll_interval, &shutdown)
+                            .await
+                        {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
             let wait = match self.pass(&shutdown).await {
                 Ok(pass) => {
+                    crate::background::succeeded("outbox dispatcher");
                     db_errors = 0;
                     let full =
                         i64::try_from(pass.claimed).unwrap_or(i64::MAX) >= self.settings.batch;
@@ -221,6 +248,9 @@ impl Dispatcher {
             if !sleep_until(Instant::now() + wait, &shutdown).await {
                 break;
             }
+        }
+        if let Some(keeper) = lease.as_mut() {
+            keeper.release().await;
         }
         tracing::info!("outbox dispatcher stopped");
     }

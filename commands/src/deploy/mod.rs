@@ -92,17 +92,18 @@ impl DeployCatalog {
 struct DeployFeature {
     catalog: DeployCatalog,
     /// Wakes the deploy tracker when a deploy becomes ready to start.
-    wakeup: tokio::sync::Notify,
+    wakeup: std::sync::Arc<tokio::sync::Notify>,
 }
 
-static NO_DEPLOYS: std::sync::LazyLock<DeployFeature> = std::sync::LazyLock::new(DeployFeature::default);
+static NO_DEPLOYS: std::sync::LazyLock<DeployFeature> =
+    std::sync::LazyLock::new(DeployFeature::default);
 
 impl Desk {
     /// Registers what the config says about deploys.
     pub fn with_deploys(self, catalog: DeployCatalog) -> Desk {
         self.with_feature(DeployFeature {
             catalog,
-            wakeup: tokio::sync::Notify::new(),
+            wakeup: Default::default(),
         })
     }
 
@@ -117,6 +118,11 @@ impl Desk {
 
     pub(crate) fn deploy_wakeup(&self) -> &tokio::sync::Notify {
         &self.deploy_feature().wakeup
+    }
+
+    /// What wakes the deploy tracker's loop early (a deploy became ready to start).
+    pub fn deploy_tracker_wakeup(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.deploy_feature().wakeup.clone()
     }
 
     /// Versions deployed before, newest first, for autocomplete: of `service` if given,

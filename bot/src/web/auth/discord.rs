@@ -156,7 +156,7 @@ pub async fn discord_callback(
         Ok(()) => {}
         Err(CommandError::Denied { .. }) => {
             state.dashboard.attempts.failed(address);
-        return (
+            return (
             StatusCode::FORBIDDEN,
             Html(format!(
                 "<!doctype html><title>opsbot</title><p>{} may not see the audit log: none of your roles grants <code>{DASHBOARD_PERMISSION}</code>. Ask an admin.</p>",
