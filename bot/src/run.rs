@@ -79,8 +79,10 @@ impl Services {
     ) -> anyhow::Result<Services> {
         let db = Database::connect(&config.database).await?;
         db.migrate().await?;
-        let mut desk =
-            Desk::new(db.pool.clone(), config.role_map()).with_deploys(deploy_catalog(config));
+        let mut desk = Desk::new(db.pool.clone(), config.role_map())
+            .with_deploys(deploy_catalog(config))
+            .with_alerts(config.alerts_catalog());
+        desk = desk.with_incidents(config.incident_catalog());
         if let Some(settings) = &discord {
             desk = desk.with_chat(std::sync::Arc::new(SerenityChat::new(settings)));
         }
@@ -181,6 +183,38 @@ impl Services {
                 let (desk, tasks, stop) =
                     (track_desk.clone(), track_tasks.clone(), track_stop.clone());
                 async move { tracker::tick(&desk, &tasks, &stop).await }
+            },
+        );
+        let incident_desk = desk.clone();
+        background::spawn(
+            &tasks,
+            &leases,
+            Loop {
+                name: "incident reconciler",
+                interval: opsbot_commands::incident::RECONCILE_INTERVAL,
+                lease: Some("incident reconciler"),
+                wake: None,
+            },
+            shutdown.clone(),
+            move || {
+                let desk = incident_desk.clone();
+                async move { desk.incident_reconcile().await }
+            },
+        );
+        let remind_desk = desk.clone();
+        background::spawn(
+            &tasks,
+            &leases,
+            Loop {
+                name: "incident reminders",
+                interval: opsbot_commands::incident::reminders::REMIND_INTERVAL,
+                lease: Some("incident reminders"),
+                wake: None,
+            },
+            shutdown.clone(),
+            move || {
+                let desk = remind_desk.clone();
+                async move { desk.incident_remind(chrono::Utc::now()).await.map(|_| ()) }
             },
         );
         let flush_desk = desk.clone();

@@ -141,6 +141,14 @@ fn exported_commands_are_the_documented_ones() {
     /deploy lock
     /deploy unlock
     /rollback
+    /incident declare
+    /incident status
+    /incident severity
+    /incident role
+    /incident note
+    /incident resolve
+    /incident reopen
+    /incident list
     /audit recent
     /audit verify
     ");
@@ -202,6 +210,15 @@ fn every_string_option_has_a_max_length() {
     /rollback service: 100
     /rollback env: 100
     /rollback to: 200
+    /incident declare title: 100
+    /incident declare severity: 32
+    /incident declare services: 200
+    /incident declare description: 1000
+    /incident status text: 1000
+    /incident severity level: 32
+    /incident role role: 32
+    /incident note text: 1000
+    /incident resolve summary: 1000
     /audit recent actor: 100
     /audit recent command: 100
     /audit recent outcome: 32

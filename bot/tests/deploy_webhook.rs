@@ -250,7 +250,12 @@ async fn unsigned_floods_are_counted_not_written_and_reveal_nothing(pool: PgPool
         "{metrics}"
     );
     // Every background loop reports its last successful round.
-    for name in ["audit sealer", "deploy tracker", "refusal flush", "outbox dispatcher"] {
+    for name in [
+        "audit sealer",
+        "deploy tracker",
+        "refusal flush",
+        "outbox dispatcher",
+    ] {
         let series = format!("opsbot_background_last_success_timestamp_seconds{{loop=\"{name}\"}}");
         assert!(metrics.contains(&series), "{series} missing:\n{metrics}");
     }

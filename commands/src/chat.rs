@@ -281,6 +281,56 @@ pub trait Chat: Send + Sync + std::fmt::Debug {
         message_id: i64,
         name: &str,
     ) -> Result<i64, String>;
+
+    /// Creates a text channel in `guild_id` (under `channel.parent` when given); returns its id.
+    async fn create_channel(&self, guild_id: i64, channel: &NewChannel) -> Result<i64, String> {
+        let _ = (guild_id, channel);
+        Err("this chat platform cannot create channels".to_owned())
+    }
+
+    /// The id of a channel of `guild_id` whose name starts with `prefix`, if there is one
+    /// (to find a channel created before a crash instead of creating a second one).
+    async fn find_channel(&self, guild_id: i64, prefix: &str) -> Result<Option<i64>, String> {
+        let _ = (guild_id, prefix);
+        Err("this chat platform cannot list channels".to_owned())
+    }
+
+    /// Changes a channel's topic, category or member permissions (what `edit` sets).
+    async fn edit_channel(&self, channel_id: i64, edit: &ChannelEdit) -> Result<(), String> {
+        let _ = (channel_id, edit);
+        Err("this chat platform cannot edit channels".to_owned())
+    }
+
+    /// The ids of the roles of `guild_id` named in `names` (names not found are left out).
+    async fn role_ids(&self, guild_id: i64, names: &[String]) -> Result<Vec<i64>, String> {
+        let _ = (guild_id, names);
+        Err("this chat platform cannot list roles".to_owned())
+    }
+
+    /// Pins message `message_id` in `channel_id`.
+    async fn pin_message(&self, channel_id: i64, message_id: i64) -> Result<(), String> {
+        let _ = (channel_id, message_id);
+        Err("this chat platform cannot pin messages".to_owned())
+    }
+}
+
+/// A text channel to create ([`Chat::create_channel`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewChannel {
+    pub name: String,
+    /// The category it goes under.
+    pub parent: Option<i64>,
+    pub topic: String,
+}
+
+/// What [`Chat::edit_channel`] changes; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelEdit {
+    pub topic: Option<String>,
+    /// Move it under this category.
+    pub parent: Option<i64>,
+    /// Members may read but no longer write (everyone's send permission denied).
+    pub read_only_in_guild: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -6,12 +6,15 @@
 
 pub mod access;
 pub mod actor;
+pub mod alerts;
 pub mod audit;
 pub mod chat;
 pub mod deploy;
 pub mod desk;
 pub mod error;
+pub mod incident;
 pub mod lease;
+pub mod metrics;
 pub mod outbox;
 pub mod refusals;
 pub mod schema;

@@ -16,9 +16,12 @@
 //! - Unknown keys are errors, and loading reports every problem at once:
 //!   `opsbot config check` prints them all (see [`check_command`]).
 
+mod alerts;
 mod audit;
 mod backend;
 mod env;
+mod incidents;
+mod metrics;
 mod problem;
 mod secret;
 mod services;
@@ -38,8 +41,11 @@ use serde::Deserialize;
 use toml::de::DeTable;
 use toml::{Table, Value};
 
+pub use alerts::{AlertRouteConfig, AlertmanagerConfig, AlertsConfig};
 pub use audit::{AuditConfig, DEFAULT_CHECKPOINT_INTERVAL};
 pub use backend::{BackendConfig, COMMAND_PLACEHOLDERS};
+pub use incidents::{ArchiveConfig, IncidentsConfig, SeverityConfig};
+pub use metrics::{DEFAULT_MAX_RANGE, DEFAULT_PROMETHEUS_TIMEOUT, PanelConfig, PrometheusConfig};
 pub use problem::{ConfigErrors, Problem};
 pub use secret::Secret;
 pub use services::{EnvironmentConfig, ServiceConfig};
@@ -52,10 +58,18 @@ pub const DEFAULT_PATH: &str = "opsbot.toml";
 /// array of tables (see [`ARRAY_SECTIONS`]).
 /// Keep in step with the `Raw*` structs: unknown-key hints and env overrides rely on it.
 const SECTIONS: &[(&str, &[&str])] = &[
+    ("alertmanager", alerts::ALERTMANAGER_KEYS),
+    ("alerts", alerts::ALERTS_KEYS),
     ("audit", audit::AUDIT_KEYS),
     (
         "channels",
-        &["deploys", "incidents", "alerts", "incident_category"],
+        &[
+            "deploys",
+            "incidents",
+            "alerts",
+            "incident_category",
+            "incident_archive_category",
+        ],
     ),
     ("database", &["url", "max_connections", "embedded_dir"]),
     ("deploy", &["approval_timeout"]),
@@ -70,6 +84,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("environments", &[]),
+    ("incidents", incidents::INCIDENT_KEYS),
     (
         "http",
         &[
@@ -80,6 +95,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "session_ttl",
         ],
     ),
+    ("prometheus", metrics::PROMETHEUS_KEYS),
     ("roles", &[]),
     ("services", services::SERVICE_KEYS),
 ];
@@ -88,7 +104,15 @@ const SECTIONS: &[(&str, &[&str])] = &[
 const ARRAY_SECTIONS: &[&str] = &["services"];
 
 /// Keys holding secrets: never echoed in problems, never parsed as TOML literals from env.
-const SECRET_KEYS: &[&str] = &["discord.token", "database.url", "audit.chain_key"];
+const SECRET_KEYS: &[&str] = &[
+    "alerts.webhook_token",
+    "alertmanager.bearer_token",
+    "discord.token",
+    "database.url",
+    "audit.chain_key",
+    "prometheus.password",
+    "prometheus.bearer_token",
+];
 
 fn section_names() -> Vec<&'static str> {
     SECTIONS.iter().map(|(name, _)| *name).collect()
@@ -117,6 +141,14 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// `[audit]`
     pub audit: AuditConfig,
+    /// `[alertmanager]`
+    pub alertmanager: AlertmanagerConfig,
+    /// `[alerts]` and `[[alerts.routes]]`
+    pub alerts: AlertsConfig,
+    /// `[incidents]`
+    pub incidents: IncidentsConfig,
+    /// `[prometheus]`; `None` without a `url` (the `/metrics` commands say so).
+    pub prometheus: Option<PrometheusConfig>,
 }
 
 /// `[discord]`: how the bot reaches Discord.
@@ -176,6 +208,8 @@ pub struct ChannelsConfig {
     pub alerts: Option<u64>,
     /// The category under which each incident gets its own channel.
     pub incident_category: Option<u64>,
+    /// Where a resolved incident's channel is moved (`[incidents] archive = "move"`).
+    pub incident_archive_category: Option<u64>,
 }
 
 /// `[deploy]`: rules for every deploy.
@@ -225,6 +259,10 @@ impl Default for Config {
             environments: BTreeMap::new(),
             services: Vec::new(),
             audit: AuditConfig::default(),
+            alertmanager: AlertmanagerConfig::default(),
+            alerts: AlertsConfig::default(),
+            incidents: IncidentsConfig::default(),
+            prometheus: None,
         }
     }
 }
@@ -447,6 +485,10 @@ struct RawConfig {
     /// Checked by hand: the array, each service and its backend (whose keys depend on `kind`).
     services: Option<Value>,
     audit: audit::RawAudit,
+    alertmanager: alerts::RawAlertmanager,
+    alerts: alerts::RawAlerts,
+    incidents: incidents::RawIncidents,
+    prometheus: metrics::RawPrometheus,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -484,6 +526,7 @@ struct RawChannels {
     incidents: Option<Value>,
     alerts: Option<Value>,
     incident_category: Option<Value>,
+    incident_archive_category: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -14,7 +14,7 @@ use super::problem::closest;
 use super::values::Values;
 
 /// The keys of a `[[services]]` entry.
-pub(super) const SERVICE_KEYS: &[&str] = &["name", "environments", "backend"];
+pub(super) const SERVICE_KEYS: &[&str] = &["name", "environments", "backend", "panels"];
 
 /// The keys of an `[environments.<name>]` table.
 pub(super) const ENVIRONMENT_KEYS: &[&str] = &["approvals", "freeze"];
@@ -45,6 +45,8 @@ pub struct ServiceConfig {
     pub environments: Vec<String>,
     /// How a deploy is carried out.
     pub backend: BackendConfig,
+    /// What `/metrics service` draws (see [`super::metrics`]); may be empty.
+    pub panels: Vec<super::PanelConfig>,
 }
 
 /// Whether `name` can name a service or environment: `^[a-z0-9][a-z0-9_-]{0,31}$`.
@@ -88,11 +90,13 @@ impl Values<'_> {
                 deployed_to.extend(environments.iter().cloned());
             }
             let backend = self.backend(&path, table.remove("backend"));
+            let panels = self.panels(&path, table.remove("panels"));
             if let (Some(name), Some(environments), Some(backend)) = (name, environments, backend) {
                 services.push(ServiceConfig {
                     name,
                     environments,
                     backend,
+                    panels,
                 });
             }
         }

@@ -285,6 +285,10 @@ impl Values<'_> {
         let (services, deployed_to) = self.services(raw.services);
         let environments = self.environments(raw.environments, &deployed_to);
         let audit = self.audit(raw.audit);
+        let alertmanager = self.alertmanager(raw.alertmanager);
+        let alerts = self.alerts(raw.alerts);
+        let incidents = self.incidents(raw.incidents);
+        let prometheus = self.prometheus(raw.prometheus);
         Config {
             discord,
             database,
@@ -295,6 +299,10 @@ impl Values<'_> {
             environments,
             services,
             audit,
+            incidents,
+            alertmanager,
+            alerts,
+            prometheus,
         }
     }
 
@@ -475,6 +483,9 @@ impl Values<'_> {
             incident_category: raw
                 .incident_category
                 .and_then(|value| self.channel("channels.incident_category", value)),
+            incident_archive_category: raw
+                .incident_archive_category
+                .and_then(|value| self.channel("channels.incident_archive_category", value)),
         }
     }
 

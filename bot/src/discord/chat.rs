@@ -1,9 +1,9 @@
 //! The domain's [`Chat`] over serenity's HTTP client: the calls whose answer the domain needs
-//! at once (a deploy's thread id). Messages go through the outbox instead.
+//! at once (a deploy's thread id, an incident's channel). Messages go through the outbox instead.
 
 use std::sync::Arc;
 
-use opsbot_commands::chat::Chat;
+use opsbot_commands::chat::{ChannelEdit, Chat, NewChannel};
 use poise::serenity_prelude as serenity;
 
 use super::GatewaySettings;
@@ -42,6 +42,87 @@ impl Chat for SerenityChat {
             )
             .await
             .map(|thread| thread.id.get() as i64)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn create_channel(&self, guild_id: i64, channel: &NewChannel) -> Result<i64, String> {
+        let guild = serenity::GuildId::new(guild_id as u64);
+        // Channel names: at most 100 characters; topics at most 1024.
+        let name: String = channel.name.chars().take(100).collect();
+        let topic: String = channel.topic.chars().take(1024).collect();
+        let mut create = serenity::CreateChannel::new(name)
+            .kind(serenity::ChannelType::Text)
+            .topic(topic);
+        if let Some(parent) = channel.parent {
+            create = create.category(serenity::ChannelId::new(parent as u64));
+        }
+        guild
+            .create_channel(&self.http, create)
+            .await
+            .map(|c| c.id.get() as i64)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn find_channel(&self, guild_id: i64, prefix: &str) -> Result<Option<i64>, String> {
+        let guild = serenity::GuildId::new(guild_id as u64);
+        let channels = guild
+            .channels(&self.http)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut found: Vec<i64> = channels
+            .values()
+            .filter(|c| c.name.starts_with(prefix))
+            .map(|c| c.id.get() as i64)
+            .collect();
+        found.sort_unstable();
+        Ok(found.first().copied())
+    }
+
+    async fn edit_channel(&self, channel_id: i64, edit: &ChannelEdit) -> Result<(), String> {
+        let channel = serenity::ChannelId::new(channel_id as u64);
+        let mut builder = serenity::EditChannel::new();
+        if let Some(topic) = &edit.topic {
+            builder = builder.topic(topic.chars().take(1024).collect::<String>());
+        }
+        if let Some(parent) = edit.parent {
+            builder = builder.category(Some(serenity::ChannelId::new(parent as u64)));
+        }
+        if let Some(guild) = edit.read_only_in_guild {
+            // @everyone's role id is the guild's id: members may read, not write.
+            builder = builder.permissions(vec![serenity::PermissionOverwrite {
+                allow: serenity::Permissions::VIEW_CHANNEL
+                    | serenity::Permissions::READ_MESSAGE_HISTORY,
+                deny: serenity::Permissions::SEND_MESSAGES
+                    | serenity::Permissions::SEND_MESSAGES_IN_THREADS
+                    | serenity::Permissions::ADD_REACTIONS,
+                kind: serenity::PermissionOverwriteType::Role(serenity::RoleId::new(guild as u64)),
+            }]);
+        }
+        channel
+            .edit(&self.http, builder)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn role_ids(&self, guild_id: i64, names: &[String]) -> Result<Vec<i64>, String> {
+        let guild = serenity::GuildId::new(guild_id as u64);
+        let roles = guild.roles(&self.http).await.map_err(|e| e.to_string())?;
+        Ok(names
+            .iter()
+            .filter_map(|name| {
+                roles
+                    .values()
+                    .find(|r| &r.name == name)
+                    .map(|r| r.id.get() as i64)
+            })
+            .collect())
+    }
+
+    async fn pin_message(&self, channel_id: i64, message_id: i64) -> Result<(), String> {
+        serenity::ChannelId::new(channel_id as u64)
+            .pin(&self.http, serenity::MessageId::new(message_id as u64))
+            .await
             .map_err(|e| e.to_string())
     }
 }

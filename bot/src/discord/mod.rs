@@ -1,10 +1,12 @@
 //! The Discord front door: poise slash commands that translate interactions into domain
 //! [`Invocation`]s and domain results into replies. One file per command group; no rules here.
 
+mod alerts;
 mod audit;
 pub mod chat;
 mod deploy;
 mod gateway;
+mod incident;
 mod invocation;
 pub mod render;
 mod whoami;
@@ -35,6 +37,7 @@ pub fn commands() -> Vec<Command> {
         whoami::whoami(),
         deploy::deploy(),
         deploy::rollback(),
+        incident::incident(),
         audit::audit(),
     ]
 }
@@ -119,6 +122,8 @@ async fn on_event(
     };
     let result = if press.data.custom_id.starts_with(audit::OLDER_BUTTON) {
         audit::older_pressed(ctx, data, press).await
+    } else if alerts::is_alert_button(&press.data.custom_id) {
+        alerts::button_pressed(ctx, data, press).await
     } else if deploy::is_decision_button(&press.data.custom_id) {
         deploy::decision_pressed(ctx, data, press).await
     } else {

@@ -59,6 +59,8 @@ pub struct Channel {
     pub kind: u8,
     pub parent_id: Option<u64>,
     pub topic: Option<String>,
+    /// As set through channel edit, in Discord's shape (`id`, `type`, `allow`, `deny`).
+    pub permission_overwrites: Vec<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +157,7 @@ impl Guild {
             kind,
             parent_id,
             topic: None,
+            permission_overwrites: Vec::new(),
         });
         id
     }
@@ -216,7 +219,7 @@ impl Guild {
             "guild_id": self.id.to_string(),
             "name": channel.name,
             "position": 0,
-            "permission_overwrites": [],
+            "permission_overwrites": channel.permission_overwrites,
             "parent_id": channel.parent_id.map(|p| p.to_string()),
             "nsfw": false,
             "flags": 0,

@@ -5,6 +5,7 @@
 
 mod gateway;
 pub mod guild;
+mod input;
 pub mod mentions;
 mod oauth;
 mod rest;
@@ -20,7 +21,6 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use guild::{CHANNEL_CATEGORY, CHANNEL_TEXT, Guild, Member};
-use typed_line::{DirectoryChannel, DirectoryMember, DirectoryRole, GuildDirectory, LineError};
 
 /// Events kept for a slow subscriber before it starts missing some.
 const EVENT_BUFFER: usize = 1024;
@@ -303,6 +303,15 @@ impl Emulator {
             .collect()
     }
 
+    /// A channel in Discord's JSON shape (topic, parent, permission overwrites included).
+    pub fn channel_json(&self, channel_id: u64) -> Option<Value> {
+        let state = self.shared.state();
+        state
+            .guild
+            .channel(channel_id)
+            .map(|c| state.guild.channel_json(c))
+    }
+
     /// Makes the next `times` requests whose path contains `path` (and method, if given)
     /// answer `status`; a 429 carries `retry_after` seconds, as Discord's does.
     pub fn script_failure(
@@ -365,182 +374,6 @@ impl Emulator {
         );
         (id, token)
     }
-
-    /// Turns a typed line into an APPLICATION_COMMAND interaction from `member_id` in
-    /// `channel_id` and dispatches it to the bot. Returns the interaction id.
-    pub fn type_line(&self, member_id: u64, channel_id: u64, line: &str) -> Result<u64, LineError> {
-        let mut state = self.shared.state();
-        if state.shards.is_empty() {
-            return Err(LineError(
-                "the bot is not connected to the emulator yet".to_owned(),
-            ));
-        }
-        let directory = directory(&state.guild);
-        let typed = typed_line::parse_line(line, &state.guild.commands, &directory)?;
-        let guild = &mut state.guild;
-        let id = guild.ids.issue();
-        let token = format!(
-            "emulator-interaction-{id}-{}",
-            uuid::Uuid::new_v4().simple()
-        );
-        let member = guild
-            .member(member_id)
-            .ok_or_else(|| LineError(format!("no member with id {member_id}")))?;
-        let channel = guild
-            .channel(channel_id)
-            .ok_or_else(|| LineError(format!("no channel with id {channel_id}")))?;
-        let payload = interaction_json(guild, member, channel, typed.data, id, &token);
-        state.interactions.insert(
-            token,
-            Interaction {
-                id,
-                member_id,
-                channel_id,
-                original_message_id: None,
-                acknowledged: false,
-                ephemeral: false,
-                deferred: false,
-            },
-        );
-        dispatch(&mut state, "INTERACTION_CREATE", payload);
-        Ok(id)
-    }
-}
-
-impl Emulator {
-    /// Presses the button labelled `label` (case-insensitive) on the newest message that has
-    /// one, in any channel, among those `member_id` can see (ephemeral replies only by the
-    /// member they answered). Dispatches a MESSAGE_COMPONENT interaction; returns its id.
-    pub fn click(&self, member_id: u64, label: &str) -> Result<u64, LineError> {
-        let mut state = self.shared.state();
-        if state.shards.is_empty() {
-            return Err(LineError(
-                "the bot is not connected to the emulator yet".to_owned(),
-            ));
-        }
-        let guild = &state.guild;
-        let found = guild.messages.values().rev().find_map(|m| {
-            if m.visible_to.is_some_and(|v| v != member_id) {
-                return None;
-            }
-            let button = m
-                .components
-                .iter()
-                .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
-                .find(|c| {
-                    c["type"] == 2
-                        && c["label"]
-                            .as_str()
-                            .is_some_and(|l| l.eq_ignore_ascii_case(label))
-                })?;
-            Some((m.clone(), button))
-        });
-        let Some((message, button)) = found else {
-            let labels: Vec<String> = guild
-                .messages
-                .values()
-                .filter(|m| m.visible_to.is_none_or(|v| v == member_id))
-                .flat_map(|m| {
-                    m.components
-                        .iter()
-                        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
-                })
-                .filter_map(|c| c["label"].as_str().map(str::to_owned))
-                .collect();
-            return Err(LineError(if labels.is_empty() {
-                format!(
-                    "no message you can see has a button labelled \"{label}\" (no buttons at all)"
-                )
-            } else {
-                format!(
-                    "no message you can see has a button labelled \"{label}\"; buttons: {}",
-                    labels.join(", ")
-                )
-            }));
-        };
-        if button["disabled"] == json!(true) {
-            return Err(LineError(format!("the \"{label}\" button is disabled")));
-        }
-        let Some(custom_id) = button["custom_id"].as_str().map(str::to_owned) else {
-            return Err(LineError(format!(
-                "the \"{label}\" button is a link, not an action"
-            )));
-        };
-        let member = guild
-            .member(member_id)
-            .cloned()
-            .ok_or_else(|| LineError(format!("no member with id {member_id}")))?;
-        let channel = guild
-            .channel(message.channel_id)
-            .cloned()
-            .ok_or_else(|| LineError("the message's channel is gone".to_owned()))?;
-        let id = state.guild.ids.issue();
-        let token = format!(
-            "emulator-interaction-{id}-{}",
-            uuid::Uuid::new_v4().simple()
-        );
-        let guild = &state.guild;
-        let mut payload = interaction_json(
-            guild,
-            &member,
-            &channel,
-            json!({ "custom_id": custom_id, "component_type": 2 }),
-            id,
-            &token,
-        );
-        payload["type"] = json!(3);
-        payload["message"] = guild.message_json(&message);
-        state.interactions.insert(
-            token,
-            Interaction {
-                id,
-                member_id,
-                channel_id: message.channel_id,
-                original_message_id: Some(message.id),
-                acknowledged: false,
-                ephemeral: message.visible_to.is_some(),
-                deferred: false,
-            },
-        );
-        dispatch(&mut state, "INTERACTION_CREATE", payload);
-        Ok(id)
-    }
-}
-
-/// An APPLICATION_COMMAND (type 2) interaction as the gateway delivers it.
-fn interaction_json(
-    guild: &Guild,
-    member: &Member,
-    channel: &guild::Channel,
-    data: Value,
-    id: u64,
-    token: &str,
-) -> Value {
-    json!({
-        "id": id.to_string(),
-        "application_id": guild.application_id.to_string(),
-        "type": 2,
-        "data": data,
-        "guild_id": guild.id.to_string(),
-        "channel_id": channel.id.to_string(),
-        "channel": guild.channel_json(channel),
-        "member": member_with_permissions(guild.member_json(member)),
-        "token": token,
-        "version": 1,
-        "app_permissions": "1071698660929",
-        "locale": "en-US",
-        "guild_locale": "en-US",
-        "entitlements": [],
-        "authorizing_integration_owners": { "0": guild.id.to_string() },
-        "context": 0,
-        "attachment_size_limit": 10_485_760,
-    })
-}
-
-/// Interaction members carry the member's computed permissions in the channel.
-fn member_with_permissions(mut member: Value) -> Value {
-    member["permissions"] = json!("1071698660929");
-    member
 }
 
 /// Sends a gateway dispatch to every connected shard (one guild: one shard).
@@ -551,171 +384,5 @@ fn dispatch(state: &mut State, event: &str, data: Value) {
         .retain(|shard| shard.send(payload.clone()).is_ok());
 }
 
-fn directory(guild: &Guild) -> GuildDirectory {
-    GuildDirectory {
-        guild_id: guild.id,
-        members: guild
-            .members
-            .iter()
-            .map(|m| DirectoryMember {
-                id: m.id,
-                name: m.name.clone(),
-                role_ids: m.role_ids.clone(),
-            })
-            .collect(),
-        roles: guild
-            .roles
-            .iter()
-            .map(|r| DirectoryRole {
-                id: r.id,
-                name: r.name.clone(),
-            })
-            .collect(),
-        channels: guild
-            .channels
-            .iter()
-            .map(|c| DirectoryChannel {
-                id: c.id,
-                name: c.name.clone(),
-                kind: c.kind,
-            })
-            .collect(),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use poise::serenity_prelude as serenity;
-
-    fn sample_guild() -> Guild {
-        let mut guild = Guild {
-            id: 100_000_000_000_000_001,
-            name: "g".into(),
-            ..Guild::default()
-        };
-        guild.application_id = guild.ids.issue();
-        guild.bot_user_id = guild.application_id;
-        guild.roles.push(guild::Role {
-            id: guild.id,
-            name: "@everyone".into(),
-            position: 0,
-        });
-        let ops = guild.ensure_role("ops");
-        guild.members.push(Member {
-            id: guild.bot_user_id,
-            name: "opsbot".into(),
-            role_ids: vec![],
-            bot: true,
-        });
-        let ana = guild.ids.issue();
-        guild.members.push(Member {
-            id: ana,
-            name: "ana".into(),
-            role_ids: vec![ops],
-            bot: false,
-        });
-        guild.add_channel(None, "general", CHANNEL_TEXT, None);
-        let general = guild.channels[0].id;
-        guild.add_channel(
-            None,
-            "deploy-1",
-            guild::CHANNEL_PUBLIC_THREAD,
-            Some(general),
-        );
-        guild
-    }
-
-    #[test]
-    fn guild_create_deserializes_into_serenitys_guild() {
-        let guild = sample_guild();
-        let parsed: serenity::Guild =
-            serde_json::from_value(guild.guild_create_json()).expect("serenity Guild");
-        assert_eq!(parsed.roles.len(), 2);
-        assert_eq!(parsed.members.len(), 2);
-        assert_eq!(parsed.threads.len(), 1);
-    }
-
-    #[test]
-    fn interactions_deserialize_into_serenitys_interaction() {
-        let guild = sample_guild();
-        let member = &guild.members[1];
-        let channel = &guild.channels[0];
-        let data = json!({"id": "1", "name": "whoami", "type": 1, "guild_id": guild.id.to_string(), "options": []});
-        let value = interaction_json(&guild, member, channel, data, 5, "tok");
-        let parsed: serenity::Interaction =
-            serde_json::from_value(value).expect("serenity Interaction");
-        let command = parsed.command().expect("a command interaction");
-        assert_eq!(command.data.name, "whoami");
-        assert_eq!(command.member.as_ref().map(|m| m.roles.len()), Some(1));
-    }
-
-    #[test]
-    fn button_presses_deserialize_into_serenitys_component_interaction() {
-        let guild = sample_guild();
-        let data = json!({"custom_id": "audit-older|1|2|||", "component_type": 2});
-        let mut value = interaction_json(
-            &guild,
-            &guild.members[1],
-            &guild.channels[0],
-            data,
-            6,
-            "tok",
-        );
-        value["type"] = json!(3);
-        let message = guild::Message {
-            id: 9,
-            channel_id: guild.channels[0].id,
-            author_id: guild.bot_user_id,
-            content: String::new(),
-            embeds: vec![],
-            components: vec![
-                json!({"type": 1, "components": [{"type": 2, "style": 2, "label": "Older", "custom_id": "audit-older|1|2|||"}]}),
-            ],
-            attachments: vec![],
-            files: vec![],
-            flags: 64,
-            pinned: false,
-            edited: false,
-            nonce: None,
-            interaction_id: Some(5),
-            visible_to: Some(guild.members[1].id),
-            created_at: chrono::Utc::now(),
-        };
-        value["message"] = guild.message_json(&message);
-        let parsed: serenity::Interaction =
-            serde_json::from_value(value).expect("serenity Interaction");
-        let press = parsed.message_component().expect("a component interaction");
-        assert_eq!(press.data.custom_id, "audit-older|1|2|||");
-    }
-
-    #[test]
-    fn messages_and_channels_deserialize_into_serenitys_models() {
-        let mut guild = sample_guild();
-        let channel_id = guild.channels[0].id;
-        let message = guild::Message {
-            id: guild.ids.issue(),
-            channel_id,
-            author_id: guild.bot_user_id,
-            content: "hi".into(),
-            embeds: vec![json!({"title": "t", "description": "d", "type": "rich"})],
-            components: vec![],
-            attachments: vec![],
-            files: vec![],
-            flags: 0,
-            pinned: false,
-            edited: false,
-            nonce: Some("n".into()),
-            interaction_id: None,
-            visible_to: None,
-            created_at: chrono::Utc::now(),
-        };
-        let _: serenity::Message =
-            serde_json::from_value(guild.message_json(&message)).expect("serenity Message");
-        for channel in &guild.channels {
-            let _: serenity::GuildChannel =
-                serde_json::from_value(guild.channel_json(channel)).expect("serenity GuildChannel");
-        }
-        let _: serenity::Member = serde_json::from_value(json!({"guild_id": guild.id.to_string(), "user": guild.user_json(&guild.members[1]), "roles": [], "joined_at": guild::JOINED_AT, "deaf": false, "mute": false, "flags": 0, "pending": false})).expect("member");
-    }
-}
+mod tests;

@@ -3,6 +3,7 @@
 //! these three need no authentication and expose nothing sensitive — and
 //! `/webhooks/deploy/{id}` (signed reports of webhook-backend deployers).
 
+mod alertmanager;
 pub mod api;
 pub mod auth;
 pub mod client;
@@ -50,6 +51,7 @@ pub fn router(state: WebState) -> Router {
         .route("/readyz", get(readyz_with_gateway))
         .route("/metrics", get(metrics))
         .route("/webhooks/deploy/{id}", post(deploy_webhook::report))
+        .route("/webhooks/alertmanager", post(alertmanager::deliver))
         .route("/login", get(auth::login_page).post(auth::login_with_token))
         .route("/logout", post(auth::logout))
         .route("/auth/discord", get(auth::discord_start))

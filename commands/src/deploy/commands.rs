@@ -159,7 +159,16 @@ impl Desk {
             ));
             return Err(self.refuse(inv, e).await);
         }
-        let freeze_overridden = frozen.is_some() && request.override_freeze;
+        // An open incident that freezes this service's deploys (see `crate::incident`).
+        let incident_freeze = crate::incident::deploy_freeze(self, &request.service, env).await?;
+        if let Some(freeze) = &incident_freeze
+            && !request.override_freeze
+        {
+            let e = CommandError::Conflict(freeze.refusal(&request.service, env));
+            return Err(self.refuse(inv, e).await);
+        }
+        let freeze_overridden =
+            (frozen.is_some() || incident_freeze.is_some()) && request.override_freeze;
         let approvals = i32::try_from(policy.approvals).unwrap_or(i32::MAX);
         let state = if approvals > 0 {
             DeployState::Requested
@@ -236,6 +245,18 @@ impl Desk {
         let deploy = store::deploy_by_id(&mut *tx, id).await?.ok_or_else(|| {
             CommandError::internal(format!("deploy {id} vanished in its own transaction"))
         })?;
+        if let Some(freeze) = &incident_freeze
+            && request.override_freeze
+        {
+            crate::incident::announce_override(
+                &mut tx,
+                freeze,
+                &view::headline(&deploy),
+                &inv.actor.name,
+                event_id,
+            )
+            .await?;
+        }
         if let Some(channel) = self.deploys().announce_channel {
             outbox::enqueue(
                 &mut *tx,

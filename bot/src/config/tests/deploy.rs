@@ -122,6 +122,7 @@ fn channels_deploy_and_public_url_load_and_take_env_overrides() {
             incidents: Some(2),
             alerts: Some(3),
             incident_category: Some(4),
+            incident_archive_category: None,
         }
     );
     assert_eq!(config.deploy.approval_timeout, Duration::from_secs(45 * 60));
@@ -304,7 +305,7 @@ name = "lonely"
     services[4].environments: lists no environment (opsbot.toml:24:1)
       hint: list where it deploys, e.g. environments = ["staging", "production"]
     services[5].owner: unknown key (opsbot.toml:30:1)
-      hint: known keys in [[services]]: name, environments, backend
+      hint: known keys in [[services]]: name, environments, backend, panels
     services[5]: has no `name` (opsbot.toml:27:1)
       hint: add name = "api": the name people type in /deploy
     services[5].environments[1]: `Prod` is not a valid environment name (opsbot.toml:28:25)

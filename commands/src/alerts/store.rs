@@ -1,0 +1,246 @@
+//! The alert tables (`alert_groups`, `alert_instances`): every alert SQL lives here.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use super::payload::{Alert, Labels, Payload, Status};
+
+/// One alert group as shown in one channel (one occurrence: a re-fire after resolution is a
+/// new row).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AlertGroup {
+    pub id: i64,
+    pub group_key: String,
+    pub channel_id: i64,
+    pub status: String,
+    pub receiver: String,
+    pub group_labels: sqlx::types::Json<Labels>,
+    pub common_labels: sqlx::types::Json<Labels>,
+    pub common_annotations: sqlx::types::Json<Labels>,
+    pub external_url: String,
+    pub route_index: i32,
+    /// The outbox row that posts the group's message (`outbox.message_id` once delivered).
+    pub post_outbox_id: Option<i64>,
+    pub acked_by_id: Option<i64>,
+    pub acked_by_name: Option<String>,
+    pub acked_at: Option<DateTime<Utc>>,
+    pub first_seen_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl AlertGroup {
+    pub fn is_firing(&self) -> bool {
+        self.status == Status::Firing.as_str()
+    }
+}
+
+/// One occurrence of one alert (fingerprint + startsAt).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AlertInstance {
+    pub fingerprint: String,
+    pub starts_at: DateTime<Utc>,
+    pub status: String,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub labels: sqlx::types::Json<Labels>,
+    pub annotations: sqlx::types::Json<Labels>,
+    pub generator_url: String,
+}
+
+impl AlertInstance {
+    pub fn is_firing(&self) -> bool {
+        self.status == Status::Firing.as_str()
+    }
+}
+
+const GROUP_COLUMNS: &str = "id, group_key, channel_id, status, receiver, group_labels, common_labels, \
+     common_annotations, external_url, route_index, post_outbox_id, acked_by_id, acked_by_name, \
+     acked_at, first_seen_at, resolved_at";
+
+/// The firing group of `group_key` in `channel_id`, locked for this transaction; created
+/// (from `payload`) when there is none.
+pub async fn lock_or_create_firing(
+    tx: &mut PgConnection,
+    payload: &Payload,
+    channel_id: i64,
+    route_index: i32,
+) -> Result<(AlertGroup, bool), sqlx::Error> {
+    let select = format!(
+        "SELECT {GROUP_COLUMNS} FROM alert_groups WHERE group_key = $1 AND channel_id = $2 AND status = 'firing' FOR UPDATE"
+    );
+    if let Some(group) = sqlx::query_as::<_, AlertGroup>(sqlx::AssertSqlSafe(select.clone()))
+        .bind(&payload.group_key)
+        .bind(channel_id)
+        .fetch_optional(&mut *tx)
+        .await?
+    {
+        return Ok((group, false));
+    }
+    let insert = format!(
+        "INSERT INTO alert_groups (group_key, channel_id, status, receiver, group_labels, common_labels, \
+         common_annotations, external_url, route_index) VALUES ($1, $2, 'firing', $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (group_key, channel_id) WHERE status = 'firing' DO NOTHING RETURNING {GROUP_COLUMNS}"
+    );
+    let created = sqlx::query_as::<_, AlertGroup>(sqlx::AssertSqlSafe(insert))
+        .bind(&payload.group_key)
+        .bind(channel_id)
+        .bind(&payload.receiver)
+        .bind(sqlx::types::Json(&payload.group_labels))
+        .bind(sqlx::types::Json(&payload.common_labels))
+        .bind(sqlx::types::Json(&payload.common_annotations))
+        .bind(&payload.external_url)
+        .bind(route_index)
+        .fetch_optional(&mut *tx)
+        .await?;
+    match created {
+        Some(group) => Ok((group, true)),
+        // Another delivery created it in the meantime: wait for it and take that one.
+        None => {
+            let group = sqlx::query_as::<_, AlertGroup>(sqlx::AssertSqlSafe(select))
+                .bind(&payload.group_key)
+                .bind(channel_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            Ok((group, false))
+        }
+    }
+}
+
+/// What one alert of a delivery changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A new occurrence (firing, or already resolved when first seen).
+    New(Status),
+    /// A firing occurrence resolved.
+    Resolved,
+    /// A firing occurrence's end time moved.
+    Updated,
+}
+
+/// Stores `alert` in `group`; `None` when it changes nothing (a redelivery). A resolved
+/// occurrence stays resolved: a late, reordered "firing" of it changes nothing.
+pub async fn upsert_alert(
+    tx: &mut PgConnection,
+    group_id: i64,
+    alert: &Alert,
+) -> Result<Option<Change>, sqlx::Error> {
+    let row: Option<(bool, String)> = sqlx::query_as(
+        "INSERT INTO alert_instances AS a (group_id, fingerprint, starts_at, status, ends_at, labels, annotations, generator_url)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (group_id, fingerprint, starts_at) DO UPDATE
+            SET status = EXCLUDED.status, ends_at = EXCLUDED.ends_at, labels = EXCLUDED.labels,
+                annotations = EXCLUDED.annotations, generator_url = EXCLUDED.generator_url, updated_at = now()
+            WHERE a.status = 'firing'
+              AND (a.status, a.ends_at) IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.ends_at)
+         RETURNING (xmax = 0) AS inserted, a.status",
+    )
+    .bind(group_id)
+    .bind(&alert.fingerprint)
+    .bind(alert.starts_at)
+    .bind(alert.status.as_str())
+    .bind(alert.ends_at)
+    .bind(sqlx::types::Json(&alert.labels))
+    .bind(sqlx::types::Json(&alert.annotations))
+    .bind(&alert.generator_url)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(
+        row.map(|(inserted, status)| match (inserted, status.as_str()) {
+            (true, _) => Change::New(alert.status),
+            (false, "resolved") => Change::Resolved,
+            (false, _) => Change::Updated,
+        }),
+    )
+}
+
+/// The alerts of a group, firing first, then by start.
+pub async fn instances(
+    db: impl sqlx::PgExecutor<'_>,
+    group_id: i64,
+) -> Result<Vec<AlertInstance>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT fingerprint, starts_at, status, ends_at, labels, annotations, generator_url
+         FROM alert_instances WHERE group_id = $1
+         ORDER BY status = 'firing' DESC, starts_at, fingerprint",
+    )
+    .bind(group_id)
+    .fetch_all(db)
+    .await
+}
+
+/// Refreshes the group's common labels and annotations from the newest delivery and, when
+/// none of its alerts fire any more, marks it resolved. Returns the group as stored.
+pub async fn refresh_group(
+    tx: &mut PgConnection,
+    group_id: i64,
+    payload: &Payload,
+) -> Result<AlertGroup, sqlx::Error> {
+    let update = format!(
+        "UPDATE alert_groups g SET common_labels = $2, common_annotations = $3, updated_at = now(),
+            status = CASE WHEN EXISTS (SELECT 1 FROM alert_instances i WHERE i.group_id = g.id AND i.status = 'firing')
+                          THEN 'firing' ELSE 'resolved' END,
+            resolved_at = CASE WHEN EXISTS (SELECT 1 FROM alert_instances i WHERE i.group_id = g.id AND i.status = 'firing')
+                          THEN NULL ELSE now() END
+         WHERE id = $1 RETURNING {GROUP_COLUMNS}"
+    );
+    sqlx::query_as::<_, AlertGroup>(sqlx::AssertSqlSafe(update))
+        .bind(group_id)
+        .bind(sqlx::types::Json(&payload.common_labels))
+        .bind(sqlx::types::Json(&payload.common_annotations))
+        .fetch_one(&mut *tx)
+        .await
+}
+
+pub async fn set_post(
+    tx: &mut PgConnection,
+    group_id: i64,
+    outbox_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE alert_groups SET post_outbox_id = $2 WHERE id = $1")
+        .bind(group_id)
+        .bind(outbox_id)
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+}
+
+/// A group by id, locked for this transaction.
+pub async fn lock_group(
+    tx: &mut PgConnection,
+    group_id: i64,
+) -> Result<Option<AlertGroup>, sqlx::Error> {
+    let select = format!("SELECT {GROUP_COLUMNS} FROM alert_groups WHERE id = $1 FOR UPDATE");
+    sqlx::query_as::<_, AlertGroup>(sqlx::AssertSqlSafe(select))
+        .bind(group_id)
+        .fetch_optional(&mut *tx)
+        .await
+}
+
+/// Records who acked the group (only if nobody has); the group as stored afterwards.
+pub async fn set_ack(
+    tx: &mut PgConnection,
+    group_id: i64,
+    actor_id: i64,
+    actor_name: &str,
+) -> Result<AlertGroup, sqlx::Error> {
+    let update = format!(
+        "UPDATE alert_groups SET acked_by_id = $2, acked_by_name = $3, acked_at = now(), updated_at = now()
+         WHERE id = $1 AND acked_by_id IS NULL RETURNING {GROUP_COLUMNS}"
+    );
+    sqlx::query_as::<_, AlertGroup>(sqlx::AssertSqlSafe(update))
+        .bind(group_id)
+        .bind(actor_id)
+        .bind(actor_name)
+        .fetch_one(&mut *tx)
+        .await
+}
+
+/// Firing groups, newest first (for `/alerts active`).
+pub async fn firing_groups(pool: &PgPool, limit: i64) -> Result<Vec<AlertGroup>, sqlx::Error> {
+    let select = format!(
+        "SELECT {GROUP_COLUMNS} FROM alert_groups WHERE status = 'firing' ORDER BY first_seen_at DESC, id DESC LIMIT $1"
+    );
+    sqlx::query_as::<_, AlertGroup>(sqlx::AssertSqlSafe(select))
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}

@@ -1,0 +1,249 @@
+//! What people read about an alert group: its one living message (edited as alerts join and
+//! resolve) and its buttons. Platform-neutral ([`Message`]); front doors only translate.
+//!
+//! Other features add to the message through [`buttons`] (e.g. "Declare incident") and by
+//! queueing an outbox edit of the group's post (`alert_groups.post_outbox_id`).
+
+use crate::chat::{Button, ButtonStyle, Embed, Field, Message, Notify, Text, TimeStyle};
+
+use super::payload::Labels;
+use super::store::{AlertGroup, AlertInstance};
+
+/// Prefix of the Ack button's custom id: `alerts-ack:<group id>`.
+pub const ACK_BUTTON: &str = "alerts-ack:";
+
+/// Characters of the embed description spent on alert lines; the rest of Discord's 4096 is
+/// headroom for the summary and "+N more".
+const LINES_BUDGET: usize = 3000;
+/// Characters of one alert line at most.
+const LINE_MAX: usize = 200;
+/// Characters of a summary or description at most.
+const TEXT_MAX: usize = 600;
+
+const GREEN: u32 = 0x2e_a0_43;
+const RED: u32 = 0xd0_36_36;
+const AMBER: u32 = 0xd9_8e_04;
+const BLUE: u32 = 0x1f_6f_eb;
+
+/// The group's message. `mention`: role ids mentioned in the content (and allowed to ping)
+/// while the group fires.
+pub fn group_message(group: &AlertGroup, alerts: &[AlertInstance], mention: &[i64]) -> Message {
+    let firing: Vec<&AlertInstance> = alerts.iter().filter(|a| a.is_firing()).collect();
+    let common = &group.common_labels.0;
+    let name = common
+        .get("alertname")
+        .or_else(|| alerts.first().and_then(|a| a.labels.0.get("alertname")))
+        .map_or("alert", String::as_str);
+    let severity = common.get("severity").map(String::as_str);
+    let (title, color) = if group.is_firing() {
+        let color = match severity {
+            Some("critical" | "page") => RED,
+            Some("warning") => AMBER,
+            _ => BLUE,
+        };
+        (format!("🔥 FIRING ({}) {name}", firing.len()), color)
+    } else {
+        (format!("✅ RESOLVED {name}"), GREEN)
+    };
+
+    let mut description = Text::new();
+    let annotation = |key: &str| {
+        group
+            .common_annotations
+            .0
+            .get(key)
+            .or_else(|| {
+                if alerts.len() == 1 {
+                    alerts[0].annotations.0.get(key)
+                } else {
+                    None
+                }
+            })
+            .map(|s| cut(s, TEXT_MAX))
+    };
+    if let Some(summary) = annotation("summary") {
+        description = description.strong(summary).plain("\n");
+    }
+    if let Some(text) = annotation("description") {
+        description = description.plain(text).plain("\n");
+    }
+    if alerts.len() > 1 || (alerts.len() == 1 && annotation("summary").is_none()) {
+        let mut used = 0;
+        let mut shown = 0;
+        for alert in alerts {
+            let line = alert_line(alert, common);
+            let length = line.plain_text().chars().count() + 1;
+            if used + length > LINES_BUDGET {
+                break;
+            }
+            used += length;
+            shown += 1;
+            description = description.append(line).plain("\n");
+        }
+        if shown < alerts.len() {
+            description = description.strong(format!("+{} more", alerts.len() - shown));
+        }
+    }
+
+    let mut fields = Vec::new();
+    let labels: Vec<String> = common
+        .iter()
+        .filter(|(k, _)| k.as_str() != "alertname")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if !labels.is_empty() {
+        fields.push(Field {
+            name: "labels".to_owned(),
+            value: Text::new().code(cut(&labels.join(" "), 1000)),
+            inline: false,
+        });
+    }
+    if let Some(started) = alerts.iter().map(|a| a.starts_at).min() {
+        fields.push(Field {
+            name: "started".to_owned(),
+            value: Text::new()
+                .time(started, TimeStyle::DateTime)
+                .plain(" (")
+                .time(started, TimeStyle::Relative)
+                .plain(")"),
+            inline: true,
+        });
+        if let Some(resolved) = group.resolved_at.filter(|_| !group.is_firing()) {
+            let minutes = (resolved - started).num_minutes().max(0);
+            fields.push(Field {
+                name: "resolved".to_owned(),
+                value: Text::new()
+                    .time(resolved, TimeStyle::DateTime)
+                    .plain(format!(" after {}", duration_words(minutes))),
+                inline: true,
+            });
+        }
+    }
+    let mut links = Text::new();
+    if let Some(url) = annotation("runbook_url").filter(|u| is_http(u)) {
+        links = links.link("runbook", url).plain("  ");
+    }
+    if let Some(url) = alerts
+        .iter()
+        .map(|a| a.generator_url.as_str())
+        .find(|u| is_http(u))
+    {
+        links = links.link("source", url).plain("  ");
+    }
+    if is_http(&group.external_url) {
+        links = links.link("Alertmanager", group.external_url.clone());
+    }
+    if !links.is_empty() {
+        fields.push(Field {
+            name: "links".to_owned(),
+            value: links,
+            inline: false,
+        });
+    }
+    if let Some(who) = &group.acked_by_name {
+        let mut value = Text::new();
+        value = match group.acked_by_id {
+            Some(id) if id > 0 => value.user(id),
+            _ => value.strong(who.clone()),
+        };
+        if let Some(at) = group.acked_at {
+            value = value.plain(" ").time(at, TimeStyle::Relative);
+        }
+        fields.push(Field {
+            name: "acked by".to_owned(),
+            value,
+            inline: true,
+        });
+    }
+
+    let mut content = Text::new();
+    let mut notify = Notify::default();
+    if group.is_firing() && !mention.is_empty() {
+        for id in mention {
+            content = content.role(*id).plain(" ");
+        }
+        notify.roles = mention.to_vec();
+    }
+    Message {
+        content,
+        embeds: vec![Embed {
+            title: cut(&title, 250),
+            description,
+            url: None,
+            color: Some(color),
+            fields,
+            footer: Some(format!(
+                "alert group {} · {}",
+                group.id,
+                cut(&group.group_key, 200)
+            )),
+        }],
+        buttons: buttons(group),
+        notify,
+    }
+}
+
+/// The buttons under a group's message: Ack while it fires and nobody has it. Other features
+/// extend this list (e.g. "Declare incident").
+pub fn buttons(group: &AlertGroup) -> Vec<Button> {
+    let mut buttons = Vec::new();
+    if group.is_firing() && group.acked_by_id.is_none() {
+        buttons.push(Button {
+            label: "Ack".to_owned(),
+            custom_id: format!("{ACK_BUTTON}{}", group.id),
+            style: ButtonStyle::Primary,
+        });
+    }
+    buttons
+}
+
+/// The group id of an Ack button's custom id.
+pub fn parse_ack(custom_id: &str) -> Option<i64> {
+    custom_id.strip_prefix(ACK_BUTTON)?.parse().ok()
+}
+
+/// One alert: its status, the labels that differ from the group's, its summary, since when.
+fn alert_line(alert: &AlertInstance, common: &Labels) -> Text {
+    let distinct: Vec<String> = alert
+        .labels
+        .0
+        .iter()
+        .filter(|(k, v)| common.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let mut line = Text::new().plain(if alert.is_firing() { "🔥 " } else { "✅ " });
+    let mut budget = LINE_MAX;
+    if !distinct.is_empty() {
+        let labels = cut(&distinct.join(" "), budget / 2);
+        budget -= labels.chars().count();
+        line = line.code(labels).plain(" ");
+    }
+    if let Some(summary) = alert.annotations.0.get("summary") {
+        line = line.plain(cut(summary, budget.saturating_sub(40).max(20)));
+        line = line.plain(" ");
+    }
+    line.plain("since ")
+        .time(alert.starts_at, TimeStyle::ShortTime)
+}
+
+fn is_http(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+fn duration_words(minutes: i64) -> String {
+    match minutes {
+        0 => "under a minute".to_owned(),
+        m if m < 60 => format!("{m} min"),
+        m => format!("{} h {} min", m / 60, m % 60),
+    }
+}
+
+/// `text` cut to `max` characters, with `…` when cut.
+pub fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}

@@ -1,0 +1,1 @@
+//! Unit and database tests of the incident feature.
