@@ -217,6 +217,22 @@ impl Services {
                 async move { desk.incident_remind(chrono::Utc::now()).await.map(|_| ()) }
             },
         );
+        let prune_desk = desk.clone();
+        background::spawn(
+            &tasks,
+            &leases,
+            Loop {
+                name: "webhook signatures",
+                interval: Duration::from_secs(60),
+                lease: None,
+                wake: None,
+            },
+            shutdown.clone(),
+            move || {
+                let desk = prune_desk.clone();
+                async move { desk.forget_old_report_signatures().await.map(|_| ()) }
+            },
+        );
         let flush_desk = desk.clone();
         background::spawn(
             &tasks,

@@ -90,8 +90,9 @@ async fn wait_running(pool: &PgPool, id: i64) {
     panic!("deploy #{id} never started");
 }
 
-#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
-async fn signed_reports_are_bound_to_their_deploy_and_accepted_once(pool: PgPool) {
+/// The whole bot with a `worker` service on the webhook backend, its deployer accepting
+/// every deploy (kept alive by the returned handles).
+async fn start(pool: &PgPool) -> (TestBot, (MockServer, tempfile::NamedTempFile)) {
     let deployer = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(202))
@@ -99,8 +100,14 @@ async fn signed_reports_are_bound_to_their_deploy_and_accepted_once(pool: PgPool
         .await;
     let secret_file = tempfile::NamedTempFile::new().expect("secret");
     std::fs::write(secret_file.path(), "s3cret\n").expect("write secret");
-    let mut bot =
+    let bot =
         TestBot::with_config(pool.clone(), &config(&deployer.uri(), secret_file.path())).await;
+    (bot, (deployer, secret_file))
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn signed_reports_are_bound_to_their_deploy_and_accepted_once(pool: PgPool) {
+    let (mut bot, _deployer) = start(&pool).await;
     bot.say(
         "ana",
         &["ops"],
@@ -179,15 +186,7 @@ async fn signed_reports_are_bound_to_their_deploy_and_accepted_once(pool: PgPool
 
 #[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
 async fn unsigned_floods_are_counted_not_written_and_reveal_nothing(pool: PgPool) {
-    let deployer = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(202))
-        .mount(&deployer)
-        .await;
-    let secret_file = tempfile::NamedTempFile::new().expect("secret");
-    std::fs::write(secret_file.path(), "s3cret\n").expect("write secret");
-    let mut bot =
-        TestBot::with_config(pool.clone(), &config(&deployer.uri(), secret_file.path())).await;
+    let (mut bot, _deployer) = start(&pool).await;
     bot.say(
         "ana",
         &["ops"],

@@ -63,22 +63,28 @@ impl Invocation {
 
     /// The first option whose value (or name) contains a NUL byte, by name.
     pub fn nul_option(&self) -> Option<String> {
-        fn find(value: &Value, path: &str) -> Option<String> {
-            match value {
-                Value::String(s) if s.contains('\0') => Some(path.to_owned()),
-                Value::Array(items) => items.iter().find_map(|v| find(v, path)),
-                Value::Object(map) => map.iter().find_map(|(k, v)| {
-                    if k.contains('\0') {
-                        Some(clean(k))
-                    } else {
-                        find(v, k)
-                    }
-                }),
-                _ => None,
-            }
-        }
-        find(&self.args, "the input")
+        nul_option_in(&self.args)
     }
+}
+
+/// The first option of `args` whose value (or name) contains a NUL byte, by name: the check
+/// a front door can make before it builds a whole [`Invocation`].
+pub fn nul_option_in(args: &Value) -> Option<String> {
+    fn find(value: &Value, path: &str) -> Option<String> {
+        match value {
+            Value::String(s) if s.contains('\0') => Some(path.to_owned()),
+            Value::Array(items) => items.iter().find_map(|v| find(v, path)),
+            Value::Object(map) => map.iter().find_map(|(k, v)| {
+                if k.contains('\0') {
+                    Some(clean(k))
+                } else {
+                    find(v, k)
+                }
+            }),
+            _ => None,
+        }
+    }
+    find(args, "the input")
 }
 
 /// What stands for a NUL byte in stored text.

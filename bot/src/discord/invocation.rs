@@ -109,7 +109,7 @@ async fn role_names(
 }
 
 /// Slash options as a JSON object, exactly as given (users, roles and channels by id).
-fn options_json(options: &[serenity::ResolvedOption<'_>]) -> Value {
+pub(super) fn options_json(options: &[serenity::ResolvedOption<'_>]) -> Value {
     let mut map = Map::new();
     for option in options {
         let value = match &option.value {

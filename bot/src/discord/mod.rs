@@ -101,7 +101,15 @@ fn framework_options() -> poise::FrameworkOptions<Data, Error> {
 }
 
 /// Runs before every command: the domain admits the invocation or refuses (and audits) it.
+/// The options are checked first, so that the full invocation (member, role names) is built
+/// only for a refusal, not twice for every command.
 async fn admit(ctx: Context<'_>) -> Result<bool, Error> {
+    let poise::Context::Application(app) = ctx else {
+        return Ok(true);
+    };
+    if opsbot_commands::desk::nul_option_in(&invocation::options_json(app.args)).is_none() {
+        return Ok(true);
+    }
     let inv = invocation(ctx).await;
     ctx.data().desk.admit(&inv).await.map(|()| true)
 }

@@ -152,20 +152,12 @@ impl Desk {
     }
 }
 
-/// Remembers an accepted signature; false when it was seen before. Signatures older than
-/// twice [`MAX_SKEW`] are forgotten: their timestamps are refused as stale anyway.
+/// Remembers an accepted signature; false when it was seen before.
 async fn claim_signature(
     pool: &sqlx::PgPool,
     digest: &[u8],
     deploy_id: i64,
 ) -> Result<bool, CommandError> {
-    let forget_after = (2 * MAX_SKEW).as_secs_f64();
-    sqlx::query(
-        "DELETE FROM webhook_signatures WHERE received_at < now() - make_interval(secs => $1)",
-    )
-    .bind(forget_after)
-    .execute(pool)
-    .await?;
     let claimed = sqlx::query(
         "INSERT INTO webhook_signatures (digest, deploy_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
     )
@@ -174,6 +166,22 @@ async fn claim_signature(
     .execute(pool)
     .await?;
     Ok(claimed.rows_affected() == 1)
+}
+
+impl Desk {
+    /// Forgets accepted report signatures older than twice [`MAX_SKEW`]: their timestamps are
+    /// refused as stale anyway. Run by the `webhook signatures` background loop, not on the
+    /// request path. Returns how many were forgotten.
+    pub async fn forget_old_report_signatures(&self) -> Result<u64, CommandError> {
+        let forget_after = (2 * MAX_SKEW).as_secs_f64();
+        let forgotten = sqlx::query(
+            "DELETE FROM webhook_signatures WHERE received_at < now() - make_interval(secs => $1)",
+        )
+        .bind(forget_after)
+        .execute(&self.pool)
+        .await?;
+        Ok(forgotten.rows_affected())
+    }
 }
 
 async fn release_signature(pool: &sqlx::PgPool, digest: &[u8]) -> Result<(), sqlx::Error> {
