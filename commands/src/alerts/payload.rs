@@ -129,12 +129,20 @@ pub fn parse(body: &[u8]) -> Result<Payload, PayloadError> {
 mod tests {
     use super::*;
 
+    /// A real Alertmanager capture from the shared fixtures (beside the checkout, or at the
+    /// machine's `/work/shared`, so a clone anywhere finds them).
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../../shared/fixtures/alertmanager/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        let candidates = [
+            format!(
+                "{}/../../shared/fixtures/alertmanager/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+            format!("/work/shared/fixtures/alertmanager/{name}"),
+        ];
+        candidates
+            .iter()
+            .find_map(|path| std::fs::read(path).ok())
+            .unwrap_or_else(|| panic!("fixture {name} not found; looked at {candidates:?}"))
     }
 
     #[test]
