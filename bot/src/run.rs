@@ -98,7 +98,6 @@ impl Services {
                 http_addr = Some(listener.local_addr()?);
                 tracing::info!(listen = %listener.local_addr()?, "HTTP server listening");
                 let app = router(WebState {
-                    pool: db.pool.clone(),
                     metrics: telemetry::metrics(),
                     desk: desk.clone(),
                     dashboard: std::sync::Arc::new(crate::web::dashboard(config)),

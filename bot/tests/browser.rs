@@ -37,7 +37,6 @@ fn state(pool: &PgPool) -> WebState {
     )
     .expect("roles");
     WebState {
-        pool: pool.clone(),
         metrics: opsbot::telemetry::metrics(),
         desk: Desk::new(pool.clone(), roles),
         dashboard: Arc::new(Dashboard {

@@ -16,7 +16,6 @@ use tower::ServiceExt as _;
 
 fn app(pool: &PgPool) -> Router {
     router(WebState {
-        pool: pool.clone(),
         metrics: opsbot::telemetry::metrics(),
         desk: Desk::new(pool.clone(), RoleMap::default()),
         dashboard: std::sync::Arc::new(opsbot::web::auth::Dashboard {
@@ -81,11 +80,23 @@ async fn ids(pool: &PgPool, query: &str) -> Vec<i64> {
     event_ids(&page["events"])
 }
 
+/// Whether `event` is the record the API made of one of this test's own requests (each
+/// query and export is audited, one event per request).
+fn is_own_record(event: &Value) -> bool {
+    event["actor_name"] == "token"
+        && event["source"] == "web"
+        && event["command"]
+            .as_str()
+            .is_some_and(|c| c == "audit api" || c.starts_with("audit export"))
+}
+
+/// The ids of `events`, leaving out the API's records of this test's own requests.
 fn event_ids(events: &Value) -> Vec<i64> {
     events
         .as_array()
         .expect("an array")
         .iter()
+        .filter(|e| !is_own_record(e))
         .map(|e| e["id"].as_i64().expect("an id"))
         .collect()
 }
@@ -210,6 +221,7 @@ async fn since_is_inclusive_and_until_exclusive(pool: PgPool) {
         .as_array()
         .expect("events")
         .iter()
+        .filter(|e| !is_own_record(e))
         .map(|e| e["at"].as_str().expect("at").to_owned())
         .collect();
     at.reverse();
@@ -246,16 +258,17 @@ async fn pages_follow_the_cursor_to_the_last_one(pool: PgPool) {
     let mut inserted = insert(&pool, &vec![event("whoami"); 5]).await;
     inserted.reverse();
 
+    // (Each request is audited too, as a web event: `source=discord` leaves those out.)
     // Exactly `limit` events: one page, no cursor.
-    assert_eq!(ids(&pool, "limit=5").await, inserted);
+    assert_eq!(ids(&pool, "source=discord&limit=5").await, inserted);
 
     // `limit + 1` events: a second page of one.
-    let page = get(&pool, "/api/audit?limit=4").await.json();
+    let page = get(&pool, "/api/audit?source=discord&limit=4").await.json();
     assert_eq!(event_ids(&page["events"]), inserted[..4]);
     assert_eq!(page["next_cursor"], json!(inserted[3].to_string()));
     let cursor = page["next_cursor"].as_str().expect("a cursor");
     assert_eq!(
-        ids(&pool, &format!("limit=4&cursor={cursor}")).await,
+        ids(&pool, &format!("source=discord&limit=4&cursor={cursor}")).await,
         inserted[4..]
     );
 
@@ -265,8 +278,8 @@ async fn pages_follow_the_cursor_to_the_last_one(pool: PgPool) {
     let mut pages = 0;
     loop {
         let query = match &cursor {
-            Some(c) => format!("/api/audit?limit=2&cursor={c}"),
-            None => "/api/audit?limit=2".to_owned(),
+            Some(c) => format!("/api/audit?source=discord&limit=2&cursor={c}"),
+            None => "/api/audit?source=discord&limit=2".to_owned(),
         };
         let page = get(&pool, &query).await.json();
         pages += 1;
@@ -394,7 +407,7 @@ async fn a_database_that_does_not_answer_is_a_503(pool: PgPool) {
         assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
         assert_eq!(
             answer.json(),
-            json!({"error": "the database is not answering"})
+            json!({"error": "the database is not answering; nothing was changed, try again in a moment"})
         );
     }
 }
@@ -428,12 +441,13 @@ async fn csv_quotes_and_defuses_formulas(pool: PgPool) {
     .await[..] else {
         panic!("one event")
     };
-    let at = get(&pool, "/api/audit").await.json()["events"][0]["at"]
+    // The export first: the API's record of the query below would be a row of it.
+    let answer = get(&pool, "/api/audit.csv").await;
+    let at = get(&pool, "/api/audit?source=discord").await.json()["events"][0]["at"]
         .as_str()
         .expect("at")
         .to_owned();
 
-    let answer = get(&pool, "/api/audit.csv").await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(
         answer.header(header::CONTENT_TYPE),
@@ -565,7 +579,11 @@ async fn jsonl_lines_are_the_events_of_the_api_and_of_audit_tail(pool: PgPool) {
     seal_pending(&pool).await.expect("seal");
     insert(&pool, &[event("whoami")]).await; // one unsealed: position and hash are null
 
+    let seeded = |events: Vec<Value>| -> Value {
+        Value::Array(events.into_iter().filter(|e| !is_own_record(e)).collect())
+    };
     let api = get(&pool, "/api/audit").await.json()["events"].clone();
+    let api = seeded(api.as_array().expect("events").clone());
     let jsonl = get(&pool, "/api/audit.jsonl").await;
     assert_eq!(jsonl.header(header::CONTENT_TYPE), "application/x-ndjson");
     assert!(
@@ -579,12 +597,13 @@ async fn jsonl_lines_are_the_events_of_the_api_and_of_audit_tail(pool: PgPool) {
         .lines()
         .map(|line| serde_json::from_str(line).expect("a JSON line"))
         .collect();
-    assert_eq!(Value::Array(lines), api);
+    assert_eq!(seeded(lines), api);
 
     // The fields of `opsbot audit tail --json`, which prints `serde_json::to_string(&event)`.
     let mut tail = audit::tail(&pool, 10).await.expect("tail");
     tail.reverse();
-    assert_eq!(api, serde_json::to_value(&tail).expect("JSON"));
+    let tail = serde_json::to_value(&tail).expect("JSON");
+    assert_eq!(api, seeded(tail.as_array().expect("events").clone()));
     assert!(
         api[0]["hash"].is_null() && api[1]["hash"].is_string(),
         "{api}"
@@ -616,11 +635,9 @@ async fn exports_span_many_pages_complete_and_in_order(pool: PgPool) {
     let jsonl_ids: Vec<i64> = jsonl
         .body
         .lines()
-        .map(|line| {
-            serde_json::from_str::<Value>(line).expect("JSON")["id"]
-                .as_i64()
-                .expect("id")
-        })
+        .map(|line| serde_json::from_str::<Value>(line).expect("JSON"))
+        .filter(|e| !is_own_record(e))
+        .map(|e| e["id"].as_i64().expect("id"))
         .collect();
     assert_eq!(jsonl_ids, inserted);
 
@@ -645,7 +662,7 @@ async fn exports_span_many_pages_complete_and_in_order(pool: PgPool) {
     assert_eq!(filtered_ids, alice);
 
     // The page API defaults to 50 events.
-    let page = get(&pool, "/api/audit").await.json();
+    let page = get(&pool, "/api/audit?source=discord").await.json();
     assert_eq!(event_ids(&page["events"]), inserted[..50]);
     assert_eq!(page["next_cursor"], json!(inserted[49].to_string()));
 }
@@ -662,10 +679,74 @@ async fn markup_in_events_comes_back_as_data(pool: PgPool) {
         }],
     )
     .await;
-    let answer = get(&pool, "/api/audit").await;
+    let answer = get(&pool, "/api/audit?source=discord").await;
     assert_eq!(answer.header(header::CONTENT_TYPE), "application/json");
     assert_eq!(answer.header(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
     let events = answer.json()["events"].clone();
     assert_eq!(events[0]["args"], json!({"note": script}));
     assert_eq!(events[0]["detail"], script);
+}
+
+/// The audit events the API wrote about this test's own requests, oldest first.
+async fn own_records(pool: &PgPool) -> Vec<(String, Value, String, String)> {
+    sqlx::query_as(
+        "SELECT command, args, outcome, detail FROM audit_events \
+         WHERE source = 'web' AND actor_name = 'token' ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("own records")
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn every_query_and_export_is_recorded_once_with_its_filters_and_count(pool: PgPool) {
+    insert(&pool, &vec![event("whoami"); 3]).await;
+    assert_eq!(
+        get(&pool, "/api/audit?actor=alice&limit=2").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&pool, "/api/audit.csv?command=whoami").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&pool, "/api/audit?limit=zero").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        get(&pool, "/api/audit.jsonl?cursor=5").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let records = own_records(&pool).await;
+    assert_eq!(
+        records,
+        [
+            (
+                "audit api".to_owned(),
+                json!({"actor": "alice", "limit": "2"}),
+                "ok".to_owned(),
+                "2 events".to_owned()
+            ),
+            (
+                "audit export csv".to_owned(),
+                json!({"command": "whoami"}),
+                "ok".to_owned(),
+                "3 events exported".to_owned()
+            ),
+            (
+                "audit api".to_owned(),
+                json!({"limit": "zero"}),
+                "invalid".to_owned(),
+                "limit: \"zero\" is not a number; give 1 to 500 and follow next_cursor for more"
+                    .to_owned()
+            ),
+            (
+                "audit export jsonl".to_owned(),
+                json!({"cursor": "5"}),
+                "invalid".to_owned(),
+                "cursor is not accepted here: an export always starts from the newest matching event; narrow it with until"
+                    .to_owned()
+            ),
+        ]
+    );
 }

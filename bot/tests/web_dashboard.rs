@@ -33,7 +33,6 @@ fn state(pool: &PgPool, discord: Option<DiscordLogin>) -> WebState {
     )
     .expect("roles");
     WebState {
-        pool: pool.clone(),
         metrics: opsbot::telemetry::metrics(),
         desk: Desk::new(pool.clone(), roles),
         dashboard: Arc::new(Dashboard {

@@ -45,6 +45,17 @@ pub fn grant_covers(grant: &str, permission: &str) -> bool {
     }
 }
 
+/// The role a dashboard token acts with on the web door. It grants `audit:*` and nothing
+/// else, and only to the token's principal (source web, id 0: no Discord user has id 0), so a
+/// guild role that happens to carry this name grants nothing.
+pub const DASHBOARD_TOKEN_ROLE: &str = "dashboard token";
+
+fn is_dashboard_token(actor: &Actor) -> bool {
+    actor.source == crate::actor::Source::Web
+        && actor.id == 0
+        && actor.roles.iter().any(|r| r == DASHBOARD_TOKEN_ROLE)
+}
+
 /// Role name → grants, as configured.
 #[derive(Debug, Clone, Default)]
 pub struct RoleMap {
@@ -77,6 +88,9 @@ impl RoleMap {
     }
 
     pub fn allows(&self, actor: &Actor, permission: &str) -> bool {
+        if is_dashboard_token(actor) && grant_covers("audit:*", permission) {
+            return true;
+        }
         actor
             .roles
             .iter()
@@ -98,6 +112,24 @@ mod tests {
             roles: roles.iter().map(|r| r.to_string()).collect(),
             source: Source::Shell,
         }
+    }
+
+    #[test]
+    fn the_dashboard_token_role_reads_the_audit_log_only_as_the_token() {
+        let map = RoleMap::default();
+        let mut token = actor(&[DASHBOARD_TOKEN_ROLE]);
+        token.id = 0;
+        token.source = Source::Web;
+        assert!(map.allows(&token, "audit:read"));
+        assert!(map.allows(&token, "audit:verify"));
+        assert!(!map.allows(&token, "deploy:production"));
+        // A Discord member whose guild role has the same name gets nothing from it.
+        let mut member = token.clone();
+        member.id = 42;
+        assert!(!map.allows(&member, "audit:read"));
+        let mut shell = token.clone();
+        shell.source = Source::Shell;
+        assert!(!map.allows(&shell, "audit:read"));
     }
 
     #[test]

@@ -246,8 +246,9 @@ impl Desk {
                 Ok(value)
             }
             Err(error) => {
-                // A replayed interaction must not leave a second event behind.
-                if !matches!(error, CommandError::Conflict(_) if inv.interaction_id.is_some()) {
+                // A replay must not leave a second event behind; every other refusal,
+                // conflicts included, is recorded.
+                if !matches!(error, CommandError::Replayed(_)) {
                     self.record(inv, error.outcome(), &error.to_string())
                         .await?;
                 }

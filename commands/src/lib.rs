@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod refusals;
 pub mod schema;
+pub mod sessions;
 pub mod whoami;
 
 pub use actor::{Actor, Source};

@@ -42,6 +42,13 @@ pub async fn schema_state(pool: &PgPool) -> Result<SchemaState, sqlx::Error> {
     })
 }
 
+impl crate::desk::Desk {
+    /// Whether the database holds the schema this binary expects (`/readyz`).
+    pub async fn schema_state(&self) -> Result<SchemaState, sqlx::Error> {
+        schema_state(&self.pool).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,16 +96,27 @@ async fn role_names(
     if let Some(names) = cached.filter(|n| n.len() == role_ids.len()) {
         return names;
     }
-    match guild_id.roles(&ctx.http).await {
-        Ok(roles) => role_ids
-            .iter()
-            .filter_map(|id| roles.get(id).map(|r| r.name.clone()))
-            .collect(),
+    match role_names_over_http(&ctx.http, guild_id, role_ids).await {
+        Ok(names) => names,
         Err(e) => {
             tracing::warn!(error = %e, guild = %guild_id, "could not fetch guild roles; acting without roles");
             Vec::new()
         }
     }
+}
+
+/// The names of these roles in the guild, asked over HTTP: the one role id → name lookup of
+/// every door (the dashboard's Discord login uses it too).
+pub async fn role_names_over_http(
+    http: &serenity::Http,
+    guild_id: serenity::GuildId,
+    role_ids: &[serenity::RoleId],
+) -> Result<Vec<String>, serenity::Error> {
+    let roles = guild_id.roles(http).await?;
+    Ok(role_ids
+        .iter()
+        .filter_map(|id| roles.get(id).map(|r| r.name.clone()))
+        .collect())
 }
 
 /// Slash options as a JSON object, exactly as given (users, roles and channels by id).

@@ -17,7 +17,7 @@ use opsbot_commands::{CommandError, Desk};
 use poise::serenity_prelude as serenity;
 
 pub use gateway::{GatewayState, GatewayStatus, run_gateway, supervise_gateway};
-pub use invocation::invocation;
+pub use invocation::{invocation, role_names_over_http};
 
 /// What every command handler can reach.
 #[derive(Debug)]
@@ -169,6 +169,15 @@ async fn observe_latency(ctx: Context<'_>) {
 /// audited as `invalid`.
 async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
     match error {
+        // Another replica (or an earlier delivery) handled this interaction and answered it:
+        // answering again would only show an "already handled" error to someone who was served.
+        poise::FrameworkError::Command {
+            error: CommandError::Replayed(why),
+            ctx,
+            ..
+        } => {
+            tracing::info!(command = %ctx.command().qualified_name, reason = %why, "replayed interaction left unanswered");
+        }
         poise::FrameworkError::Command { error, ctx, .. } => {
             observe_latency(ctx).await;
             reply_error(ctx, &render::error_text(&error)).await;

@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 
+use axum::Extension;
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -24,12 +25,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, SecondsFormat, Utc};
-use opsbot_commands::audit::{self, AuditEvent, AuditQuery, Outcome, Page, QUERY_MAX_LIMIT};
-use opsbot_commands::{CommandError, Source};
+use opsbot_commands::audit::{AuditEvent, AuditQuery, Outcome, QUERY_MAX_LIMIT};
+use opsbot_commands::{CommandError, Invocation, Source};
 use serde::Serialize;
-use sqlx::PgPool;
 
 use super::WebState;
+use super::auth::Principal;
 
 /// Events per `/api/audit` page when `limit` is not given: a screenful.
 pub const DEFAULT_LIMIT: i64 = 50;
@@ -238,17 +239,39 @@ fn parse_limit(text: &str) -> Result<i64, ApiError> {
     }
 }
 
-/// The answer when the database fails: 503 if it is merely unreachable, else 500 with a
-/// reference (`CommandError::from` logs either).
-fn database_failure(error: sqlx::Error) -> Response {
-    let (status, message) = match CommandError::from(error) {
-        CommandError::Unavailable(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the database is not answering".to_owned(),
-        ),
-        other => (StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-    };
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
+/// A domain error as the API's JSON answer, with its status.
+fn domain_failure(error: &CommandError) -> Response {
+    (
+        super::status_of(error),
+        Json(serde_json::json!({ "error": error.to_string() })),
+    )
+        .into_response()
+}
+
+/// The request's parameters as the audit event's arguments.
+fn args_of(params: &[(String, String)]) -> serde_json::Value {
+    serde_json::Value::Object(
+        params
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+            .collect(),
+    )
+}
+
+/// Refuses a query the API cannot read, recorded like any invalid command (after the
+/// permission check, so an outsider learns nothing from the parameters).
+async fn refuse(state: &WebState, inv: &Invocation, error: ApiError) -> Response {
+    if let Err(denied) = state.desk.dashboard_view(inv).await {
+        return domain_failure(&denied);
+    }
+    match state
+        .desk
+        .refuse(inv, CommandError::Invalid(error.message.clone()))
+        .await
+    {
+        CommandError::Invalid(_) => error.into_response(),
+        not_recorded => domain_failure(&not_recorded),
+    }
 }
 
 /// Audit data is sensitive: no shared cache keeps it, no browser sniffs it into HTML.
@@ -270,30 +293,45 @@ struct PageBody {
 }
 
 /// `GET /api/audit`: one page of matching events, newest first.
-pub async fn list(State(state): State<WebState>, RawQuery(raw): RawQuery) -> Response {
-    let filters = match parse_filters(&query_pairs(raw.as_deref())) {
+/// Recorded as one `audit api` event: who, the parameters, how many events it returned.
+pub async fn list(
+    State(state): State<WebState>,
+    Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let params = query_pairs(raw.as_deref());
+    let inv = who.invocation("audit api", args_of(&params));
+    let filters = match parse_filters(&params) {
         Ok(filters) => filters,
-        Err(e) => return harden(e.into_response()),
+        Err(e) => return harden(refuse(&state, &inv, e).await),
     };
-    let response = match audit::query(&state.pool, &filters).await {
+    let response = match state.desk.audit_api_query(&inv, &filters).await {
         Ok(page) => Json(PageBody {
             next_cursor: page.next_cursor.map(|id| id.to_string()),
             events: page.events,
         })
         .into_response(),
-        Err(e) => database_failure(e),
+        Err(e) => domain_failure(&e),
     };
     harden(response)
 }
 
 /// `GET /api/audit.csv`: every matching event, newest first.
-pub async fn export_csv(State(state): State<WebState>, RawQuery(raw): RawQuery) -> Response {
-    export(state.pool, raw.as_deref(), ExportFormat::Csv).await
+pub async fn export_csv(
+    State(state): State<WebState>,
+    Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    export(state, who, raw.as_deref(), ExportFormat::Csv).await
 }
 
 /// `GET /api/audit.jsonl`: every matching event, newest first, one JSON object a line.
-pub async fn export_jsonl(State(state): State<WebState>, RawQuery(raw): RawQuery) -> Response {
-    export(state.pool, raw.as_deref(), ExportFormat::Jsonl).await
+pub async fn export_jsonl(
+    State(state): State<WebState>,
+    Extension(who): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    export(state, who, raw.as_deref(), ExportFormat::Jsonl).await
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -341,63 +379,74 @@ impl ExportFormat {
 }
 
 /// Where an export stream stands between two chunks.
-#[derive(Debug)]
 enum ExportStep {
-    /// The first page, fetched before answering so that its failure gets a status code.
-    First(Page),
-    /// The next page starts below this event id.
-    Before(i64),
+    /// A page fetched, to be sent (`true`: the first, led by the CSV header).
+    Ready(Vec<AuditEvent>, bool),
+    /// The next page is to be fetched.
+    Fetch,
     Done,
 }
 
-async fn export(pool: PgPool, raw: Option<&str>, format: ExportFormat) -> Response {
+/// Every matching event, one page in memory at a time, recorded as one `audit export`
+/// event when it ends (or is cut short).
+async fn export(
+    state: WebState,
+    who: Principal,
+    raw: Option<&str>,
+    format: ExportFormat,
+) -> Response {
     let params = query_pairs(raw);
+    let inv = who.invocation(
+        &format!("audit export {}", format.extension()),
+        args_of(&params),
+    );
     if let Some((name, why)) = NOT_FOR_EXPORTS
         .iter()
         .find(|(name, _)| params.iter().any(|(given, _)| given == name))
     {
-        return harden(
-            ApiError::new(name, format!("{name} is not accepted here: {why}")).into_response(),
-        );
+        let error = ApiError::new(name, format!("{name} is not accepted here: {why}"));
+        return harden(refuse(&state, &inv, error).await);
     }
     let mut filters = match parse_filters(&params) {
         Ok(filters) => filters,
-        Err(e) => return harden(e.into_response()),
+        Err(e) => return harden(refuse(&state, &inv, e).await),
     };
     filters.limit = EXPORT_PAGE;
-    let first = match audit::query(&pool, &filters).await {
-        Ok(page) => page,
-        Err(e) => return harden(database_failure(e)),
+    let mut export = match state.desk.audit_export(&inv, filters).await {
+        Ok(export) => export,
+        Err(e) => return harden(domain_failure(&e)),
+    };
+    // The first page is fetched before answering, so that its failure gets a status code.
+    let first = match export.next_page().await {
+        Ok(page) => page.unwrap_or_default(),
+        Err(e) => return harden(domain_failure(&e)),
     };
 
-    // One page in memory at a time: the next is fetched only when hyper wants more bytes.
+    // The next page is fetched only when hyper wants more bytes.
     let chunks = futures_util::stream::unfold(
-        (ExportStep::First(first), pool, filters, 0_usize),
-        move |(step, pool, mut filters, sent)| async move {
-            let (page, first) = match step {
+        (ExportStep::Ready(first, true), export),
+        move |(step, mut export)| async move {
+            let (events, first) = match step {
                 ExportStep::Done => return None,
-                ExportStep::First(page) => (page, true),
-                ExportStep::Before(id) => {
-                    filters.before_id = Some(id);
-                    match audit::query(&pool, &filters).await {
-                        Ok(page) => (page, false),
-                        Err(e) => {
-                            return Some((
-                                Err(cut_short(e.into(), sent)),
-                                (ExportStep::Done, pool, filters, sent),
-                            ));
-                        }
+                ExportStep::Ready(events, first) => (events, first),
+                ExportStep::Fetch => match export.next_page().await {
+                    Ok(Some(events)) => (events, false),
+                    Ok(None) => return None,
+                    Err(e) => {
+                        let sent = export.sent();
+                        return Some((Err(cut_short(e, sent)), (ExportStep::Done, export)));
                     }
-                }
+                },
             };
             let chunk = format
-                .render(&page.events, first)
-                .map_err(|e| cut_short(CommandError::internal(e), sent));
-            let next = match (&chunk, page.next_cursor) {
-                (Ok(_), Some(id)) => ExportStep::Before(id),
-                _ => ExportStep::Done,
+                .render(&events, first)
+                .map_err(|e| cut_short(CommandError::internal(e), export.sent()));
+            let next = if chunk.is_ok() {
+                ExportStep::Fetch
+            } else {
+                ExportStep::Done
             };
-            Some((chunk, (next, pool, filters, sent + page.events.len())))
+            Some((chunk, (next, export)))
         },
     );
 

@@ -9,26 +9,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use opsbot_commands::CommandError;
 use opsbot_commands::deploy::backends::webhook;
 use opsbot_commands::deploy::report::SignedReport;
 use serde_json::json;
 
-use super::WebState;
 use super::client::ClientAddr;
-
-/// The HTTP status of a domain error, for every JSON door.
-pub fn status_of(error: &CommandError) -> StatusCode {
-    match error {
-        CommandError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-        CommandError::Denied { .. } | CommandError::Forbidden(_) => StatusCode::FORBIDDEN,
-        CommandError::Invalid(_) => StatusCode::BAD_REQUEST,
-        CommandError::NotFound(_) => StatusCode::NOT_FOUND,
-        CommandError::Conflict(_) | CommandError::Replayed(_) => StatusCode::CONFLICT,
-        CommandError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        CommandError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
+use super::{WebState, status_of};
 
 pub async fn report(
     State(state): State<WebState>,

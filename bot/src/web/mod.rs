@@ -18,18 +18,31 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
-use opsbot_commands::Desk;
-use sqlx::PgPool;
+use opsbot_commands::{CommandError, Desk};
 
 /// A readiness probe that hangs is worse than one that fails: answer within this.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What every handler shares. There is no pool here: handlers call [`Desk`] methods, which
+/// check access, audit and query.
 #[derive(Debug, Clone)]
 pub struct WebState {
-    pub pool: PgPool,
     pub metrics: PrometheusHandle,
     pub desk: Desk,
     pub dashboard: std::sync::Arc<auth::Dashboard>,
+}
+
+/// The HTTP status of a domain error, for every JSON door.
+pub fn status_of(error: &CommandError) -> StatusCode {
+    match error {
+        CommandError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        CommandError::Denied { .. } | CommandError::Forbidden(_) => StatusCode::FORBIDDEN,
+        CommandError::Invalid(_) => StatusCode::BAD_REQUEST,
+        CommandError::NotFound(_) => StatusCode::NOT_FOUND,
+        CommandError::Conflict(_) | CommandError::Replayed(_) => StatusCode::CONFLICT,
+        CommandError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        CommandError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    }
 }
 
 pub fn router(state: WebState) -> Router {
@@ -130,8 +143,8 @@ async fn readyz_with_gateway(
 /// 200 only when the database answers and its schema is the one this binary expects
 /// (every migration applied); 503 with the reason otherwise.
 async fn readyz(State(state): State<WebState>) -> (StatusCode, String) {
-    use opsbot_commands::schema::{SchemaState, schema_state};
-    match tokio::time::timeout(READY_TIMEOUT, schema_state(&state.pool)).await {
+    use opsbot_commands::schema::SchemaState;
+    match tokio::time::timeout(READY_TIMEOUT, state.desk.schema_state()).await {
         Ok(Ok(SchemaState::Current)) => (StatusCode::OK, "ready\n".to_owned()),
         Ok(Ok(SchemaState::Behind { missing })) => {
             tracing::warn!(missing = ?missing, "readiness: the database schema is not migrated");

@@ -15,13 +15,14 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::stream::Stream;
-use opsbot_commands::audit::{self, AuditEvent};
+use opsbot_commands::CommandError;
+use opsbot_commands::audit::{AuditEvent, DashboardView};
 use opsbot_commands::deploy::{self, Deploy};
 use serde::Deserialize;
 
-use super::WebState;
 use super::api::{parse_filters, query_pairs};
 use super::auth::Principal;
+use super::{WebState, status_of};
 
 /// The live tail looks for new events this often.
 const TAIL_POLL: Duration = Duration::from_secs(1);
@@ -52,6 +53,33 @@ pub fn escape(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\'', "&#39;")
+}
+
+/// Checks that `who` may read the dashboard (`audit:read`; a denial is audited), or the page
+/// that says why not.
+pub async fn view_of(
+    state: &WebState,
+    who: &Principal,
+    page: &str,
+) -> Result<DashboardView, Response> {
+    let inv = who.invocation("dashboard", serde_json::json!({ "page": page }));
+    state
+        .desk
+        .dashboard_view(&inv)
+        .await
+        .map_err(|e| error_page(&e))
+}
+
+/// A domain error as a page: its status, and its text (escaped) for the person who asked.
+pub fn error_page(error: &CommandError) -> Response {
+    (
+        status_of(error),
+        Html(format!(
+            "<!doctype html><title>opsbot</title><p>{}. <a href=\"/\">Back to the audit log</a></p>",
+            escape(&error.to_string())
+        )),
+    )
+        .into_response()
 }
 
 /// An event as a table row shows it.
@@ -126,6 +154,10 @@ pub async fn audit_log(
     Extension(who): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    let view = match view_of(&state, &who, "/").await {
+        Ok(view) => view,
+        Err(refused) => return refused,
+    };
     let params = query_pairs(raw.as_deref());
     let mut page = AuditPage {
         who: who.name.clone(),
@@ -150,7 +182,7 @@ pub async fn audit_log(
             status = StatusCode::BAD_REQUEST;
             page.error = e.to_string();
         }
-        Ok(filter) => match audit::query(&state.pool, &filter).await {
+        Ok(filter) => match state.desk.audit_page(&view, &filter).await {
             Ok(result) => {
                 page.newest_id = result.events.first().map_or(0, |e| e.id);
                 page.rows = result.events.iter().map(Row::from).collect();
@@ -169,8 +201,8 @@ pub async fn audit_log(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "audit page query failed");
-                status = StatusCode::SERVICE_UNAVAILABLE;
-                page.error = "the database is not answering; try again in a moment".to_owned();
+                status = status_of(&e);
+                page.error = e.to_string();
             }
         },
     }
@@ -203,13 +235,17 @@ pub async fn event_page(
     Path(id): Path<i64>,
     Query(at): Query<StoryQuery>,
 ) -> Response {
-    let event = match audit::event(&state.pool, id).await {
+    let view = match view_of(&state, &who, "event").await {
+        Ok(view) => view,
+        Err(refused) => return refused,
+    };
+    let event = match state.desk.audit_event(&view, id).await {
         Ok(Some(event)) => event,
         Ok(None) => return (StatusCode::NOT_FOUND, Html(format!("<!doctype html><title>opsbot</title><p>There is no event {id}. <a href=\"/\">Back to the audit log</a></p>"))).into_response(),
         Err(e) => return unavailable(e),
     };
     let story = match event.correlation_id {
-        Some(correlation) => match story_page(&state, correlation, &at).await {
+        Some(correlation) => match story_page(&state, &view, correlation, &at).await {
             Ok(story) => story,
             Err(e) => return unavailable(e),
         },
@@ -254,11 +290,15 @@ pub struct StoryPage {
 
 async fn story_page(
     state: &WebState,
+    view: &DashboardView,
     correlation: uuid::Uuid,
     at: &StoryQuery,
-) -> Result<StoryPage, sqlx::Error> {
+) -> Result<StoryPage, CommandError> {
     let after = at.story_after.unwrap_or(0).max(0);
-    let mut events = audit::by_correlation(&state.pool, correlation, after, STORY_MAX + 1).await?;
+    let mut events = state
+        .desk
+        .audit_story(view, correlation, after, STORY_MAX + 1)
+        .await?;
     let more = events.len() as i64 > STORY_MAX;
     events.truncate(STORY_MAX as usize);
     Ok(StoryPage {
@@ -272,9 +312,9 @@ async fn story_page(
     })
 }
 
-fn unavailable(e: sqlx::Error) -> Response {
+fn unavailable(e: CommandError) -> Response {
     tracing::warn!(error = %e, "dashboard query failed");
-    (StatusCode::SERVICE_UNAVAILABLE, Html("<!doctype html><title>opsbot</title><p>The database is not answering; try again in a moment.</p>")).into_response()
+    error_page(&e)
 }
 
 #[derive(Debug, Template)]
@@ -295,7 +335,9 @@ pub async fn chain_page(
     State(state): State<WebState>,
     Extension(who): Extension<Principal>,
 ) -> Response {
-    let report = match audit::verify(&state.pool).await {
+    // The same check, the same record as `/audit verify`: it needs `audit:verify`.
+    let inv = who.invocation("audit verify", serde_json::json!({ "page": "/chain" }));
+    let report = match state.desk.audit_verify(&inv).await {
         Ok(report) => report,
         Err(e) => return unavailable(e),
     };
@@ -366,7 +408,11 @@ pub async fn deploys_page(
     State(state): State<WebState>,
     Extension(who): Extension<Principal>,
 ) -> Response {
-    match deploy::recent_deploys(&state.pool, DEPLOYS_MAX).await {
+    let view = match view_of(&state, &who, "/deploys").await {
+        Ok(view) => view,
+        Err(refused) => return refused,
+    };
+    match state.desk.dashboard_deploys(&view, DEPLOYS_MAX).await {
         Ok(deploys) => render(&DeploysPage {
             who: who.name.clone(),
             csrf: who.csrf.clone(),
@@ -395,12 +441,16 @@ pub async fn deploy_page(
     Path(id): Path<i64>,
     Query(at): Query<StoryQuery>,
 ) -> Response {
-    let deploy = match deploy::deploy_by_id(&state.pool, id).await {
+    let view = match view_of(&state, &who, "deploy").await {
+        Ok(view) => view,
+        Err(refused) => return refused,
+    };
+    let deploy = match state.desk.dashboard_deploy(&view, id).await {
         Ok(Some(deploy)) => deploy,
         Ok(None) => return (StatusCode::NOT_FOUND, Html(format!("<!doctype html><title>opsbot</title><p>There is no deploy {id}. <a href=\"/deploys\">All deploys</a></p>"))).into_response(),
         Err(e) => return unavailable(e),
     };
-    let story = match story_page(&state, deploy.correlation_id, &at).await {
+    let story = match story_page(&state, &view, deploy.correlation_id, &at).await {
         Ok(story) => story,
         Err(e) => return unavailable(e),
     };
@@ -424,16 +474,20 @@ pub struct TailQuery {
 /// Server-sent events: each new audit event as JSON (the row's fields), as it is committed.
 pub async fn live_tail(
     State(state): State<WebState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<TailQuery>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Response> {
+    let view = view_of(&state, &who, "live tail").await?;
     let start = q.after.unwrap_or(0);
-    let stream = futures_util::stream::unfold((state, start), |(state, mut after)| async move {
-        loop {
-            tokio::time::sleep(TAIL_POLL).await;
-            match audit::newer_than(&state.pool, after, 100).await {
-                Ok(events) if !events.is_empty() => {
-                    after = events.last().map_or(after, |e| e.id);
-                    let rows: Vec<serde_json::Value> = events
+    let stream = futures_util::stream::unfold(
+        (state, view, start),
+        |(state, view, mut after)| async move {
+            loop {
+                tokio::time::sleep(TAIL_POLL).await;
+                match state.desk.audit_newer(&view, after, 100).await {
+                    Ok(events) if !events.is_empty() => {
+                        after = events.last().map_or(after, |e| e.id);
+                        let rows: Vec<serde_json::Value> = events
                         .iter()
                         .map(|e| {
                             let row = Row::from(e);
@@ -444,20 +498,21 @@ pub async fn live_tail(
                             })
                         })
                         .collect();
-                    let event = Event::default()
-                        .event("events")
-                        .data(serde_json::Value::Array(rows).to_string());
-                    return Some((Ok(event), (state, after)));
-                }
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::debug!(error = %e, "live tail query failed; retrying");
-                    continue;
+                        let event = Event::default()
+                            .event("events")
+                            .data(serde_json::Value::Array(rows).to_string());
+                        return Some((Ok(event), (state, view, after)));
+                    }
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "live tail query failed; retrying");
+                        continue;
+                    }
                 }
             }
-        }
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 pub async fn app_js() -> impl IntoResponse {

@@ -44,7 +44,7 @@ pub async fn append(db: impl PgExecutor<'_>, event: &NewEvent) -> Result<i64, Co
         Err(sqlx::Error::Database(db_error))
             if db_error.constraint() == Some(INTERACTION_UNIQUE) =>
         {
-            Err(CommandError::Conflict(format!(
+            Err(CommandError::Replayed(format!(
                 "interaction {} was already handled; a replayed interaction never runs twice",
                 event.interaction_id.unwrap_or_default()
             )))

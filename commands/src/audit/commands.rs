@@ -39,7 +39,7 @@ impl Desk {
 }
 
 /// Refuses filter values outside the vocabularies, naming the valid ones.
-fn check_filter(filter: &AuditQuery) -> Result<(), CommandError> {
+pub(super) fn check_filter(filter: &AuditQuery) -> Result<(), CommandError> {
     if let Some(outcome) = filter.outcome.as_deref() {
         Outcome::parse_filter(outcome).map_err(CommandError::Invalid)?;
     }

@@ -16,6 +16,7 @@ mod commands;
 pub mod head;
 mod model;
 mod query;
+mod reads;
 mod seal;
 mod verify;
 mod walk;
@@ -32,6 +33,7 @@ pub(crate) use query::escape_like;
 pub use query::{
     AuditQuery, Page, QUERY_MAX_LIMIT, by_correlation, event, newer_than, query, tail,
 };
+pub use reads::{AuditExport, DashboardView, READ_PERMISSION};
 pub use seal::{SEAL_BATCH, SEAL_INTERVAL, SealResult, seal_batch, seal_pending};
 pub use verify::{
     ChainHead, ChainProblem, MAX_FINDINGS, UNSEALED_GRACE, Verification, VerifyReport, verify,

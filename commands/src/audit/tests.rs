@@ -268,7 +268,7 @@ async fn a_replayed_interaction_is_refused(pool: PgPool) {
     first.interaction_id = Some(777);
     append(&pool, &first).await.expect("first");
     let err = append(&pool, &first).await.expect_err("replay");
-    assert!(matches!(err, CommandError::Conflict(_)), "{err:?}");
+    assert!(matches!(err, CommandError::Replayed(_)), "{err:?}");
 }
 
 fn desk(pool: PgPool) -> Desk {

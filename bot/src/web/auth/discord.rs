@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::SignedCookieJar;
 use opsbot_commands::{Actor, CommandError, Invocation, Source};
@@ -17,13 +17,13 @@ use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 
 use super::redirect::{LoginError, safe_next};
-use super::session::{How, NewSession};
 use super::{
     DASHBOARD_PERMISSION, DiscordLogin, LoginQuery, OAUTH_COOKIE, OAUTH_STATE_TTL, cookie, decode,
     encode, failed_login, random_token, same_secret, start_session, too_many_attempts,
 };
 use crate::web::client::ClientAddr;
 use crate::web::{WebState, pages};
+use opsbot_commands::sessions::{How, NewSession};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct OAuthState {
@@ -237,37 +237,33 @@ async fn discord_member(
             .json()
             .await
             .map_err(|e| format!("unexpected member answer: {e}"))?;
-        let role_ids: Vec<String> = member["roles"]
+        let role_ids: Vec<serenity::all::RoleId> = member["roles"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|r| r.as_str().map(str::to_owned))
+            .filter_map(|r| r.as_str()?.parse::<u64>().ok())
+            .filter(|id| *id != 0)
+            .map(serenity::all::RoleId::new)
             .collect();
         let Some(bot_token) = &discord.bot_token else {
             return Err("opsbot has no bot token to read role names ([discord] token)".to_owned());
         };
-        let guild_roles: serde_json::Value = http
-            .get(format!("{api}/guilds/{guild}/roles"))
-            .header(
-                header::AUTHORIZATION,
-                format!("Bot {}", bot_token.expose_secret()),
-            )
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("could not read the guild's roles: {e}"))?
-            .json()
-            .await
-            .map_err(|e| format!("unexpected roles answer: {e}"))?;
-        for role in guild_roles.as_array().into_iter().flatten() {
-            if role["id"]
-                .as_str()
-                .is_some_and(|rid| role_ids.iter().any(|r| r == rid))
-                && let Some(role_name) = role["name"].as_str()
-            {
-                roles.push(role_name.to_owned());
-            }
-        }
+        let bot = crate::discord::http_client(&crate::discord::GatewaySettings {
+            token: bot_token.expose_secret().to_owned(),
+            guild_ids: discord.guild_ids.clone(),
+            api_base: discord.api_base.clone(),
+        });
+        let Some(guild_id) = std::num::NonZeroU64::new(*guild) else {
+            continue;
+        };
+        let names = crate::discord::role_names_over_http(
+            &bot,
+            serenity::all::GuildId::from(guild_id),
+            &role_ids,
+        )
+        .await
+        .map_err(|e| format!("could not read the guild's roles: {e}"))?;
+        roles.extend(names);
     }
     if roles.is_empty() && discord.guild_ids.is_empty() {
         return Err(

@@ -14,7 +14,6 @@
 mod discord;
 mod limit;
 mod redirect;
-mod session;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -39,7 +38,7 @@ pub use redirect::{LoginError, safe_next};
 use super::WebState;
 use super::client::ClientAddr;
 use super::pages;
-use session::{How, NewSession};
+use opsbot_commands::sessions::{self as session, How, NewSession};
 
 const SESSION_COOKIE: &str = "opsbot_session";
 const LOGIN_CSRF_COOKIE: &str = "opsbot_login_csrf";
@@ -117,6 +116,32 @@ pub struct Principal {
     pub csrf: String,
     /// The session's row in `dashboard_sessions`; nil for a bearer token.
     pub sid: Uuid,
+    /// A Discord login's role names in the guild when it logged in (what `[roles]` maps);
+    /// a token acts with the built-in dashboard token role instead.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl Principal {
+    /// Who this is, as the domain sees every actor.
+    pub fn actor(&self) -> Actor {
+        let roles = if self.id == 0 {
+            vec![opsbot_commands::access::DASHBOARD_TOKEN_ROLE.to_owned()]
+        } else {
+            self.roles.clone()
+        };
+        Actor {
+            id: self.id,
+            name: self.name.clone(),
+            roles,
+            source: Source::Web,
+        }
+    }
+
+    /// An invocation of `command` with `args` by this principal.
+    pub fn invocation(&self, command: &str, args: serde_json::Value) -> Invocation {
+        Invocation::new(self.actor(), command, args)
+    }
 }
 
 fn random_token() -> String {
@@ -173,7 +198,7 @@ fn cookie(
 }
 
 /// The session in the cookie jar, if its signature is valid and it has not expired. Whether
-/// it was revoked is for [`session::check`] to say.
+/// it was revoked is for [`Desk::session_check`](opsbot_commands::Desk::session_check) to say.
 pub fn session(jar: &SignedCookieJar) -> Option<Principal> {
     let principal: Principal = decode(jar.get(SESSION_COOKIE)?.value())?;
     (principal.exp > chrono::Utc::now().timestamp()).then_some(principal)
@@ -276,6 +301,7 @@ pub async fn require_auth(
                     exp: i64::MAX,
                     csrf: String::new(),
                     sid: Uuid::nil(),
+                    roles: Vec::new(),
                 })
             } else {
                 failed_login(&state, address, "wrong bearer token");
@@ -285,7 +311,11 @@ pub async fn require_auth(
         None => match session(&jar) {
             None => None,
             Some(principal) => {
-                match session::check(&state.pool, principal.sid, &state.dashboard.tokens).await {
+                match state
+                    .desk
+                    .session_check(principal.sid, &state.dashboard.tokens)
+                    .await
+                {
                     Ok(Ok(())) => Some(principal),
                     Ok(Err(ended)) => {
                         tracing::debug!(reason = ended.as_str(), who = %principal.name, "session cookie refused");
@@ -433,7 +463,8 @@ async fn start_session(
     detail: &str,
     next: &str,
 ) -> Response {
-    if let Err(e) = session::open(&state.pool, session, login, detail).await {
+    let roles = &login.actor.roles;
+    if let Err(e) = state.desk.session_open(session, login, detail).await {
         tracing::warn!(error = %e, "dashboard login not stored");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -447,6 +478,7 @@ async fn start_session(
         exp: session.expires_at.timestamp(),
         csrf: random_token(),
         sid: session.id,
+        roles: roles.to_vec(),
     };
     let dashboard = &state.dashboard;
     let jar = jar
@@ -475,7 +507,7 @@ pub async fn logout(
     match session(&jar) {
         Some(principal) if same_secret(&principal.csrf, &form.csrf) => {
             let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
-            match session::revoke(&state.pool, principal.sid).await {
+            match state.desk.session_revoke(principal.sid).await {
                 Ok(()) => (jar, Redirect::to("/login")).into_response(),
                 Err(e) => {
                     tracing::warn!(error = %e, "dashboard session not revoked");

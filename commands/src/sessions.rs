@@ -1,4 +1,4 @@
-//! Dashboard sessions on the server side: one `dashboard_sessions` row per login, named by
+//! Dashboard sessions on the server side (the web door's login, `/logout`): one `dashboard_sessions` row per login, named by
 //! the signed cookie. A session works while its row is neither expired nor revoked (logout
 //! revokes it) and, for a token login, while the token it was made with is still configured
 //! (the row keeps the token's SHA-256, never the token). Every replica sees the same rows, so
@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
+use crate::audit::Outcome;
+use crate::desk::{Desk, Invocation, record_in};
+use crate::error::CommandError;
 use chrono::{DateTime, Utc};
-use opsbot_commands::audit::Outcome;
-use opsbot_commands::desk::record_in;
-use opsbot_commands::{CommandError, Invocation};
 use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
@@ -54,17 +54,18 @@ pub struct NewSession<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Stores `session` and the audit event of the login (`login`, outcome `ok`) in one
-/// transaction: a login nobody can see in the trail does not happen. Also forgets sessions
-/// that expired long ago.
-pub async fn open(
-    pool: &sqlx::PgPool,
-    session: &NewSession<'_>,
-    login: &Invocation,
-    detail: &str,
-) -> Result<(), CommandError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(
+impl Desk {
+    /// Stores `session` and the audit event of the login (`login`, outcome `ok`) in one
+    /// transaction: a login nobody can see in the trail does not happen. Also forgets sessions
+    /// that expired long ago.
+    pub async fn session_open(
+        &self,
+        session: &NewSession<'_>,
+        login: &Invocation,
+        detail: &str,
+    ) -> Result<(), CommandError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
         "INSERT INTO dashboard_sessions (id, expires_at, how, actor_id, actor_name, token_fingerprint) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -76,13 +77,34 @@ pub async fn open(
     .bind(session.token_fingerprint.as_deref())
     .execute(&mut *tx)
     .await?;
-    // Expired rows are kept a day, to tell a refused cookie's story, then forgotten.
-    sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at < now() - interval '1 day'")
-        .execute(&mut *tx)
+        // Expired rows are kept a day, to tell a refused cookie's story, then forgotten.
+        sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at < now() - interval '1 day'")
+            .execute(&mut *tx)
+            .await?;
+        record_in(&mut *tx, login, Outcome::Ok, detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether session `id` still works with the dashboard tokens configured now.
+    pub async fn session_check(
+        &self,
+        id: Uuid,
+        tokens: &[SecretString],
+    ) -> Result<Result<(), Ended>, CommandError> {
+        check(&self.pool, id, tokens).await
+    }
+
+    /// Ends session `id` for good (logout).
+    pub async fn session_revoke(&self, id: Uuid) -> Result<(), CommandError> {
+        sqlx::query(
+            "UPDATE dashboard_sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .execute(&self.pool)
         .await?;
-    record_in(&mut *tx, login, Outcome::Ok, detail).await?;
-    tx.commit().await?;
-    Ok(())
+        Ok(())
+    }
 }
 
 /// Why a session cookie does not open the dashboard (any more).
@@ -105,8 +127,7 @@ impl Ended {
     }
 }
 
-/// Whether session `id` still works with the dashboard tokens configured now.
-pub async fn check(
+async fn check(
     pool: &sqlx::PgPool,
     id: Uuid,
     tokens: &[SecretString],
@@ -138,15 +159,4 @@ pub async fn check(
         }
         Some(_) => Ok(()),
     })
-}
-
-/// Ends session `id` for good (logout).
-pub async fn revoke(pool: &sqlx::PgPool, id: Uuid) -> Result<(), CommandError> {
-    sqlx::query(
-        "UPDATE dashboard_sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
-    )
-    .bind(id)
-    .execute(pool)
-    .await?;
-    Ok(())
 }
