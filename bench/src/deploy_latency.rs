@@ -132,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
         token: emulator.token().to_owned(),
         guild_ids: vec![emulator.guild_id()],
         api_base: emulator.base_url().to_owned(),
+        source: opsbot_commands::Source::Discord,
     };
     let services =
         Services::start(&config, Some(gateway), HttpBind::Optional, shutdown.clone()).await?;

@@ -8,6 +8,7 @@ pub mod database;
 pub mod discord;
 pub mod dispatch;
 pub mod emulator;
+pub mod html;
 pub mod run;
 pub mod sealer;
 pub mod shell;

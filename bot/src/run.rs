@@ -31,6 +31,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             token: token.expose().to_owned(),
             guild_ids: config.discord.guild_ids.clone(),
             api_base: config.discord.api_base.clone(),
+            source: opsbot_commands::Source::Discord,
         }),
         None => {
             tracing::warn!(

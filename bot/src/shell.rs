@@ -79,6 +79,7 @@ pub async fn shell(config: Config, options: ShellOptions) -> anyhow::Result<()> 
         token: emulator.token().to_owned(),
         guild_ids: vec![emulator.guild_id()],
         api_base: emulator.base_url().to_owned(),
+        source: opsbot_commands::Source::Shell,
     };
     // The dashboard's "Log in with Discord" goes to the emulator too: its consent page lets
     // you pick the member to log in as.

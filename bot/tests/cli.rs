@@ -325,6 +325,13 @@ async fn shell_reads_a_script_and_prints_json_events(pool: PgPool) {
     // The graceful shutdown sealed everything the session audited.
     let report = opsbot_commands::audit::verify(&pool).await.expect("verify");
     assert_eq!((report.verified, report.unsealed), (3, 0), "{report:?}");
+    // The trail says these came through the shell, not from Discord.
+    let sources: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT source FROM audit_events ORDER BY source")
+            .fetch_all(&pool)
+            .await
+            .expect("sources");
+    assert_eq!(sources, ["shell"]);
 }
 
 /// `opsbot` with extra environment variables (the `[audit]` settings).

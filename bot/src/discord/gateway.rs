@@ -271,6 +271,7 @@ async fn connect(
         .build();
     let intents = serenity::GatewayIntents::GUILDS;
     let mut client = serenity::ClientBuilder::new_with_http(http_client(settings), intents)
+        .type_map_insert::<super::invocation::Door>(settings.source)
         .framework(framework)
         .await?;
     let shard_manager = client.shard_manager.clone();

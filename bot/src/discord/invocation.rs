@@ -55,17 +55,31 @@ pub async fn component_invocation(
     inv
 }
 
+/// The door this connection serves (the serenity client's data): `discord`, or `shell`.
+pub struct Door;
+
+impl serenity::prelude::TypeMapKey for Door {
+    type Value = Source;
+}
+
 async fn actor(
     ctx: &serenity::Context,
     guild_id: Option<serenity::GuildId>,
     user: &serenity::User,
     role_ids: &[serenity::RoleId],
 ) -> Actor {
+    let source = ctx
+        .data
+        .read()
+        .await
+        .get::<Door>()
+        .copied()
+        .unwrap_or(Source::Discord);
     Actor {
         id: snowflake(user.id.get()),
         name: user.name.clone(),
         roles: role_names(ctx, guild_id, role_ids).await,
-        source: Source::Discord,
+        source,
     }
 }
 

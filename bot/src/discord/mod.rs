@@ -56,6 +56,9 @@ pub struct GatewaySettings {
     pub guild_ids: Vec<u64>,
     /// `https://discord.com`, or the base URL of a stand-in.
     pub api_base: String,
+    /// The door the audit trail names for what arrives here: `discord`, or `shell` when
+    /// `opsbot shell` drives the bot through its emulator.
+    pub source: opsbot_commands::Source,
 }
 
 /// The official API host: anything else is a stand-in reached through serenity's proxy mode.

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Shared;
-use crate::web::pages::escape;
+use crate::html::escape;
 
 /// The client secret the emulator accepts (its client id is the application id).
 pub const EMULATOR_CLIENT_SECRET: &str = "emulator-client-secret";

@@ -46,14 +46,7 @@ pub fn render(template: &impl Template) -> Response {
     }
 }
 
-/// HTML-escapes text for the few pages built without a template.
-pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
+pub use crate::html::escape;
 
 /// Checks that `who` may read the dashboard (`audit:read`; a denial is audited), or the page
 /// that says why not.

@@ -66,6 +66,7 @@ impl TestBot {
             token: emulator.token().to_owned(),
             guild_ids: vec![emulator.guild_id()],
             api_base: emulator.base_url().to_owned(),
+            source: opsbot_commands::Source::Discord,
         };
         tokio::spawn(run_gateway(settings, desk, shutdown.clone()));
         let started = tokio::time::Instant::now();
@@ -111,6 +112,7 @@ impl TestBot {
             token: emulator.token().to_owned(),
             guild_ids: vec![emulator.guild_id()],
             api_base: emulator.base_url().to_owned(),
+            source: opsbot_commands::Source::Discord,
         };
         let services = Services::start(
             &config,

@@ -252,6 +252,7 @@ async fn discord_member(
             token: bot_token.expose_secret().to_owned(),
             guild_ids: discord.guild_ids.clone(),
             api_base: discord.api_base.clone(),
+            source: Source::Discord,
         });
         let Some(guild_id) = std::num::NonZeroU64::new(*guild) else {
             continue;
