@@ -197,13 +197,13 @@ fn every_string_option_has_a_max_length() {
     /deploy run service: 100
     /deploy run version: 200
     /deploy run env: 100
-    /deploy run reason: 500
+    /deploy run reason: 4000
     /deploy status service: 100
     /deploy history service: 100
     /deploy history env: 100
     /deploy lock service: 100
     /deploy lock env: 100
-    /deploy lock reason: 500
+    /deploy lock reason: 4000
     /deploy lock duration: 50
     /deploy unlock service: 100
     /deploy unlock env: 100

@@ -393,3 +393,87 @@ async fn replies_that_echo_a_mention_ping_nobody(pool: PgPool) {
     assert_eq!(rejected.message_id, requested.message_id);
     assert_pings_nobody(&rejected, "the button update");
 }
+
+/// Discord's documented limits on one message (content, embeds), asserted on what was sent.
+fn assert_within_discord_limits(event: &opsbot::emulator::EmulatorEvent, what: &str) {
+    let chars = |v: &serde_json::Value| v.as_str().map_or(0, |s| s.chars().count());
+    assert_ne!(event.event, "refused", "{what}: Discord would refuse it");
+    assert!(
+        event.content.chars().count() <= 2000,
+        "{what}: content too long"
+    );
+    assert!(event.embeds.len() <= 10, "{what}: too many embeds");
+    let mut total = 0;
+    for embed in &event.embeds {
+        assert!(chars(&embed["title"]) <= 256, "{what}: title");
+        assert!(chars(&embed["description"]) <= 4096, "{what}: description");
+        assert!(chars(&embed["footer"]["text"]) <= 2048, "{what}: footer");
+        let fields = embed["fields"].as_array().cloned().unwrap_or_default();
+        assert!(fields.len() <= 25, "{what}: fields");
+        total +=
+            chars(&embed["title"]) + chars(&embed["description"]) + chars(&embed["footer"]["text"]);
+        for field in fields {
+            assert!(chars(&field["name"]) <= 256, "{what}: field name");
+            assert!(chars(&field["value"]) <= 1024, "{what}: field value");
+            total += chars(&field["name"]) + chars(&field["value"]);
+        }
+    }
+    assert!(total <= 6000, "{what}: embeds hold {total} characters");
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn a_3000_character_reason_with_everyone_stays_within_limits_and_pings_nobody(pool: PgPool) {
+    let (_dir, program) = script();
+    let backend = format!(
+        r#"{{ kind = "command", program = "{program}", args = ["{{service}}", "{{version}}", "{{environment}}"], timeout = "30s" }}"#
+    );
+    let mut bot = TestBot::with_config(pool.clone(), &config(&backend)).await;
+    let reason = format!("@everyone @here {}", "x".repeat(3000));
+
+    let requested = bot
+        .say(
+            "ana",
+            &["ops"],
+            &format!(r#"/deploy run service:worker version:v7 env:staging reason:"{reason}""#),
+        )
+        .await;
+    assert!(!requested.ephemeral, "{}", requested.content);
+    let shown = format!(
+        "{}{}",
+        requested.content,
+        serde_json::Value::Array(requested.embeds.clone())
+    );
+    assert!(
+        shown.contains("@everyone @here xxx"),
+        "the reason is shown: {shown}"
+    );
+    assert_within_discord_limits(&requested, "the status reply");
+    assert_pings_nobody(&requested, "the status reply");
+
+    // Everything the deploy posts until its announcement: status edits, the thread, the
+    // announcement itself.
+    let mut thread = None;
+    loop {
+        let event = bot.next_event("the deploy's posts", |_| true).await;
+        if event.event == "channel_created" {
+            thread = Some(event.channel_id);
+            continue;
+        }
+        let what = format!("{} in {}", event.event, event.channel);
+        assert_within_discord_limits(&event, &what);
+        assert_pings_nobody(&event, &what);
+        if event.event == "post"
+            && event.channel == "deploys"
+            && event.content.contains("**succeeded**")
+        {
+            break;
+        }
+    }
+    let thread = thread.expect("the deploy has a thread");
+    let posts = bot.emulator.channel_messages(thread);
+    assert!(!posts.is_empty(), "the thread has the deploy's output");
+    for post in posts {
+        let content = post["content"].as_str().unwrap_or_default();
+        assert!(content.chars().count() <= 2000, "a thread post: {content}");
+    }
+}

@@ -1,8 +1,9 @@
 //! `/deploy run|status|history|lock|unlock`, `/rollback`, and the Approve/Reject buttons.
 //!
-//! Every text option has a `max_length` (names 100, versions 200, reasons 500, durations 50),
-//! so Discord's client refuses an over-long value before it reaches opsbot, and no refusal
-//! that quotes it can exceed Discord's 2000-character content limit.
+//! Every text option has a `max_length` (names 100, versions 200, reasons 4000, durations
+//! 50), so Discord's client refuses an over-long value before it reaches opsbot. A reason may
+//! be long (context pasted from an incident): every message that shows it goes through the
+//! one renderer, which cuts it to Discord's limits and lets nothing in it ping.
 
 use opsbot_commands::deploy::{Deploy, DeployRequest, StatusReport, parse_button, view};
 use poise::serenity_prelude as serenity;
@@ -40,7 +41,7 @@ pub async fn run(
     #[max_length = 100]
     env: String,
     #[description = "Why (shown to approvers and in the audit log)"]
-    #[max_length = 500]
+    #[max_length = 4000]
     reason: Option<String>,
     #[description = "Deploy during a freeze window (needs deploy:override; announced loudly)"]
     #[rename = "override"]
@@ -184,7 +185,7 @@ pub async fn lock(
     #[max_length = 100]
     env: String,
     #[description = "Why (shown to whoever tries to deploy)"]
-    #[max_length = 500]
+    #[max_length = 4000]
     reason: String,
     #[description = "For how long, e.g. 2h or 30m (default: until unlocked)"]
     #[max_length = 50]

@@ -16,8 +16,9 @@ use crate::{Actor, Source, outbox};
 
 /// Versions are written into messages, custom ids and commands: keep them plain.
 const VERSION_MAX: usize = 64;
-/// Reasons show in messages and the dashboard; a paragraph is plenty.
-const REASON_MAX: usize = 300;
+/// Reasons show in messages and the dashboard. Context pasted from an incident can be long;
+/// messages cut it to Discord's limits (the Discord option's `max_length` is the same).
+pub const REASON_MAX: usize = 4000;
 /// Deploys `/deploy history` lists.
 const HISTORY_LIMIT: i64 = 10;
 
