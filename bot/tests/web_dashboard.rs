@@ -1033,3 +1033,106 @@ async fn a_session_the_database_cannot_check_is_a_503(pool: PgPool) {
         logout.body
     );
 }
+
+/// Every dashboard route, as a member whose roles no longer grant what it needs (the config
+/// changed after the login): refused with 403 and a `denied` event naming the permission,
+/// the same check and record as `/audit recent` and `/audit verify` on Discord.
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn every_route_refuses_and_audits_a_member_without_the_permission(pool: PgPool) {
+    let shutdown = CancellationToken::new();
+    let emulator = Emulator::start(
+        GuildSpec {
+            roles: vec!["ops".into()],
+            ..GuildSpec::default()
+        },
+        shutdown.clone(),
+    )
+    .await
+    .expect("emulator");
+    let before = state(&pool, Some(discord_settings(&emulator)));
+    emulator.member("ana", Some(&["ops".to_string()]));
+    let login = discord_login(&before, &emulator).await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.body);
+    let session: Vec<String> = login
+        .cookies()
+        .into_iter()
+        .filter(|c| c.starts_with("opsbot_session="))
+        .collect();
+    let seeded = event(&pool, "bo", "whoami", json!({}), Outcome::Ok).await;
+
+    // With `audit:read`: every page but the chain check, which needs `audit:verify`.
+    for (uri, status) in [
+        ("/".to_owned(), StatusCode::OK),
+        ("/deploys".to_owned(), StatusCode::OK),
+        (format!("/events/{seeded}"), StatusCode::OK),
+        ("/api/audit".to_owned(), StatusCode::OK),
+        ("/api/audit.csv".to_owned(), StatusCode::OK),
+        ("/chain".to_owned(), StatusCode::FORBIDDEN),
+    ] {
+        assert_eq!(get(&before, &uri, &session).await.status, status, "{uri}");
+    }
+
+    // The same session once `ops` grants nothing the dashboard needs.
+    let mut after = state(&pool, None);
+    after.desk = Desk::new(
+        pool.clone(),
+        RoleMap::new(
+            [("ops".to_owned(), vec!["deploy:staging".to_owned()])]
+                .into_iter()
+                .collect(),
+        )
+        .expect("roles"),
+    );
+    let routes = [
+        "/".to_owned(),
+        format!("/events/{seeded}"),
+        "/events/stream".to_owned(),
+        "/chain".to_owned(),
+        "/deploys".to_owned(),
+        "/deploys/1".to_owned(),
+        "/api/audit".to_owned(),
+        "/api/audit.csv".to_owned(),
+        "/api/audit.jsonl".to_owned(),
+        "/api/audit?limit=zero".to_owned(),
+    ];
+    for uri in &routes {
+        let answer = get(&after, uri, &session).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{uri}: {}",
+            answer.body
+        );
+        let permission = if uri == "/chain" {
+            "audit:verify"
+        } else {
+            "audit:read"
+        };
+        assert!(answer.body.contains(permission), "{uri}: {}", answer.body);
+    }
+    let denied: Vec<(String, String, serde_json::Value, String)> = sqlx::query_as(
+        "SELECT source, command, args, detail FROM audit_events \
+         WHERE actor_name = 'ana' AND outcome = 'denied' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("denials");
+    let summary: Vec<String> = denied
+        .iter()
+        .map(|(source, command, args, detail)| format!("{source} {command} {args}: {detail}"))
+        .collect();
+    insta::assert_snapshot!(summary.join("\n"), @r#"
+    web audit verify {"page":"/chain"}: you need the `audit:verify` permission to verify the audit chain
+    web dashboard {"page":"/"}: you need the `audit:read` permission to read the audit log
+    web dashboard {"page":"event"}: you need the `audit:read` permission to read the audit log
+    web dashboard {"page":"live tail"}: you need the `audit:read` permission to read the audit log
+    web audit verify {"page":"/chain"}: you need the `audit:verify` permission to verify the audit chain
+    web dashboard {"page":"/deploys"}: you need the `audit:read` permission to read the audit log
+    web dashboard {"page":"deploy"}: you need the `audit:read` permission to read the audit log
+    web audit api {}: you need the `audit:read` permission to read the audit log
+    web audit export csv {}: you need the `audit:read` permission to read the audit log
+    web audit export jsonl {}: you need the `audit:read` permission to read the audit log
+    web audit api {"limit":"zero"}: you need the `audit:read` permission to read the audit log
+    "#);
+    shutdown.cancel();
+}

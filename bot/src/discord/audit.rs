@@ -144,7 +144,8 @@ pub async fn older_pressed(
 /// Check that no audit event was altered, removed or re-ordered (needs audit:verify)
 #[poise::command(slash_command, guild_only)]
 pub async fn verify(ctx: Context<'_>) -> Result<(), Error> {
-    ctx.defer().await.map_err(Error::internal)?;
+    // A walk of a long chain takes a while: defer, privately, so that a refusal stays private.
+    ctx.defer_ephemeral().await.map_err(Error::internal)?;
     let inv = invocation(ctx).await;
     let report = ctx.data().desk.audit_verify(&inv).await?;
     ctx.send(poise::CreateReply::default().content(render::verify(&report)))
