@@ -1,5 +1,6 @@
 //! The `opsbot` command line: one binary, one subcommand per job.
 
+mod status;
 mod verify;
 
 use std::io::Write as _;
@@ -60,6 +61,8 @@ pub enum CliCommand {
     /// Read and verify the audit trail
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The replicas running against this database, and which leases each holds
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +156,18 @@ async fn execute(command: CliCommand, config: Config) -> anyhow::Result<ExitCode
         CliCommand::Commands(CommandsCommand::Export) => {
             let json = serde_json::to_string_pretty(&crate::discord::registration_json())?;
             writeln!(std::io::stdout().lock(), "{json}")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        CliCommand::Status => {
+            let db = Database::connect(&config.database).await?;
+            let report = status::status_command(&db).await;
+            db.close().await;
+            write!(
+                std::io::stdout().lock(),
+                "{}",
+                report
+                    .map_err(|e| e.context("reading the replicas (run `opsbot migrate` first?)"))?
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         CliCommand::Audit(audit_command) => {

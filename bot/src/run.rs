@@ -10,15 +10,70 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::background::{self, Loop};
-use crate::config::Config;
+use crate::config::{Config, GatewayMode};
 use crate::database::Database;
 use crate::discord::chat::SerenityChat;
-use crate::discord::{GatewaySettings, GatewayStatus, supervise_gateway};
+use crate::discord::{GatewaySettings, GatewayStatus, leader};
 use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::web::{WebState, router};
 use crate::{sealer, telemetry};
 use opsbot_commands::deploy::tracker;
 use opsbot_commands::lease::{LeaseKeeper, Leases};
+
+/// How often a replica renews its `replicas` row and its lease gauges.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// Leases whose `opsbot_lease_held{lease}` gauge every replica reports (0 or 1).
+const KNOWN_LEASES: [&str; 6] = [
+    "audit sealer",
+    "audit checkpoint",
+    "outbox dispatcher",
+    "deploy tracker",
+    "incident reconciler",
+    "incident reminders",
+];
+
+/// Renews this replica's heartbeat and sets `opsbot_lease_held{lease}` for what it holds.
+async fn replica_heartbeat(
+    leases: &Leases,
+    me: &opsbot_commands::replicas::ReplicaInfo,
+) -> Result<(), sqlx::Error> {
+    leases.heartbeat(me).await?;
+    let held = leases.held_here().await?;
+    let gateway = held
+        .iter()
+        .any(|name| name.starts_with(leader::GATEWAY_LEASE));
+    metrics::gauge!("opsbot_lease_held", "lease" => leader::GATEWAY_LEASE).set(if gateway {
+        1.0
+    } else {
+        0.0
+    });
+    for name in KNOWN_LEASES
+        .iter()
+        .copied()
+        .chain(held.iter().map(String::as_str))
+    {
+        let holds = held.iter().any(|h| h == name);
+        if !name.starts_with(leader::GATEWAY_LEASE) {
+            metrics::gauge!("opsbot_lease_held", "lease" => name.to_owned()).set(if holds {
+                1.0
+            } else {
+                0.0
+            });
+        }
+    }
+    Ok(())
+}
+
+/// This machine's name, for `opsbot status` (the pod's name on Kubernetes).
+fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|path| {
+            let name = std::fs::read_to_string(path).ok()?.trim().to_owned();
+            (!name.is_empty()).then_some(name)
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
 
 /// How long in-flight work may take to finish after a shutdown signal before opsbot exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -93,6 +148,8 @@ impl Services {
             None => GatewayStatus::disabled(),
         };
 
+        // This replica's identity as a lease holder, for every background loop below.
+        let leases = Leases::new(db.pool.clone());
         let mut http_addr = None;
         match tokio::net::TcpListener::bind(config.http.listen).await {
             Ok(listener) => {
@@ -103,7 +160,8 @@ impl Services {
                     desk: desk.clone(),
                     dashboard: std::sync::Arc::new(crate::web::dashboard(config)),
                 })
-                .layer(axum::Extension(gateway.clone()));
+                .layer(axum::Extension(gateway.clone()))
+                .layer(axum::Extension(leases.clone()));
                 let http_shutdown = shutdown.clone();
                 tasks.spawn(async move {
                     let served = axum::serve(
@@ -132,7 +190,6 @@ impl Services {
         }
         // Every background loop, in one place: name, interval, lease (one replica at a time)
         // and liveness (`opsbot_background_last_success_timestamp_seconds{loop}`).
-        let leases = Leases::new(db.pool.clone());
         let sealer = sealer::Sealer::new(db.pool.clone(), &config.audit)?;
         let seal = sealer.clone();
         background::spawn(
@@ -250,6 +307,28 @@ impl Services {
             },
         );
 
+        let heartbeat = leases.clone();
+        let me = opsbot_commands::replicas::ReplicaInfo {
+            host: hostname(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        background::spawn(
+            &tasks,
+            &leases,
+            Loop {
+                name: "replica heartbeat",
+                interval: HEARTBEAT_INTERVAL,
+                lease: None,
+                wake: None,
+            },
+            shutdown.clone(),
+            move || {
+                let (leases, me) = (heartbeat.clone(), me.clone());
+                async move { replica_heartbeat(&leases, &me).await }
+            },
+        );
+
         match discord {
             None => {}
             Some(settings) => {
@@ -267,12 +346,21 @@ impl Services {
                     ),
                     shutdown.clone(),
                 ));
-                tasks.spawn(supervise_gateway(
-                    settings,
-                    desk.clone(),
-                    gateway.clone(),
-                    shutdown.clone(),
-                ));
+                match config.discord.gateway {
+                    GatewayMode::Off => gateway.set_standby(
+                        "[discord] gateway = \"off\": this replica never connects to Discord",
+                    ),
+                    GatewayMode::Leader => {
+                        tasks.spawn(leader::lead_gateway(
+                            leases.clone(),
+                            leader::lease_name(&settings),
+                            settings,
+                            desk.clone(),
+                            gateway.clone(),
+                            shutdown.clone(),
+                        ));
+                    }
+                }
             }
         }
         Ok(Services {

@@ -35,8 +35,8 @@ pub enum LeaseError {
 /// This replica's identity as a lease holder; one per process.
 #[derive(Debug, Clone)]
 pub struct Leases {
-    pool: PgPool,
-    holder: Uuid,
+    pub(crate) pool: PgPool,
+    pub(crate) holder: Uuid,
 }
 
 /// Proof that this replica held lease `name` until `expires_at` when it was last acquired or

@@ -17,6 +17,7 @@ pub mod lease;
 pub mod metrics;
 pub mod outbox;
 pub mod refusals;
+pub mod replicas;
 pub mod schema;
 pub mod sessions;
 pub mod whoami;

@@ -81,6 +81,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "api_base",
             "client_id",
             "client_secret",
+            "gateway",
         ],
     ),
     ("environments", &[]),
@@ -165,6 +166,18 @@ pub struct DiscordConfig {
     /// log in to the dashboard with Discord.
     pub client_id: Option<u64>,
     pub client_secret: Option<Secret>,
+    /// Whether this replica may run the gateway. Default [`GatewayMode::Leader`].
+    pub gateway: GatewayMode,
+}
+
+/// `[discord] gateway`: which replica connects to Discord's gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayMode {
+    /// The replica that holds the `discord gateway` lease connects; the others stand by and
+    /// take over when it dies (`"leader"`, the default; one replica is simply the leader).
+    Leader,
+    /// Never connects (a web-only replica); it still serves HTTP and drains the outbox.
+    Off,
 }
 
 /// `[database]`: the Postgres database.
@@ -238,6 +251,7 @@ impl Default for Config {
                 api_base: "https://discord.com".to_owned(),
                 client_id: None,
                 client_secret: None,
+                gateway: GatewayMode::Leader,
             },
             database: DatabaseConfig {
                 url: None,
@@ -499,6 +513,7 @@ struct RawDiscord {
     api_base: Option<Value>,
     client_id: Option<Value>,
     client_secret: Option<Value>,
+    gateway: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

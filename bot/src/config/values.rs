@@ -213,6 +213,24 @@ impl Values<'_> {
                 .discord
                 .client_secret
                 .and_then(|value| self.secret("discord.client_secret", value)),
+            gateway: match raw.discord.gateway {
+                None => defaults.discord.gateway,
+                Some(value) => self
+                    .string("discord.gateway", value, "\"leader\" or \"off\"")
+                    .and_then(|text| match text.as_str() {
+                        "leader" => Some(super::GatewayMode::Leader),
+                        "off" => Some(super::GatewayMode::Off),
+                        _ => {
+                            self.report(
+                                "discord.gateway",
+                                format!("`{text}` is not a gateway mode"),
+                                Some("write \"leader\" (the default) or \"off\"".to_owned()),
+                            );
+                            None
+                        }
+                    })
+                    .unwrap_or(defaults.discord.gateway),
+            },
         };
         let database = DatabaseConfig {
             url: raw

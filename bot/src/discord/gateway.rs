@@ -30,6 +30,8 @@ pub enum GatewayState {
     Connecting,
     Connected,
     Disconnected,
+    /// Another replica holds the gateway lease (or this one is `gateway = "off"`).
+    Standby,
 }
 
 #[derive(Debug)]
@@ -90,6 +92,13 @@ impl GatewayStatus {
         match detail.state {
             GatewayState::Disabled => "disabled (no token)".to_owned(),
             GatewayState::Connected => "connected".to_owned(),
+            GatewayState::Standby => format!(
+                "standby ({})",
+                detail
+                    .last_error
+                    .as_deref()
+                    .unwrap_or("another replica is the leader")
+            ),
             GatewayState::Connecting => match &detail.last_error {
                 Some(error) => format!("disconnected (reconnecting now; last error: {error})"),
                 None => "connecting".to_owned(),
@@ -147,6 +156,11 @@ impl GatewayStatus {
             )),
             retry_in,
         );
+    }
+
+    /// This replica does not run the gateway: `why` says who does, or that it never will.
+    pub fn set_standby(&self, why: &str) {
+        self.set(GatewayState::Standby, Some(why.to_owned()), None);
     }
 
     fn set_connecting(&self) {

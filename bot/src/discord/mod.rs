@@ -8,6 +8,7 @@ mod deploy;
 mod gateway;
 mod incident;
 mod invocation;
+pub mod leader;
 pub mod render;
 mod whoami;
 

@@ -120,23 +120,35 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `/readyz` plus a `gateway: …` line when the router serves `opsbot run` (an
-/// `Extension<Arc<GatewayStatus>>`); the status code stays the database's alone, so a Discord
-/// outage does not take a replica out of its load balancer.
+/// `/readyz` plus, when the router serves `opsbot run`, a `gateway: …` line
+/// (`Extension<Arc<GatewayStatus>>`) and a `leases: …` line naming what this replica holds
+/// (`Extension<Leases>`); the status code stays the database's alone, so a Discord outage or
+/// a standby role does not take a replica out of its load balancer.
 async fn readyz_with_gateway(
     State(state): State<WebState>,
     gateway: Option<axum::Extension<std::sync::Arc<crate::discord::GatewayStatus>>>,
+    leases: Option<axum::Extension<opsbot_commands::lease::Leases>>,
 ) -> axum::response::Response {
     let response = readyz(State(state)).await.into_response();
-    let Some(axum::Extension(gateway)) = gateway else {
+    if gateway.is_none() && leases.is_none() {
         return response;
-    };
+    }
     let (parts, body) = response.into_parts();
     let mut text = axum::body::to_bytes(body, 64 * 1024)
         .await
         .map(|b| b.to_vec())
         .unwrap_or_default();
-    text.extend_from_slice(format!("gateway: {}\n", gateway.summary()).as_bytes());
+    if let Some(axum::Extension(gateway)) = gateway {
+        text.extend_from_slice(format!("gateway: {}\n", gateway.summary()).as_bytes());
+    }
+    if let Some(axum::Extension(leases)) = leases {
+        let held = match tokio::time::timeout(READY_TIMEOUT, leases.held_here()).await {
+            Ok(Ok(held)) if held.is_empty() => "none".to_owned(),
+            Ok(Ok(held)) => held.join(", "),
+            _ => "unknown (the database is not answering)".to_owned(),
+        };
+        text.extend_from_slice(format!("leases: {held}\n").as_bytes());
+    }
     (parts, text).into_response()
 }
 
