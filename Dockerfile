@@ -8,7 +8,7 @@ RUN cargo build --release --locked -p opsbot && cp target/release/opsbot /usr/lo
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --home /var/lib/opsbot --create-home opsbot
+    && useradd --system --uid 10001 --home /var/lib/opsbot --create-home opsbot
 COPY --from=build /usr/local/bin/opsbot /usr/local/bin/opsbot
 COPY opsbot.example.toml /etc/opsbot/opsbot.example.toml
 USER opsbot
