@@ -24,8 +24,16 @@ use toml::Value;
 use super::values::Values;
 
 /// The keys of `[incidents]`.
-pub(super) const INCIDENT_KEYS: &[&str] =
-    &["severities", "freeze_environments", "roles", "archive"];
+pub(super) const INCIDENT_KEYS: &[&str] = &[
+    "severities",
+    "freeze_environments",
+    "roles",
+    "archive",
+    "github",
+];
+
+/// The keys of `[incidents.github]`.
+const GITHUB_KEYS: &[&str] = &["repo", "token", "labels", "api_base"];
 
 /// The keys of `[incidents.severities.<name>]`.
 const SEVERITY_KEYS: &[&str] = &[
@@ -49,6 +57,26 @@ pub struct IncidentsConfig {
     /// What happens to the channel after resolve; `None`: move when an archive category is
     /// configured, else keep.
     pub archive: Option<ArchiveConfig>,
+    /// `[incidents.github]`: postmortems also become GitHub issues.
+    pub github: Option<PostmortemGithub>,
+}
+
+/// `[incidents.github]`.
+#[derive(Debug, Clone)]
+pub struct PostmortemGithub {
+    /// `owner/name`.
+    pub repo: String,
+    pub token: super::Secret,
+    pub labels: Vec<String>,
+    /// Default `https://api.github.com`.
+    pub api_base: String,
+}
+
+/// Equal when everything but the token's value is (secrets are not compared).
+impl PartialEq for PostmortemGithub {
+    fn eq(&self, other: &PostmortemGithub) -> bool {
+        (&self.repo, &self.labels, &self.api_base) == (&other.repo, &other.labels, &other.api_base)
+    }
 }
 
 impl Default for IncidentsConfig {
@@ -62,6 +90,7 @@ impl Default for IncidentsConfig {
                 "scribe".to_owned(),
             ],
             archive: None,
+            github: None,
         }
     }
 }
@@ -94,6 +123,7 @@ pub(super) struct RawIncidents {
     freeze_environments: Option<Value>,
     roles: Option<Value>,
     archive: Option<Value>,
+    github: Option<Value>,
 }
 
 impl Values<'_> {
@@ -137,12 +167,80 @@ impl Values<'_> {
                 }
             }
         });
+        let github = raw.github.and_then(|value| self.postmortem_github(value));
         IncidentsConfig {
             severities,
             freeze_environments,
             roles,
             archive,
+            github,
         }
+    }
+
+    fn postmortem_github(&mut self, value: Value) -> Option<PostmortemGithub> {
+        const PATH: &str = "incidents.github";
+        let Value::Table(mut table) = value else {
+            self.report(
+                PATH,
+                format!("expected a table, found {}", value.type_str()),
+                None,
+            );
+            return None;
+        };
+        self.unknown_keys(PATH, &table, GITHUB_KEYS, "[incidents.github]");
+        let repo = match table.remove("repo") {
+            Some(value) => self.string("incidents.github.repo", value, "\"owner/name\""),
+            None => {
+                self.report(
+                    "incidents.github.repo",
+                    "is required",
+                    Some("repo = \"acme/postmortems\"".to_owned()),
+                );
+                None
+            }
+        }
+        .filter(|repo| {
+            let ok = repo
+                .split_once('/')
+                .is_some_and(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'));
+            if !ok {
+                self.report(
+                    "incidents.github.repo",
+                    format!("`{repo}` is not owner/name"),
+                    Some("repo = \"acme/postmortems\"".to_owned()),
+                );
+            }
+            ok
+        });
+        let token = match table.remove("token") {
+            Some(value) => self.secret("incidents.github.token", value),
+            None => {
+                self.report(
+                    "incidents.github.token",
+                    "is required",
+                    Some("token = \"env:GITHUB_TOKEN\" (needs issues: write)".to_owned()),
+                );
+                None
+            }
+        };
+        let labels = table
+            .remove("labels")
+            .and_then(|value| self.names("incidents.github.labels", value))
+            .unwrap_or_else(|| vec!["postmortem".to_owned()]);
+        let api_base = match table.remove("api_base") {
+            Some(value) => self.string(
+                "incidents.github.api_base",
+                value,
+                "a URL such as \"https://api.github.com\"",
+            )?,
+            None => "https://api.github.com".to_owned(),
+        };
+        Some(PostmortemGithub {
+            repo: repo?,
+            token: token?,
+            labels,
+            api_base: api_base.trim_end_matches('/').to_owned(),
+        })
     }
 
     fn severities(&mut self, value: Value) -> BTreeMap<String, SeverityConfig> {
@@ -298,6 +396,14 @@ impl super::Config {
             archive,
             guild_id: self.discord.guild_ids.first().map(|g| *g as i64),
             public_url: self.http.public_url.clone(),
+            github: incidents.github.as_ref().map(|g| {
+                opsbot_commands::incident::postmortem::GithubIssues {
+                    repo: g.repo.clone(),
+                    token: secrecy::SecretString::from(g.token.expose().to_owned()),
+                    labels: g.labels.clone(),
+                    api_base: g.api_base.clone(),
+                }
+            }),
         }
     }
 }

@@ -265,7 +265,11 @@ impl Desk {
     }
 
     /// The incident `target` names, or the one whose channel the command runs in.
-    async fn resolve_target(&self, inv: &Invocation, target: Target) -> Result<i64, CommandError> {
+    pub(super) async fn resolve_target(
+        &self,
+        inv: &Invocation,
+        target: Target,
+    ) -> Result<i64, CommandError> {
         let mut conn = self.pool.acquire().await?;
         if let Some(id) = target.id {
             return match store::by_id(&mut conn, id, false).await? {

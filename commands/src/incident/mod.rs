@@ -4,7 +4,7 @@
 //! /incident declare title severity [services] [commander] [description]
 //! /incident status state [text]     /incident severity level     /incident role role member
 //! /incident note text               /incident resolve summary    /incident reopen
-//! /incident list
+//! /incident list                  /incident postmortem
 //! ```
 //!
 //! Declaring creates the incident's row, its first timeline event, the audit event and the
@@ -20,6 +20,7 @@
 mod channel;
 mod commands;
 mod model;
+pub mod postmortem;
 pub mod reminders;
 mod store;
 pub mod timeline;
@@ -113,6 +114,8 @@ pub struct IncidentCatalog {
     pub guild_id: Option<i64>,
     /// `[http] public_url`: summaries link to the incident's dashboard page there.
     pub public_url: Option<String>,
+    /// `[incidents.github]`: postmortems also become GitHub issues.
+    pub github: Option<postmortem::GithubIssues>,
 }
 
 impl IncidentCatalog {

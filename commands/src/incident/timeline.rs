@@ -1,6 +1,7 @@
 //! The incident's timeline, from the one database: its own events (changes, roles, notes,
 //! status updates) and the deploys and rollbacks of its services from an hour before it
-//! started until it was resolved, in one list ordered by time (UTC).
+//! started until it was resolved, and the alerts about them (the `[alerts] service_label`
+//! label) that fired in that time, in one list ordered by time (UTC).
 
 use chrono::{DateTime, Utc};
 
@@ -18,6 +19,8 @@ pub enum EntryKind {
     Incident,
     Deploy,
     Rollback,
+    /// An alert about one of its services fired or resolved.
+    Alert,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,8 +83,75 @@ impl Desk {
                     deploy_id: Some(d.id),
                 });
             }
+            entries.extend(
+                self.incident_alerts(&incident.services, from, until)
+                    .await?,
+            );
         }
         entries.sort_by_key(|e| e.at);
+        Ok(entries)
+    }
+}
+
+impl Desk {
+    /// Alerts about `services` that fired between `from` and `until`: one entry when each
+    /// fired, and one when it resolved (if it did by `until`).
+    async fn incident_alerts(
+        &self,
+        services: &[String],
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Entry>, CommandError> {
+        let label = self.alerts().service_label.clone();
+        let rows: Vec<(
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            String,
+            String,
+            String,
+            String,
+        )> = sqlx::query_as(
+            "SELECT i.starts_at, CASE WHEN i.status = 'resolved' THEN i.ends_at END,
+                        coalesce(i.labels->>'alertname', ''), coalesce(i.labels->>$1, ''),
+                        coalesce(i.annotations->>'summary', ''), coalesce(i.labels->>'severity', '')
+                 FROM alert_instances i
+                 WHERE i.labels->>$1 = ANY($2) AND i.starts_at >= $3 AND i.starts_at <= $4
+                 ORDER BY i.starts_at
+                 LIMIT 200",
+        )
+        .bind(&label)
+        .bind(services)
+        .bind(from)
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut entries = Vec::with_capacity(rows.len() * 2);
+        for (starts, ends, name, service, summary, severity) in rows {
+            let about = match (summary.is_empty(), severity.is_empty()) {
+                (true, true) => format!("{name} on {service}"),
+                (true, false) => format!("{name} on {service} ({severity})"),
+                (false, true) => format!("{name} on {service}: {summary}"),
+                (false, false) => format!("{name} on {service} ({severity}): {summary}"),
+            };
+            entries.push(Entry {
+                at: starts,
+                kind: EntryKind::Alert,
+                what: "alert fired".to_owned(),
+                who: "alertmanager".to_owned(),
+                text: about.clone(),
+                deploy_id: None,
+            });
+            if let Some(ends) = ends.filter(|e| *e <= until) {
+                entries.push(Entry {
+                    at: ends,
+                    kind: EntryKind::Alert,
+                    what: "alert resolved".to_owned(),
+                    who: "alertmanager".to_owned(),
+                    text: about,
+                    deploy_id: None,
+                });
+            }
+        }
         Ok(entries)
     }
 }
