@@ -188,3 +188,31 @@ pub async fn newer_than(
     .fetch_all(pool)
     .await
 }
+
+/// A denied event, as the digest's audit section reads it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Denial {
+    pub at: DateTime<Utc>,
+    pub actor_name: String,
+    pub command: String,
+    pub detail: String,
+}
+
+/// The denied events with `start < at <= end`, oldest first, at most `limit`.
+pub async fn denials_between(
+    db: impl sqlx::PgExecutor<'_>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Denial>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT at, actor_name, command, detail FROM audit_events
+         WHERE outcome = 'denied' AND at > $1 AND at <= $2
+         ORDER BY at, id LIMIT $3",
+    )
+    .bind(start)
+    .bind(end)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
