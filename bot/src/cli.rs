@@ -1,5 +1,6 @@
 //! The `opsbot` command line: one binary, one subcommand per job.
 
+mod digest;
 mod verify;
 
 use std::io::Write as _;
@@ -60,6 +61,9 @@ pub enum CliCommand {
     /// Read and verify the audit trail
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Scheduled digests ([[digests]] in the config)
+    #[command(subcommand)]
+    Digest(digest::DigestCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,6 +159,7 @@ async fn execute(command: CliCommand, config: Config) -> anyhow::Result<ExitCode
             writeln!(std::io::stdout().lock(), "{json}")?;
             Ok(ExitCode::SUCCESS)
         }
+        CliCommand::Digest(command) => digest::run(&config, command).await,
         CliCommand::Audit(audit_command) => {
             let db = Database::connect(&config.database).await?;
             let result = run_audit(&db, &config.audit, audit_command).await;

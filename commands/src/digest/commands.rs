@@ -59,6 +59,22 @@ pub struct RunNow {
     pub window: Window,
 }
 
+impl super::DigestCatalog {
+    /// Each digest's next fire time after `now` (`opsbot digest list`: the config alone).
+    pub fn upcoming(&self, now: DateTime<Utc>) -> Vec<Upcoming> {
+        self.digests
+            .iter()
+            .map(|d| Upcoming {
+                name: d.name.clone(),
+                cron: d.schedule.expression().to_owned(),
+                zone: d.schedule.zone(),
+                channel: d.channel,
+                next: d.schedule.next_after(now),
+            })
+            .collect()
+    }
+}
+
 impl Desk {
     fn digest_spec(&self, name: &str) -> Result<&DigestSpec, CommandError> {
         let digests = &self.digests().digests;
@@ -70,21 +86,6 @@ impl Desk {
                 format!("no digest \"{name}\"; configured: {}", known.join(", "))
             })
         })
-    }
-
-    /// Each digest's next fire time after `now`.
-    pub fn digest_upcoming(&self, now: DateTime<Utc>) -> Vec<Upcoming> {
-        self.digests()
-            .digests
-            .iter()
-            .map(|d| Upcoming {
-                name: d.name.clone(),
-                cron: d.schedule.expression().to_owned(),
-                zone: d.schedule.zone(),
-                channel: d.channel,
-                next: d.schedule.next_after(now),
-            })
-            .collect()
     }
 
     /// The window a digest shown or posted at `now` covers: since its last fire time.
