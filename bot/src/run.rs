@@ -221,20 +221,20 @@ impl Services {
         let digest_desk = desk.clone();
         if !config.digests.is_empty() {
             background::spawn(
-            &tasks,
-            &leases,
-            Loop {
-                name: "digests",
-                interval: opsbot_commands::digest::commands::DIGEST_INTERVAL,
-                lease: Some("digests"),
-                wake: None,
-            },
-            shutdown.clone(),
-            move || {
-                let desk = digest_desk.clone();
-                async move { desk.digest_tick(chrono::Utc::now()).await.map(|_| ()) }
-            },
-        );
+                &tasks,
+                &leases,
+                Loop {
+                    name: "digests",
+                    interval: opsbot_commands::digest::commands::DIGEST_INTERVAL,
+                    lease: Some("digests"),
+                    wake: None,
+                },
+                shutdown.clone(),
+                move || {
+                    let desk = digest_desk.clone();
+                    async move { desk.digest_tick(chrono::Utc::now()).await.map(|_| ()) }
+                },
+            );
         }
         let prune_desk = desk.clone();
         background::spawn(

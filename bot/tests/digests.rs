@@ -66,7 +66,10 @@ fn windows(messages: &[serde_json::Value], except: Option<i64>) -> Vec<(i64, i64
     messages
         .iter()
         .filter(|m| m["embeds"][0]["title"] == "fast digest")
-        .filter(|m| except.is_none_or(|id| m["id"] != id.to_string()))
+        .filter(|m| {
+            let this = m["id"].as_str().and_then(|text| text.parse::<i64>().ok());
+            except.is_none_or(|id| this != Some(id))
+        })
         .map(|m| {
             let description = m["embeds"][0]["description"].as_str().unwrap_or_default();
             let times: Vec<i64> = description
@@ -84,7 +87,9 @@ async fn two_replicas_post_one_digest_per_fire_time(pool: PgPool) {
     let shutdown = CancellationToken::new();
     let spec = GuildSpec::default();
     let guild_id = spec.guild_id;
-    let emulator = Emulator::start(spec, shutdown.clone()).await.expect("emulator");
+    let emulator = Emulator::start(spec, shutdown.clone())
+        .await
+        .expect("emulator");
     let channel = emulator.find_channel("general").expect("general").0;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("opsbot.toml");
@@ -124,9 +129,19 @@ async fn two_replicas_post_one_digest_per_fire_time(pool: PgPool) {
         .await
         .expect("opsbot digest run");
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
-    assert!(stdout.starts_with("queued digest fast (outbox #"), "{stdout}");
-    assert!(stdout.trim_end().ends_with("; a running opsbot posts it"), "{stdout}");
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.starts_with("queued digest fast (outbox #"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("; a running opsbot posts it"),
+        "{stdout}"
+    );
     let outbox_id: i64 = stdout["queued digest fast (outbox #".len()..]
         .split(')')
         .next()
@@ -142,7 +157,10 @@ async fn two_replicas_post_one_digest_per_fire_time(pool: PgPool) {
         if status == "sent" {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never delivered: {status}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never delivered: {status}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let unknown = opsbot(&path, &db)
@@ -186,7 +204,11 @@ async fn two_replicas_post_one_digest_per_fire_time(pool: PgPool) {
     let mut windows = windows(&emulator.channel_messages(channel), manual);
     assert_eq!(all.len(), windows.len() + 1, "the operator's post is there");
     let ends: BTreeSet<i64> = windows.iter().map(|(_, end)| *end).collect();
-    assert_eq!(ends.len(), windows.len(), "a fire time posted twice: {windows:?}");
+    assert_eq!(
+        ends.len(),
+        windows.len(),
+        "a fire time posted twice: {windows:?}"
+    );
     windows.sort();
     for pair in windows.windows(2) {
         assert_eq!(pair[0].1, pair[1].0, "windows chain: {windows:?}");
@@ -215,8 +237,13 @@ async fn two_replicas_post_one_digest_per_fire_time(pool: PgPool) {
     .fetch_all(&pool)
     .await
     .expect("audit");
-    assert!(audited.iter().all(|(source, command)| (source == "scheduler" && command == "digest post")
-        || (source == "shell" && command == "digest run")), "{audited:?}");
+    assert!(
+        audited.iter().all(
+            |(source, command)| (source == "scheduler" && command == "digest post")
+                || (source == "shell" && command == "digest run")
+        ),
+        "{audited:?}"
+    );
     assert_eq!(
         audited.iter().filter(|(s, _)| s == "shell").count(),
         2,
@@ -239,7 +266,11 @@ fn digest_list_prints_each_next_fire_time_in_its_zone() {
             .env_remove("OPSBOT_CONFIG")
             .output()
             .expect("opsbot digest list");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8(output.stdout).expect("utf-8")
     };
     insta::assert_snapshot!(list("2026-12-01T12:00:01Z"), @r#"
@@ -251,5 +282,47 @@ fn digest_list_prints_each_next_fire_time_in_its_zone() {
     assert!(
         spring.contains("daily: next 2026-03-29 03:30:00 CEST (2026-03-29T01:30:00Z)"),
         "{spring}"
+    );
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn preview_shows_the_digest_only_to_who_may_see_it(pool: PgPool) {
+    let toml = "[roles]\nops = [\"digest:preview\"]\n\n[http]\npublic_url = \"https://ops.example.com\"\n\n[[digests]]\nname = \"daily\"\ncron = \"0 0 9 * * *\"\ntimezone = \"Europe/Berlin\"\nchannel = 1\ninclude = [\"deploys\", \"audit\"]\n";
+    let mut bot = support::TestBot::with_config(pool, toml).await;
+    let denied = bot.say("mallory", &[], "/digest preview name:daily").await;
+    assert!(denied.ephemeral);
+    assert!(
+        denied.content.contains("`digest:preview`"),
+        "{}",
+        denied.content
+    );
+    let shown = bot.say("ana", &["ops"], "/digest preview name:daily").await;
+    assert!(shown.ephemeral, "only ana sees it");
+    let embed = &shown.embeds[0];
+    assert_eq!(embed["title"], "daily digest");
+    assert!(
+        embed["url"]
+            .as_str()
+            .is_some_and(|url| url.starts_with("https://ops.example.com/?since=")),
+        "{embed}"
+    );
+    let description = embed["description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains("**Deploys**: none finished"),
+        "{description}"
+    );
+    assert!(
+        description.contains("mallory tried `digest preview` without digest:preview"),
+        "{description}"
+    );
+    let unknown = bot
+        .say("ana", &["ops"], "/digest preview name:weekly")
+        .await;
+    assert!(
+        unknown
+            .content
+            .contains("no digest \"weekly\"; configured: daily"),
+        "{}",
+        unknown.content
     );
 }

@@ -54,8 +54,12 @@ pub(super) async fn run(config: &Config, command: DigestCommand) -> anyhow::Resu
                         out,
                         "queued digest {name} (outbox #{}) for {} – {}; a running opsbot posts it",
                         done.outbox_id,
-                        done.window.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                        done.window.end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        done.window
+                            .start
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        done.window
+                            .end
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     )?;
                     Ok(ExitCode::SUCCESS)
                 }
@@ -69,9 +73,14 @@ pub(super) async fn run(config: &Config, command: DigestCommand) -> anyhow::Resu
     }
 }
 
-/// Whoever runs the CLI on this machine, as the audit trail names them.
+/// Whoever runs the CLI on this machine, as the audit trail names them: the login name of
+/// the process's user (not `$USER`, which anyone can set).
 fn operator() -> Actor {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    let uid = nix::unistd::getuid();
+    let user = match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => user.name,
+        _ => format!("uid {uid}"),
+    };
     Actor {
         id: 0,
         name: format!("{user} (cli)"),

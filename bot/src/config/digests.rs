@@ -113,13 +113,19 @@ impl Values<'_> {
             self.report(
                 &key,
                 "a digest needs a name",
-                Some("add name = \"daily\" (used by /digest preview and opsbot digest run)".to_owned()),
+                Some(
+                    "add name = \"daily\" (used by /digest preview and opsbot digest run)"
+                        .to_owned(),
+                ),
             );
             return None;
         };
         let name = self.string(&key, value, "a digest name")?;
         let valid = name.len() <= MAX_NAME_LEN
-            && name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
             && name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
@@ -208,8 +214,13 @@ impl Values<'_> {
         for (i, item) in items.into_iter().enumerate() {
             let item_key = format!("{key}[{i}]");
             let section = match &item {
-                Value::String(text) => Section::parse(text).ok_or_else(|| format!("`{text}` is not a section")),
-                other => Err(format!("expected a section name, found {}", other.type_str())),
+                Value::String(text) => {
+                    Section::parse(text).ok_or_else(|| format!("`{text}` is not a section"))
+                }
+                other => Err(format!(
+                    "expected a section name, found {}",
+                    other.type_str()
+                )),
             };
             match section {
                 Ok(section) if sections.contains(&section) => {
@@ -228,7 +239,11 @@ impl Values<'_> {
             }
         }
         if ok && sections.is_empty() {
-            self.report(&key, format!("digest \"{label}\" includes no section"), hint());
+            self.report(
+                &key,
+                format!("digest \"{label}\" includes no section"),
+                hint(),
+            );
             return None;
         }
         ok.then_some(sections)

@@ -362,7 +362,11 @@ fn the_example_file_loads() {
         panic!("one digest: {:?}", config.digests);
     };
     assert_eq!(
-        (daily.name.as_str(), daily.schedule.expression(), daily.channel),
+        (
+            daily.name.as_str(),
+            daily.schedule.expression(),
+            daily.channel
+        ),
         ("daily", "0 0 9 * * Mon-Fri", 111_111_111_111_111_111)
     );
     // Only the service that needs no secret is left uncommented.

@@ -9,12 +9,7 @@ use super::{Context, Error, invocation, render};
 const CHOICES_MAX: usize = 25;
 
 /// Scheduled digests
-#[poise::command(
-    slash_command,
-    guild_only,
-    subcommands("preview"),
-    subcommand_required
-)]
+#[poise::command(slash_command, guild_only, subcommands("preview"), subcommand_required)]
 pub async fn digest(_ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
 }

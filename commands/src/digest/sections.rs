@@ -301,7 +301,7 @@ fn deploys(rows: &[DeployRow], window: Window) -> (Text, Vec<Text>, bool) {
             .collect();
         leads.sort();
         let mut line = Text::new()
-            .code(format!("{service}"))
+            .code(service.to_string())
             .plain(format!(" {environment}: {}", counts.join(", ")));
         if let (Some(median), Some(max)) = (leads.get(leads.len() / 2), leads.last()) {
             line = line.plain(format!(
@@ -422,6 +422,9 @@ fn incidents(rows: &[IncidentRow], window: Window) -> (Text, Vec<Text>, bool) {
     (heading, items, false)
 }
 
+/// An alert's name and service, the section's grouping.
+type AlertKey<'a> = (&'a str, &'a str);
+
 /// How many of the noisiest alert names the section lists.
 pub const NOISIEST: usize = 5;
 
@@ -450,15 +453,15 @@ fn alerts(rows: &[AlertRow], window: Window) -> (Text, Vec<Text>, bool) {
         resolved.len()
     ));
     // (alertname, service) → (fired, resolved)
-    let mut groups: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
+    let mut groups: BTreeMap<AlertKey<'_>, (usize, usize)> = BTreeMap::new();
     for a in &fired {
         groups.entry((&a.alertname, &a.service)).or_default().0 += 1;
     }
     for a in &resolved {
         groups.entry((&a.alertname, &a.service)).or_default().1 += 1;
     }
-    let mut noisiest: Vec<(&(&str, &str), &(usize, usize))> = groups.iter().collect();
-    noisiest.sort_by(|a, b| (b.1.0 + b.1.1).cmp(&(a.1.0 + a.1.1)).then(a.0.cmp(b.0)));
+    let mut noisiest: Vec<(AlertKey<'_>, (usize, usize))> = groups.into_iter().collect();
+    noisiest.sort_by(|a, b| (b.1.0 + b.1.1).cmp(&(a.1.0 + a.1.1)).then(a.0.cmp(&b.0)));
     let mut items = Vec::new();
     for ((alertname, service), (f, r)) in noisiest.iter().take(NOISIEST) {
         items.push(

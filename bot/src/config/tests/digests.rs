@@ -86,7 +86,12 @@ fn a_bad_cron_names_the_digest_and_the_problem() {
     insta::assert_snapshot!(problems_of(text, &[]), @r#"digests[0].cron: digest "daily": cron "0 0 9 * *" has 5 fields; write six, seconds first: sec min hour day-of-month month day-of-week, e.g. "0 0 9 * * Mon-Fri" (opsbot.toml:3:1)"#);
     let text = "[[digests]]\nname = \"daily\"\ncron = \"0 0 9 * * Funday\"\nchannel = 1\n";
     let problems = problems_of(text, &[]);
-    assert!(problems.starts_with("digests[0].cron: digest \"daily\": cron \"0 0 9 * * Funday\" is not a cron expression"), "{problems}");
+    assert!(
+        problems.starts_with(
+            "digests[0].cron: digest \"daily\": cron \"0 0 9 * * Funday\" is not a cron expression"
+        ),
+        "{problems}"
+    );
     let text = "digests = 3\n";
     assert!(problems_of(text, &[]).contains("expected [[digests]] entries"));
 }
