@@ -20,8 +20,12 @@ pub const DIGEST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 /// How far back the scheduler looks for fire times it missed (then skips or catches up):
 /// beyond any sensible `grace`, and a bound on how many fire times one round walks.
 const LOOKBACK: chrono::Duration = chrono::Duration::days(7);
-/// Most fire times one round walks (a `*/1 * * * * *` digest down for days).
+/// Most fire times within the grace one round walks (a `*/1 * * * * *` digest with a grace of
+/// a day: the newest are found in the next round).
 const MAX_DUE: usize = 100_000;
+/// Most skipped fire times one round counts (and names in its audit event); the rest are
+/// skipped by the next rounds.
+const MAX_STALE: usize = 10_000;
 /// The command of the scheduler's audit events.
 pub const SCHEDULED_COMMAND: &str = "digest post";
 
@@ -212,12 +216,16 @@ impl Desk {
             Some(last) => last.max(now - LOOKBACK),
             None => now - grace,
         };
-        let due = spec.schedule.between(from, now, MAX_DUE);
-        let Some(&latest) = due.last() else {
+        // Owed and still within the grace: caught up (in one post); older: skipped.
+        let fresh = spec.schedule.between(from.max(now - grace), now, MAX_DUE);
+        let stale = if from < now - grace {
+            spec.schedule.between(from, now - grace, MAX_STALE)
+        } else {
+            Vec::new()
+        };
+        let Some(&latest) = fresh.last().or(stale.last()) else {
             return Ok(None);
         };
-        let (stale, fresh): (Vec<&DateTime<Utc>>, Vec<&DateTime<Utc>>) =
-            due.iter().partition(|at| now - **at > grace);
         let inv = |args| {
             let mut inv =
                 Invocation::new(Actor::system(Source::Scheduler), SCHEDULED_COMMAND, args);
@@ -225,7 +233,7 @@ impl Desk {
             inv
         };
         let mut tx = self.pool.begin().await?;
-        let Some(first_fresh) = fresh.first().map(|at| **at) else {
+        let Some(&first_fresh) = fresh.first() else {
             // Every owed fire time is older than the grace: record the skip once.
             let window_start = spec
                 .schedule
@@ -316,10 +324,15 @@ impl Desk {
     }
 }
 
-fn skipped_detail(spec: &DigestSpec, stale: &[&DateTime<Utc>]) -> String {
+fn skipped_detail(spec: &DigestSpec, stale: &[DateTime<Utc>]) -> String {
     let newest = stale.last().map(|at| at.to_rfc3339()).unwrap_or_default();
+    let more = if stale.len() >= MAX_STALE {
+        " (the next round counts the rest)"
+    } else {
+        ""
+    };
     format!(
-        "digest {}: {} fire time(s) up to {newest} missed by more than the grace ({}): skipped",
+        "digest {}: {} fire time(s) up to {newest}{more} missed by more than the grace ({}): skipped",
         spec.name,
         stale.len(),
         humantime::format_duration(spec.grace)

@@ -250,3 +250,59 @@ async fn preview_needs_its_permission_and_shows_the_window_rows(pool: PgPool) {
     assert_eq!(outbox_rows(&pool).await, 0, "a preview posts nothing");
     let _ = Duration::ZERO;
 }
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn alerts_routed_to_digests_are_not_posted_but_summarised(pool: PgPool) {
+    use crate::alerts::{AlertsCatalog, Mode, Route, payload};
+    let desk = desk(
+        pool.clone(),
+        vec![spec("often", "* * * * * *", WhenEmpty::Post)],
+    )
+    .with_alerts(AlertsCatalog {
+        routes: vec![Route {
+            matchers: vec![],
+            channel: 999,
+            mode: Mode::Digest,
+            mention: vec![],
+            send_resolved: true,
+        }],
+        ..AlertsCatalog::default()
+    });
+    let body = serde_json::json!({
+        "version": "4", "groupKey": "{}:{alertname=\"DiskFilling\"}", "status": "firing",
+        "receiver": "opsbot", "groupLabels": {"alertname": "DiskFilling"},
+        "commonLabels": {"alertname": "DiskFilling", "service": "db"},
+        "commonAnnotations": {}, "externalURL": "http://am:9093", "truncatedAlerts": 0,
+        "alerts": [{
+            "status": "firing", "labels": {"alertname": "DiskFilling", "service": "db"},
+            "annotations": {}, "startsAt": "2026-12-01T10:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": "f1",
+        }],
+    });
+    let payload = payload::parse(&serde_json::to_vec(&body).expect("json")).expect("payload");
+    desk.store_delivery(&payload).await.expect("stored");
+    let posted: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(posted, 0, "a digest route posts nothing on its own");
+    let fired = desk
+        .digest_tick(Utc::now() + chrono::Duration::seconds(2))
+        .await
+        .expect("tick");
+    assert!(
+        matches!(fired.as_slice(), [Fired::Posted { .. }]),
+        "{fired:?}"
+    );
+    let payload: serde_json::Value = sqlx::query_scalar("SELECT payload FROM outbox")
+        .fetch_one(&pool)
+        .await
+        .expect("the digest");
+    let message: crate::chat::Message = serde_json::from_value(payload).expect("message");
+    let text = message.embeds[0].description.plain_text();
+    assert!(
+        text.contains("Alerts: 1 fired (1 held for digests), 0 resolved"),
+        "{text}"
+    );
+    assert!(text.contains("DiskFilling · db: fired 1×"), "{text}");
+}
