@@ -30,7 +30,7 @@ pub use head::{ChainKey, ExpectedHead, HeadMismatch, check_expected_head};
 pub use model::{AuditEvent, NewEvent, Outcome};
 pub(crate) use query::escape_like;
 pub use query::{
-    AuditQuery, Denial, Page, QUERY_MAX_LIMIT, by_correlation, denials_between, event, newer_than,
+    AuditQuery, Denials, Page, QUERY_MAX_LIMIT, by_correlation, denials_between, event, newer_than,
     query, tail,
 };
 pub use seal::{SEAL_BATCH, SEAL_INTERVAL, SealResult, seal_batch, seal_pending};

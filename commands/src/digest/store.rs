@@ -59,16 +59,8 @@ pub async fn read_window(
     .bind(service_label)
     .fetch_all(&mut *db)
     .await?;
-    let denials = crate::audit::denials_between(&mut *db, window.start, window.end, ROW_LIMIT)
-        .await?
-        .into_iter()
-        .map(|d| super::sections::DenialRow {
-            at: d.at,
-            actor_name: d.actor_name,
-            command: d.command,
-            detail: d.detail,
-        })
-        .collect();
+    let denials =
+        crate::audit::denials_between(&mut *db, window.start, window.end, ROW_LIMIT).await?;
     Ok(DigestData {
         deploys,
         incidents,

@@ -13,7 +13,11 @@ pub(super) fn section(
     window: Window,
 ) -> (Text, Vec<Text>, bool) {
     let title = Text::new().strong("Audit");
-    let denials: Vec<&DenialRow> = denials.iter().filter(|d| in_window(d.at, window)).collect();
+    let denials: Vec<&DenialRow> = denials
+        .iter()
+        .filter(|d| in_window(d.last_at, window))
+        .collect();
+    let denied: i64 = denials.iter().map(|d| d.count).sum();
     let overrides: Vec<&DeployRow> = deploys
         .iter()
         .filter(|d| d.freeze_overridden && in_window(d.requested_at, window))
@@ -23,17 +27,17 @@ pub(super) fn section(
     }
     let heading = title.plain(format!(
         ": {}, {}",
-        plural(denials.len(), "denial", "denials"),
+        plural(usize::try_from(denied).unwrap_or(0), "denial", "denials"),
         plural(overrides.len(), "freeze override", "freeze overrides")
     ));
     // (actor, command, what was missing) → (count, last at)
-    let mut tried: BTreeMap<(&str, &str, String), (usize, DateTime<Utc>)> = BTreeMap::new();
+    let mut tried: BTreeMap<(&str, &str, String), (i64, DateTime<Utc>)> = BTreeMap::new();
     for d in &denials {
         let entry = tried
             .entry((&d.actor_name, &d.command, missing(&d.detail)))
-            .or_insert((0, d.at));
-        entry.0 += 1;
-        entry.1 = entry.1.max(d.at);
+            .or_insert((0, d.last_at));
+        entry.0 += d.count;
+        entry.1 = entry.1.max(d.last_at);
     }
     let mut tried: Vec<_> = tried.into_iter().collect();
     tried.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));

@@ -64,14 +64,8 @@ pub struct AlertRow {
     pub held: bool,
 }
 
-/// A denied audit event in the window.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct DenialRow {
-    pub at: DateTime<Utc>,
-    pub actor_name: String,
-    pub command: String,
-    pub detail: String,
-}
+/// Denied audit events in the window, by actor, command and reason.
+pub type DenialRow = crate::audit::Denials;
 
 /// Everything one digest shows, read for its window.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -80,11 +80,12 @@ fn data() -> DigestData {
     let mut held = alert("DiskFilling", "db", "2026-11-30T09:00:00Z", None);
     held.held = true;
     held.silenced_by_name = Some("erin".to_owned());
-    let denial = |who: &str, command: &str, detail: &str, when: &str| DenialRow {
-        at: at(when),
+    let denial = |who: &str, command: &str, detail: &str, count: i64, when: &str| DenialRow {
         actor_name: who.to_owned(),
         command: command.to_owned(),
         detail: detail.to_owned(),
+        count,
+        last_at: at(when),
     };
     DigestData {
         deploys: vec![
@@ -141,18 +142,14 @@ fn data() -> DigestData {
                 "mallory",
                 "deploy run",
                 "you need the `deploy:production` permission to deploy to production",
-                "2026-11-30T13:00:00Z",
-            ),
-            denial(
-                "mallory",
-                "deploy run",
-                "you need the `deploy:production` permission to deploy to production",
+                2,
                 "2026-11-30T13:05:00Z",
             ),
             denial(
                 "ana",
                 "deploy approve",
                 "you cannot approve your own deploy",
+                1,
                 "2026-11-30T15:00:00Z",
             ),
         ],
