@@ -1,5 +1,6 @@
 //! The `opsbot` command line: one binary, one subcommand per job.
 
+mod digest;
 mod status;
 mod verify;
 
@@ -63,6 +64,9 @@ pub enum CliCommand {
     Audit(AuditCommand),
     /// The replicas running against this database, and which leases each holds
     Status,
+    /// Scheduled digests ([[digests]] in the config)
+    #[command(subcommand)]
+    Digest(digest::DigestCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +174,7 @@ async fn execute(command: CliCommand, config: Config) -> anyhow::Result<ExitCode
             )?;
             Ok(ExitCode::SUCCESS)
         }
+        CliCommand::Digest(command) => digest::run(&config, command).await,
         CliCommand::Audit(audit_command) => {
             let db = Database::connect(&config.database).await?;
             let result = run_audit(&db, &config.audit, audit_command).await;

@@ -139,6 +139,7 @@ impl Services {
             .with_deploys(deploy_catalog(config))
             .with_alerts(config.alerts_catalog());
         desk = desk.with_incidents(config.incident_catalog());
+        desk = desk.with_digests(config.digest_catalog());
         if let Some(settings) = &discord {
             desk = desk.with_chat(std::sync::Arc::new(SerenityChat::new(settings)));
         }
@@ -274,6 +275,24 @@ impl Services {
                 async move { desk.incident_remind(chrono::Utc::now()).await.map(|_| ()) }
             },
         );
+        let digest_desk = desk.clone();
+        if !config.digests.is_empty() {
+            background::spawn(
+                &tasks,
+                &leases,
+                Loop {
+                    name: "digests",
+                    interval: opsbot_commands::digest::commands::DIGEST_INTERVAL,
+                    lease: Some("digests"),
+                    wake: None,
+                },
+                shutdown.clone(),
+                move || {
+                    let desk = digest_desk.clone();
+                    async move { desk.digest_tick(chrono::Utc::now()).await.map(|_| ()) }
+                },
+            );
+        }
         let prune_desk = desk.clone();
         background::spawn(
             &tasks,

@@ -151,6 +151,7 @@ fn exported_commands_are_the_documented_ones() {
     /incident list
     /audit recent
     /audit verify
+    /digest preview
     ");
 }
 
@@ -222,5 +223,6 @@ fn every_string_option_has_a_max_length() {
     /audit recent actor: 100
     /audit recent command: 100
     /audit recent outcome: 32
+    /digest preview name: 32
     ");
 }

@@ -142,9 +142,9 @@ async fn over_long_options_are_refused_by_the_client_with_their_limit(pool: PgPo
         (
             format!(
                 "/deploy lock service:api env:staging reason:{}",
-                "r".repeat(501)
+                "r".repeat(4001)
             ),
-            "option reason must be at most 500 characters long, got 501",
+            "option reason must be at most 4000 characters long, got 4001",
         ),
         (
             format!("/audit recent command:{}", "c".repeat(101)),

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod chat;
 pub mod deploy;
 pub mod desk;
+pub mod digest;
 pub mod error;
 pub mod incident;
 pub mod lease;

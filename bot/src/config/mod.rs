@@ -19,6 +19,7 @@
 mod alerts;
 mod audit;
 mod backend;
+mod digests;
 mod env;
 mod incidents;
 mod metrics;
@@ -44,6 +45,7 @@ use toml::{Table, Value};
 pub use alerts::{AlertRouteConfig, AlertmanagerConfig, AlertsConfig};
 pub use audit::{AuditConfig, DEFAULT_CHECKPOINT_INTERVAL};
 pub use backend::{BackendConfig, COMMAND_PLACEHOLDERS};
+pub use digests::DigestConfig;
 pub use incidents::{ArchiveConfig, IncidentsConfig, SeverityConfig};
 pub use metrics::{DEFAULT_MAX_RANGE, DEFAULT_PROMETHEUS_TIMEOUT, PanelConfig, PrometheusConfig};
 pub use problem::{ConfigErrors, Problem};
@@ -73,6 +75,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ),
     ("database", &["url", "max_connections", "embedded_dir"]),
     ("deploy", &["approval_timeout"]),
+    ("digests", digests::DIGEST_KEYS),
     (
         "discord",
         &[
@@ -102,7 +105,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
 ];
 
 /// Sections written as arrays of tables (`[[services]]`), which the environment cannot set.
-const ARRAY_SECTIONS: &[&str] = &["services"];
+const ARRAY_SECTIONS: &[&str] = &["services", "digests"];
 
 /// Keys holding secrets: never echoed in problems, never parsed as TOML literals from env.
 const SECRET_KEYS: &[&str] = &[
@@ -150,6 +153,8 @@ pub struct Config {
     pub incidents: IncidentsConfig,
     /// `[prometheus]`; `None` without a `url` (the `/metrics` commands say so).
     pub prometheus: Option<PrometheusConfig>,
+    /// `[[digests]]`, in file order; names are unique.
+    pub digests: Vec<DigestConfig>,
 }
 
 /// `[discord]`: how the bot reaches Discord.
@@ -277,6 +282,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             incidents: IncidentsConfig::default(),
             prometheus: None,
+            digests: Vec::new(),
         }
     }
 }
@@ -503,6 +509,8 @@ struct RawConfig {
     alerts: alerts::RawAlerts,
     incidents: incidents::RawIncidents,
     prometheus: metrics::RawPrometheus,
+    /// Checked by hand: the array and each digest.
+    digests: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

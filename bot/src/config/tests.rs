@@ -6,6 +6,7 @@ use super::*;
 
 mod audit;
 mod deploy;
+mod digests;
 mod replicas;
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -263,7 +264,7 @@ deploys = 1
     OPSBOT_HTTP (env): names no config key
       hint: write OPSBOT_<SECTION>_<KEY>, e.g. OPSBOT_HTTP_LISTEN
     chanels: unknown section (opsbot.toml:18:2)
-      hint: did you mean [channels]? known sections: alertmanager, alerts, audit, channels, database, deploy, discord, environments, incidents, http, prometheus, roles, services
+      hint: did you mean [channels]? known sections: alertmanager, alerts, audit, channels, database, deploy, digests, discord, environments, incidents, http, prometheus, roles, services
     http.port: unknown key (opsbot.toml:13:1)
       hint: known keys in [http]: listen, public_url, dashboard_tokens, session_secret, session_ttl
     discord.token: secrets are never written in the config file; write env:NAME or file:PATH (opsbot.toml:3:1)
@@ -357,6 +358,17 @@ fn the_example_file_loads() {
             .map(|window| window.describe())
             .collect::<Vec<_>>(),
         ["2026-12-24 00:00 - 2026-12-27 08:00 Europe/Berlin"]
+    );
+    let [daily] = config.digests.as_slice() else {
+        panic!("one digest: {:?}", config.digests);
+    };
+    assert_eq!(
+        (
+            daily.name.as_str(),
+            daily.schedule.expression(),
+            daily.channel
+        ),
+        ("daily", "0 0 9 * * Mon-Fri", 111_111_111_111_111_111)
     );
     // Only the service that needs no secret is left uncommented.
     assert_eq!(config.services.len(), 1);

@@ -307,6 +307,7 @@ impl Values<'_> {
         let alerts = self.alerts(raw.alerts);
         let incidents = self.incidents(raw.incidents);
         let prometheus = self.prometheus(raw.prometheus);
+        let digests = self.digests(raw.digests);
         Config {
             discord,
             database,
@@ -321,6 +322,7 @@ impl Values<'_> {
             alertmanager,
             alerts,
             prometheus,
+            digests,
         }
     }
 
@@ -508,7 +510,7 @@ impl Values<'_> {
     }
 
     /// A Discord channel (or category) id.
-    fn channel(&mut self, path: &str, value: Value) -> Option<u64> {
+    pub(super) fn channel(&mut self, path: &str, value: Value) -> Option<u64> {
         const HINT: &str = "write the channel id as a bare number, e.g. 111111111111111111 (Developer Mode → right-click the channel → Copy Channel ID)";
         match value {
             Value::Integer(id) if id > 0 => u64::try_from(id).ok(),

@@ -5,6 +5,7 @@ mod alerts;
 mod audit;
 pub mod chat;
 mod deploy;
+mod digest;
 mod gateway;
 mod incident;
 mod invocation;
@@ -40,6 +41,7 @@ pub fn commands() -> Vec<Command> {
         deploy::rollback(),
         incident::incident(),
         audit::audit(),
+        digest::digest(),
     ]
 }
 

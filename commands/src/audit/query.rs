@@ -188,3 +188,35 @@ pub async fn newer_than(
     .fetch_all(pool)
     .await
 }
+
+/// Denied events of one actor, command and reason, as the digest's audit section reads them.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Denials {
+    pub actor_name: String,
+    pub command: String,
+    pub detail: String,
+    pub count: i64,
+    pub last_at: DateTime<Utc>,
+}
+
+/// The denied events with `start < at <= end`, counted by actor, command and reason, most
+/// frequent first, at most `limit` groups.
+pub async fn denials_between(
+    db: impl sqlx::PgExecutor<'_>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Denials>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT actor_name, command, detail, count(*) AS count, max(at) AS last_at
+         FROM audit_events
+         WHERE outcome = 'denied' AND at > $1 AND at <= $2
+         GROUP BY actor_name, command, detail
+         ORDER BY count(*) DESC, max(at) DESC LIMIT $3",
+    )
+    .bind(start)
+    .bind(end)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
