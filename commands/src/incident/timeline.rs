@@ -93,6 +93,16 @@ impl Desk {
     }
 }
 
+/// starts_at, ends_at (once resolved), alertname, service, summary, severity.
+type AlertRow = (
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    String,
+    String,
+    String,
+    String,
+);
+
 impl Desk {
     /// Alerts about `services` that fired between `from` and `until`: one entry when each
     /// fired, and one when it resolved (if it did by `until`).
@@ -103,14 +113,7 @@ impl Desk {
         until: DateTime<Utc>,
     ) -> Result<Vec<Entry>, CommandError> {
         let label = self.alerts().service_label.clone();
-        let rows: Vec<(
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-            String,
-            String,
-            String,
-            String,
-        )> = sqlx::query_as(
+        let rows: Vec<AlertRow> = sqlx::query_as(
             "SELECT i.starts_at, CASE WHEN i.status = 'resolved' THEN i.ends_at END,
                         coalesce(i.labels->>'alertname', ''), coalesce(i.labels->>$1, ''),
                         coalesce(i.annotations->>'summary', ''), coalesce(i.labels->>'severity', '')
