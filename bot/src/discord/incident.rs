@@ -1,4 +1,4 @@
-//! `/incident declare|status|severity|role|note|resolve|reopen|list`.
+//! `/incident declare|status|severity|role|note|resolve|reopen|list|postmortem`.
 //!
 //! Inside an incident's channel the incident is implied; elsewhere the commands take `id:`.
 //! Every text option has a `max_length`, so no reply that quotes it exceeds Discord's limits.
@@ -13,7 +13,15 @@ use super::{Context, Error, invocation, render};
     slash_command,
     guild_only,
     subcommands(
-        "declare", "status", "severity", "role", "note", "resolve", "reopen", "list"
+        "declare",
+        "status",
+        "severity",
+        "role",
+        "note",
+        "resolve",
+        "reopen",
+        "list",
+        "postmortem"
     ),
     subcommand_required
 )]
@@ -223,6 +231,32 @@ pub async fn list(ctx: Context<'_>) -> Result<(), Error> {
     let inv = invocation(ctx).await;
     let message = ctx.data().desk.incident_list(&inv).await?;
     ctx.send(render::reply(&message).ephemeral(true))
+        .await
+        .map_err(Error::internal)?;
+    Ok(())
+}
+
+/// Write the postmortem: a Markdown file, and a GitHub issue when configured (needs incident:update)
+#[poise::command(slash_command, guild_only)]
+pub async fn postmortem(
+    ctx: Context<'_>,
+    #[description = "Incident number (implied inside its channel)"]
+    #[min = 1]
+    id: Option<i64>,
+) -> Result<(), Error> {
+    // Opening or updating a GitHub issue can take longer than Discord's 3 seconds.
+    if ctx.data().desk.incidents().github.is_some() {
+        ctx.defer().await.map_err(Error::internal)?;
+    }
+    let inv = invocation(ctx).await;
+    let written = ctx
+        .data()
+        .desk
+        .incident_postmortem(&inv, Target { id })
+        .await?;
+    let message = opsbot_commands::incident::postmortem::reply(&written);
+    let file = serenity::CreateAttachment::bytes(written.markdown.into_bytes(), written.file_name);
+    ctx.send(render::reply(&message).attachment(file))
         .await
         .map_err(Error::internal)?;
     Ok(())

@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod client;
 mod deploy_webhook;
+pub mod incidents;
 pub mod pages;
 
 use std::time::Duration;
@@ -54,6 +55,8 @@ pub fn router(state: WebState) -> Router {
         .route("/chain", get(pages::chain_page))
         .route("/deploys", get(pages::deploys_page))
         .route("/deploys/{id}", get(pages::deploy_page))
+        .route("/incidents", get(incidents::incidents_page))
+        .route("/incidents/{id}", get(incidents::incident_page))
         .merge(api::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

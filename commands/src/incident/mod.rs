@@ -19,6 +19,7 @@
 
 mod channel;
 mod commands;
+pub mod dashboard;
 mod model;
 pub mod postmortem;
 pub mod reminders;

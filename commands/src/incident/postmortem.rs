@@ -290,3 +290,35 @@ pub fn markdown(
     );
     out
 }
+
+impl Desk {
+    /// The GitHub issue of incident `id`'s postmortem, if one was opened.
+    pub async fn incident_postmortem_issue(
+        &self,
+        id: i64,
+    ) -> Result<Option<(i64, String)>, CommandError> {
+        Ok(sqlx::query_as(
+            "SELECT issue_number, issue_url FROM incident_postmortems WHERE incident_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
+
+/// The reply to `/incident postmortem` (the document itself is attached by the front door).
+pub fn reply(postmortem: &Postmortem) -> crate::chat::Message {
+    use crate::chat::{Message, Text};
+    let mut text = Text::new()
+        .plain("📝 The postmortem of incident ")
+        .strong(format!("#{}", postmortem.incident_id))
+        .plain(format!(" is attached ({}).", postmortem.file_name));
+    if let Some(issue) = &postmortem.issue {
+        let verb = if issue.created { "opened" } else { "updated" };
+        text = text
+            .plain(" GitHub issue ")
+            .link(format!("#{}", issue.number), issue.url.clone())
+            .plain(format!(" {verb}."));
+    }
+    Message::text(text)
+}
