@@ -478,5 +478,14 @@ freeze = true
             "{error}"
         );
         assert!(error.contains("freeze_deploys"), "{error}");
+
+        let error = load("[incidents.github]\nrepo = \"postmortems\"\nlabel = [\"x\"]\n")
+            .expect_err("invalid");
+        assert!(
+            error.contains("incidents.github.repo") && error.contains("not owner/name"),
+            "{error}"
+        );
+        assert!(error.contains("incidents.github.token"), "{error}");
+        assert!(error.contains("incidents.github.label"), "{error}");
     }
 }
