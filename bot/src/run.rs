@@ -217,6 +217,22 @@ impl Services {
                 async move { desk.incident_remind(chrono::Utc::now()).await.map(|_| ()) }
             },
         );
+        let silence_desk = desk.clone();
+        background::spawn(
+            &tasks,
+            &leases,
+            Loop {
+                name: "alert silence expiry",
+                interval: opsbot_commands::alerts::silencing::EXPIRY_INTERVAL,
+                lease: Some("alert silence expiry"),
+                wake: Some(desk.alerts().silence_expiry.clone()),
+            },
+            shutdown.clone(),
+            move || {
+                let desk = silence_desk.clone();
+                async move { desk.expire_due_silences().await.map(|_| ()) }
+            },
+        );
         let prune_desk = desk.clone();
         background::spawn(
             &tasks,

@@ -303,6 +303,9 @@ impl Desk {
             alerts.iter().filter(|a| a.is_firing()).count()
         );
         let event = record_in(&mut *tx, &inv, Outcome::Ok, &detail).await?;
+        // Silences "until resolved" are due now; queued with the resolve, so never lost.
+        let expire_silences =
+            !group.is_firing() && store::due_on_resolve(&mut tx, group.id).await? > 0;
         let mut queued = 0;
         if route.mode == Mode::Immediate {
             let message = view::group_message(&group, &alerts, &mention);
@@ -328,6 +331,9 @@ impl Desk {
             }
         }
         tx.commit().await?;
+        if expire_silences {
+            catalog.silence_expiry.notify_one();
+        }
         Ok(IngestOutcome {
             group_id: Some(group.id),
             changed: changes.len(),

@@ -4,11 +4,15 @@
 //!   `<t:…>` times, `<@id>` / `<@&id>` mentions);
 //! - cut to Discord's documented limits (2000 content; 10 embeds, 6000 characters in all;
 //!   title 256; description 4096; 25 fields of 256/1024; footer 2048; 5 rows of 5 buttons;
-//!   custom_id 1–100; label 80), so Discord never refuses a message for its size;
+//!   custom_id 1–100; label 80; a string select takes a row of its own, 1–25 options of
+//!   label/value/description 100, placeholder 150), so Discord never refuses a message for
+//!   its size;
 //! - `allowed_mentions` that notify exactly what [`Message::notify`] names, and nothing a
 //!   member typed (`@everyone`, `<@id>` in a reason).
 
-use opsbot_commands::chat::{ButtonStyle, Embed, Message, Notify, Span, Text, TimeStyle};
+use opsbot_commands::chat::{
+    ButtonStyle, Embed, Message, Notify, Select, Span, Text, TimeStyle,
+};
 use poise::serenity_prelude as serenity;
 use serde::Serialize;
 
@@ -37,6 +41,12 @@ pub const BUTTONS_PER_ROW: usize = 5;
 pub const LABEL_MAX: usize = 80;
 /// Custom ids: 1 to 100 characters.
 pub const CUSTOM_ID_MAX: usize = 100;
+/// A string select offers 1 to 25 options.
+pub const OPTIONS_MAX: usize = 25;
+/// Option labels, values and descriptions: at most 100 characters.
+pub const OPTION_TEXT_MAX: usize = 100;
+/// Select placeholders: at most 150 characters.
+pub const PLACEHOLDER_MAX: usize = 150;
 
 /// Marks text that was cut short.
 const ELLIPSIS: char = '…';
@@ -93,12 +103,39 @@ pub struct FooterBody {
     pub text: String,
 }
 
-/// An action row (component type 1) of buttons (type 2).
+/// An action row (component type 1) of buttons (type 2), or of one string select (type 3).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Row {
     #[serde(rename = "type")]
     pub kind: u8,
-    pub components: Vec<ButtonBody>,
+    pub components: Vec<Component>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Component {
+    Button(ButtonBody),
+    Select(SelectBody),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SelectBody {
+    #[serde(rename = "type")]
+    pub kind: u8,
+    pub custom_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub placeholder: String,
+    pub options: Vec<OptionBody>,
+    pub min_values: u8,
+    pub max_values: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OptionBody {
+    pub label: String,
+    pub value: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -174,7 +211,7 @@ fn allowed_mentions(notify: &Notify) -> AllowedMentions {
 }
 
 fn rows(message: &Message) -> Vec<Row> {
-    message
+    let mut rows: Vec<Row> = message
         .buttons
         .iter()
         // A custom id Discord would refuse makes the whole message fail: drop the button.
@@ -186,20 +223,71 @@ fn rows(message: &Message) -> Vec<Row> {
             kind: 1,
             components: row
                 .iter()
-                .map(|b| ButtonBody {
-                    kind: 2,
-                    style: match b.style {
-                        ButtonStyle::Primary => 1,
-                        ButtonStyle::Secondary => 2,
-                        ButtonStyle::Success => 3,
-                        ButtonStyle::Danger => 4,
-                    },
-                    label: truncate(non_blank(&b.label), LABEL_MAX),
-                    custom_id: b.custom_id.clone(),
+                .map(|b| {
+                    Component::Button(ButtonBody {
+                        kind: 2,
+                        style: match b.style {
+                            ButtonStyle::Primary => 1,
+                            ButtonStyle::Secondary => 2,
+                            ButtonStyle::Success => 3,
+                            ButtonStyle::Danger => 4,
+                        },
+                        label: truncate(non_blank(&b.label), LABEL_MAX),
+                        custom_id: b.custom_id.clone(),
+                    })
                 })
                 .collect(),
         })
-        .collect()
+        .collect();
+    let room = ROWS_MAX.saturating_sub(rows.len());
+    rows.extend(
+        message
+            .selects
+            .iter()
+            .filter_map(select_body)
+            .take(room)
+            .map(|select| Row {
+                kind: 1,
+                components: vec![Component::Select(select)],
+            }),
+    );
+    rows
+}
+
+/// A select as Discord takes it; `None` when Discord would refuse it whatever we cut (a bad
+/// custom id, no options, two options with one value).
+fn select_body(select: &Select) -> Option<SelectBody> {
+    if !(1..=CUSTOM_ID_MAX).contains(&select.custom_id.chars().count()) {
+        return None;
+    }
+    let mut values = std::collections::BTreeSet::new();
+    let options: Vec<OptionBody> = select
+        .options
+        .iter()
+        .filter(|o| (1..=OPTION_TEXT_MAX).contains(&o.value.chars().count()))
+        .filter(|o| values.insert(o.value.clone()))
+        .take(OPTIONS_MAX)
+        .map(|o| OptionBody {
+            label: truncate(non_blank(&o.label), OPTION_TEXT_MAX),
+            value: o.value.clone(),
+            description: o
+                .description
+                .as_deref()
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| truncate(d, OPTION_TEXT_MAX)),
+        })
+        .collect();
+    if options.is_empty() {
+        return None;
+    }
+    Some(SelectBody {
+        kind: 3,
+        custom_id: select.custom_id.clone(),
+        placeholder: truncate(&select.placeholder, PLACEHOLDER_MAX),
+        options,
+        min_values: 1,
+        max_values: 1,
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -277,23 +365,50 @@ impl Rendered {
     fn serenity_rows(&self) -> Vec<serenity::CreateActionRow> {
         self.components
             .iter()
-            .map(|row| {
-                serenity::CreateActionRow::Buttons(
-                    row.components
+            .filter_map(|row| {
+                if let [Component::Select(select)] = row.components.as_slice() {
+                    let options = select
+                        .options
                         .iter()
-                        .map(|b| {
-                            let style = match b.style {
-                                1 => serenity::ButtonStyle::Primary,
-                                3 => serenity::ButtonStyle::Success,
-                                4 => serenity::ButtonStyle::Danger,
-                                _ => serenity::ButtonStyle::Secondary,
-                            };
-                            serenity::CreateButton::new(&b.custom_id)
-                                .label(&b.label)
-                                .style(style)
+                        .map(|o| {
+                            let option = serenity::CreateSelectMenuOption::new(&o.label, &o.value);
+                            match &o.description {
+                                Some(d) => option.description(d),
+                                None => option,
+                            }
                         })
-                        .collect(),
-                )
+                        .collect();
+                    let mut menu = serenity::CreateSelectMenu::new(
+                        &select.custom_id,
+                        serenity::CreateSelectMenuKind::String { options },
+                    )
+                    .min_values(select.min_values)
+                    .max_values(select.max_values);
+                    if !select.placeholder.is_empty() {
+                        menu = menu.placeholder(&select.placeholder);
+                    }
+                    return Some(serenity::CreateActionRow::SelectMenu(menu));
+                }
+                let buttons: Vec<serenity::CreateButton> = row
+                    .components
+                    .iter()
+                    .filter_map(|c| match c {
+                        Component::Button(b) => Some(b),
+                        Component::Select(_) => None,
+                    })
+                    .map(|b| {
+                        let style = match b.style {
+                            1 => serenity::ButtonStyle::Primary,
+                            3 => serenity::ButtonStyle::Success,
+                            4 => serenity::ButtonStyle::Danger,
+                            _ => serenity::ButtonStyle::Secondary,
+                        };
+                        serenity::CreateButton::new(&b.custom_id)
+                            .label(&b.label)
+                            .style(style)
+                    })
+                    .collect();
+                (!buttons.is_empty()).then_some(serenity::CreateActionRow::Buttons(buttons))
             })
             .collect()
     }
@@ -404,7 +519,7 @@ pub fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opsbot_commands::chat::{Button, Field};
+    use opsbot_commands::chat::{Button, Field, SelectOption};
 
     #[test]
     fn typed_pieces_are_spelled_in_discords_markup() {
@@ -461,14 +576,64 @@ mod tests {
         let rendered = render(&message);
         assert_eq!(rendered.components.len(), 5);
         assert!(rendered.components.iter().all(|r| r.components.len() == 5));
-        assert!(rendered.components[0].components[0].label.chars().count() <= LABEL_MAX);
+        let Component::Button(first) = &rendered.components[0].components[0] else {
+            panic!("a button row");
+        };
+        assert!(first.label.chars().count() <= LABEL_MAX);
         assert!(
             rendered
                 .components
                 .iter()
                 .flat_map(|r| &r.components)
-                .all(|b| b.custom_id.len() <= CUSTOM_ID_MAX)
+                .all(|c| matches!(c, Component::Button(b) if b.custom_id.len() <= CUSTOM_ID_MAX))
         );
+    }
+
+    #[test]
+    fn a_select_takes_a_row_of_its_own_within_discords_limits() {
+        let select = |id: String, options: usize| Select {
+            custom_id: id,
+            placeholder: "p".repeat(200),
+            options: (0..options)
+                .map(|i| SelectOption {
+                    label: "l".repeat(150),
+                    value: format!("v{i}"),
+                    description: Some("d".repeat(150)),
+                })
+                .collect(),
+        };
+        let message = Message {
+            buttons: vec![Button {
+                label: "Ack".to_owned(),
+                custom_id: "ack".to_owned(),
+                style: ButtonStyle::Primary,
+            }],
+            selects: vec![
+                select("silence".to_owned(), 40),
+                select("x".repeat(101), 3),
+                select("empty".to_owned(), 0),
+            ],
+            ..Message::default()
+        };
+        let body = create_message_body(&message, "");
+        let rows = body["components"].as_array().expect("rows");
+        assert_eq!(rows.len(), 2, "{body:#}");
+        let menu = &rows[1]["components"][0];
+        assert_eq!(menu["type"], 3);
+        assert_eq!(menu["custom_id"], "silence");
+        assert_eq!(menu["options"].as_array().expect("options").len(), OPTIONS_MAX);
+        assert_eq!(menu["placeholder"].as_str().expect("p").chars().count(), PLACEHOLDER_MAX);
+        assert_eq!(menu["options"][0]["label"].as_str().expect("l").chars().count(), OPTION_TEXT_MAX);
+        assert_eq!(
+            menu["options"][0]["description"].as_str().expect("d").chars().count(),
+            OPTION_TEXT_MAX
+        );
+        // Five rows at most, buttons first.
+        let crowded = Message {
+            buttons: message.buttons.iter().cycle().take(25).cloned().collect(),
+            ..message
+        };
+        assert_eq!(render(&crowded).components.len(), ROWS_MAX);
     }
 
     #[test]
