@@ -38,6 +38,7 @@ pub fn commands() -> Vec<Command> {
         deploy::deploy(),
         deploy::rollback(),
         incident::incident(),
+        alerts::alerts(),
         audit::audit(),
     ]
 }
