@@ -222,15 +222,15 @@ impl Services {
             &tasks,
             &leases,
             Loop {
-                name: "alert silence expiry",
+                name: "alert silences",
                 interval: opsbot_commands::alerts::silencing::EXPIRY_INTERVAL,
-                lease: Some("alert silence expiry"),
+                lease: Some("alert silences"),
                 wake: Some(desk.alerts().silence_expiry.clone()),
             },
             shutdown.clone(),
             move || {
                 let desk = silence_desk.clone();
-                async move { desk.expire_due_silences().await.map(|_| ()) }
+                async move { desk.alert_silence_upkeep().await.map(|_| ()) }
             },
         );
         let prune_desk = desk.clone();

@@ -381,7 +381,9 @@ impl Values<'_> {
 impl super::Config {
     /// The Alertmanager client of `[alertmanager]`, when a URL is configured.
     fn alertmanager_client(&self) -> Option<opsbot_commands::alerts::silence::Alertmanager> {
-        use opsbot_commands::alerts::silence::{Alertmanager, AlertmanagerAuth, AlertmanagerSettings};
+        use opsbot_commands::alerts::silence::{
+            Alertmanager, AlertmanagerAuth, AlertmanagerSettings,
+        };
         let config = &self.alertmanager;
         let url = config.url.clone()?;
         let secret = |s: &Secret| secrecy::SecretString::from(s.expose().to_owned());

@@ -59,7 +59,7 @@ pub async fn button_pressed(
     } else if let Some(group_id) = view::parse_group(id, view::ACK_SILENCE_BUTTON) {
         let args = json!({ "group_id": group_id, "silence": "until resolved" });
         let inv = component_invocation(ctx, press, "alerts ack", args).await;
-        desk.alert_ack_and_silence(&inv, group_id).await?
+        desk.alert_ack_and_silence(&inv, group_id).await?.message
     } else if let Some(group_id) = view::parse_group(id, view::ACK_BUTTON) {
         let inv =
             component_invocation(ctx, press, "alerts ack", json!({ "group_id": group_id })).await;

@@ -61,7 +61,9 @@ pub fn active_message(groups: &[AlertGroup], filter: &Labels) -> Message {
     if groups.is_empty() {
         description = description.plain("Nothing is firing");
         if !filter.is_empty() {
-            description = description.plain(" that matches ").code(filter_text(filter));
+            description = description
+                .plain(" that matches ")
+                .code(filter_text(filter));
         }
         description = description.plain(".");
     }

@@ -209,6 +209,34 @@ impl Alertmanager {
         Ok(silences)
     }
 
+    /// How many alerts matching `matchers` Alertmanager still has firing (silenced and
+    /// inhibited ones included). A group silenced while it resolves gets no resolved
+    /// notification from Alertmanager (it mutes resolved alerts too), so opsbot asks.
+    pub async fn firing_alerts(&self, matchers: &[ApiMatcher]) -> Result<usize, AlertmanagerError> {
+        let mut query: Vec<(&str, String)> =
+            matchers.iter().map(|m| ("filter", m.display())).collect();
+        for flag in ["active", "silenced", "inhibited", "unprocessed"] {
+            query.push((flag, "true".to_owned()));
+        }
+        let request = self
+            .http
+            .get(format!("{}/api/v2/alerts", self.settings.url))
+            .query(&query);
+        let body = self.send(request, None).await?;
+        let alerts: Vec<serde_json::Value> = serde_json::from_slice(&body)
+            .map_err(|e| AlertmanagerError::Unexpected(format!("the list of alerts: {e}")))?;
+        let now = Utc::now();
+        Ok(alerts
+            .iter()
+            .filter(|a| {
+                a["endsAt"]
+                    .as_str()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .is_none_or(|t| t > now)
+            })
+            .count())
+    }
+
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
@@ -316,8 +344,14 @@ mod tests {
         })
         .expect("client");
         let error = am.active().await.expect_err("nothing listens");
-        assert!(matches!(error, AlertmanagerError::Unreachable { .. }), "{error}");
+        assert!(
+            matches!(error, AlertmanagerError::Unreachable { .. }),
+            "{error}"
+        );
         assert!(error.to_string().contains(&url), "{error}");
-        assert!(matches!(CommandError::from(error), CommandError::Unavailable(_)));
+        assert!(matches!(
+            CommandError::from(error),
+            CommandError::Unavailable(_)
+        ));
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::payload::Labels;
+use super::payload::{Alert, Labels, Payload, Status};
 use super::routing::{self, Matcher};
 use super::silence::{Alertmanager, AlertmanagerError, ApiMatcher, MAX_SILENCE, NewSilence};
 use super::store::{self, SilenceRecord};
@@ -37,8 +37,10 @@ pub const REASON_MAX: usize = 500;
 pub const LIST_MAX: usize = 25;
 /// How long a failed "until resolved" expiry waits before the next attempt, at most.
 pub const EXPIRY_RETRY_MAX: Duration = Duration::from_secs(600);
-/// How often the expiry loop looks for due silences (it is also woken by each resolve).
-pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(15);
+/// How often the silence loop runs (it is also woken by each resolve that makes a silence
+/// due): a group that resolves while silenced (Alertmanager sends no resolve for it) shows
+/// resolved within about this long, and a due expiry waits at most this long after a miss.
+pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long a silence lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +64,14 @@ impl SilenceLength {
 
 /// What a press changes in the store.
 enum GroupChange<'a> {
-    Silenced(SilenceRecord<'a>),
-    Expired { silence_id: &'a str, by: &'a str },
+    Silenced {
+        record: SilenceRecord<'a>,
+        ack: bool,
+    },
+    Expired {
+        silence_id: &'a str,
+        by: &'a str,
+    },
 }
 
 /// A silence made or expired from a group's message: the message as it reads now.
@@ -86,7 +94,11 @@ impl Desk {
 
     /// An Alertmanager call failed: audited (outcome `error` when it could not be reached),
     /// nothing stored.
-    async fn alertmanager_failed(&self, inv: &Invocation, error: AlertmanagerError) -> CommandError {
+    async fn alertmanager_failed(
+        &self,
+        inv: &Invocation,
+        error: AlertmanagerError,
+    ) -> CommandError {
         self.refuse(inv, CommandError::from(error)).await
     }
 
@@ -96,6 +108,29 @@ impl Desk {
         inv: &Invocation,
         group_id: i64,
         length: SilenceLength,
+    ) -> Result<SilenceOutcome, CommandError> {
+        self.silence_group(inv, group_id, length, false).await
+    }
+
+    /// "Ack + silence until resolved": acks and silences until the group resolves, as one
+    /// change with one audit event.
+    pub async fn alert_ack_and_silence(
+        &self,
+        inv: &Invocation,
+        group_id: i64,
+    ) -> Result<SilenceOutcome, CommandError> {
+        self.authorize(inv, super::ack::ACK_PERMISSION, "ack alerts")
+            .await?;
+        self.silence_group(inv, group_id, SilenceLength::UntilResolved, true)
+            .await
+    }
+
+    async fn silence_group(
+        &self,
+        inv: &Invocation,
+        group_id: i64,
+        length: SilenceLength,
+        ack: bool,
     ) -> Result<SilenceOutcome, CommandError> {
         self.authorize(inv, SILENCE_PERMISSION, "silence alerts")
             .await?;
@@ -113,6 +148,14 @@ impl Desk {
             );
             return Err(self.refuse(inv, e).await);
         }
+        if let (true, Some(who)) = (ack, &group.acked_by_name) {
+            let e = CommandError::Conflict(if group.acked_by_id == Some(inv.actor.id) {
+                "you already acked this alert".to_owned()
+            } else {
+                format!("{who} already has this alert (acked it first)")
+            });
+            return Err(self.refuse(inv, e).await);
+        }
         if let Some(who) = &group.silenced_by_name {
             let e = CommandError::Conflict(format!(
                 "{who} already silenced this group; press Unsilence first to silence it differently"
@@ -124,10 +167,7 @@ impl Desk {
         } else {
             &group.group_labels.0
         };
-        let matchers: Vec<ApiMatcher> = labels
-            .iter()
-            .map(|(name, value)| ApiMatcher::from(&Matcher::equal(name, value)))
-            .collect();
+        let matchers = group_matchers(labels);
         if matchers.is_empty() {
             let e = CommandError::Invalid(
                 "this group has no labels to silence by; use /alerts silence with matchers"
@@ -173,14 +213,20 @@ impl Desk {
             until_resolved,
         };
         let detail = format!(
-            "silenced alert group {group_id} {} (silence {silence_id})",
+            "{}silenced alert group {group_id} {} (silence {silence_id})",
+            if ack { "acked and " } else { "" },
             match length {
                 SilenceLength::For(d) => format!("for {}", humantime::format_duration(d)),
                 SilenceLength::UntilResolved => "until it resolves".to_owned(),
             }
         );
         match self
-            .store_group_change(inv, group_id, &detail, GroupChange::Silenced(record))
+            .store_group_change(
+                inv,
+                group_id,
+                &detail,
+                GroupChange::Silenced { record, ack },
+            )
             .await
         {
             Ok(message) => Ok(SilenceOutcome {
@@ -235,19 +281,6 @@ impl Desk {
         })
     }
 
-    /// "Ack + silence until resolved": silences until the group resolves, then acks.
-    pub async fn alert_ack_and_silence(
-        &self,
-        inv: &Invocation,
-        group_id: i64,
-    ) -> Result<Message, CommandError> {
-        self.authorize(inv, super::ack::ACK_PERMISSION, "ack alerts")
-            .await?;
-        self.alert_silence(inv, group_id, SilenceLength::UntilResolved)
-            .await?;
-        Ok(self.alert_ack(inv, group_id).await?.message)
-    }
-
     /// In one transaction: `change`, the audit event, and an edit of the group's message;
     /// returns the message as it reads now.
     async fn store_group_change(
@@ -271,7 +304,12 @@ impl Desk {
         };
         let mut tx = self.pool.begin().await?;
         match change {
-            GroupChange::Silenced(record) => store::insert_silence(&mut tx, &record).await?,
+            GroupChange::Silenced { record, ack } => {
+                store::insert_silence(&mut tx, &record).await?;
+                if ack {
+                    store::set_ack(&mut tx, group_id, inv.actor.id, &inv.actor.name).await?;
+                }
+            }
             GroupChange::Expired { silence_id, by } => {
                 store::mark_expired(&mut tx, silence_id, by).await?;
             }
@@ -376,7 +414,10 @@ impl Desk {
                 &mut *tx,
                 inv,
                 Outcome::Ok,
-                &format!("silence {silence_id} on {} until {ends_at}", shown.join(", ")),
+                &format!(
+                    "silence {silence_id} on {} until {ends_at}",
+                    shown.join(", ")
+                ),
             )
             .await?;
             tx.commit().await?;
@@ -504,6 +545,76 @@ impl Desk {
     }
 }
 
+impl Desk {
+    /// The silence loop's round: first the silenced groups whose alerts Alertmanager no
+    /// longer has (resolved while silenced: Alertmanager mutes that resolve, so opsbot
+    /// stores it itself, which makes their "until resolved" silences due), then the due
+    /// expiries.
+    pub async fn alert_silence_upkeep(&self) -> Result<usize, CommandError> {
+        let Some(am) = self.alerts().alertmanager.as_ref() else {
+            return Ok(0);
+        };
+        for group in store::silenced_firing_groups(&self.pool, 50).await? {
+            let labels = if group.group_labels.0.is_empty() {
+                &group.common_labels.0
+            } else {
+                &group.group_labels.0
+            };
+            match am.firing_alerts(&group_matchers(labels)).await {
+                Ok(0) => {
+                    let alerts = store::instances(&self.pool, group.id).await?;
+                    self.store_delivery(&resolved_payload(&group, &alerts))
+                        .await?;
+                }
+                Ok(_) => {}
+                // Down: the due expiries below fail the same way and are retried.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check silenced alert groups in Alertmanager");
+                    break;
+                }
+            }
+        }
+        self.expire_due_silences().await
+    }
+}
+
+/// Exact matchers on `labels`.
+fn group_matchers(labels: &Labels) -> Vec<ApiMatcher> {
+    labels
+        .iter()
+        .map(|(name, value)| ApiMatcher::from(&Matcher::equal(name, value)))
+        .collect()
+}
+
+/// The delivery Alertmanager would have sent had it not muted the resolve: every alert of
+/// the group resolved now.
+fn resolved_payload(group: &store::AlertGroup, alerts: &[store::AlertInstance]) -> Payload {
+    let now = Utc::now();
+    Payload {
+        version: super::payload::VERSION.to_owned(),
+        group_key: group.group_key.clone(),
+        truncated_alerts: 0,
+        status: Status::Resolved,
+        receiver: group.receiver.clone(),
+        group_labels: group.group_labels.0.clone(),
+        common_labels: group.common_labels.0.clone(),
+        common_annotations: group.common_annotations.0.clone(),
+        external_url: group.external_url.clone(),
+        alerts: alerts
+            .iter()
+            .map(|a| Alert {
+                status: Status::Resolved,
+                labels: a.labels.0.clone(),
+                annotations: a.annotations.0.clone(),
+                starts_at: a.starts_at,
+                ends_at: Some(a.ends_at.filter(|t| *t < now).unwrap_or(now)),
+                generator_url: a.generator_url.clone(),
+                fingerprint: a.fingerprint.clone(),
+            })
+            .collect(),
+    }
+}
+
 /// Queues an edit of group `group_id`'s message as it reads now.
 async fn refresh_message(
     tx: &mut sqlx::PgConnection,
@@ -525,7 +636,7 @@ async fn refresh_message(
     Ok(())
 }
 
-/// 15 s, 30 s, 1 min, ... up to [`EXPIRY_RETRY_MAX`].
+/// 10 s, 20 s, 40 s, ... up to [`EXPIRY_RETRY_MAX`].
 fn retry_after(attempts: i32) -> Duration {
     let factor = 1u64 << attempts.clamp(0, 10);
     (EXPIRY_INTERVAL * u32::try_from(factor).unwrap_or(u32::MAX)).min(EXPIRY_RETRY_MAX)

@@ -419,3 +419,19 @@ pub async fn firing_with_labels(
         .fetch_all(pool)
         .await
 }
+
+/// Firing groups that carry one of opsbot's silences (their resolve may never be delivered:
+/// Alertmanager mutes it), oldest first.
+pub async fn silenced_firing_groups(
+    pool: &PgPool,
+    limit: i64,
+) -> Result<Vec<AlertGroup>, sqlx::Error> {
+    let select = format!(
+        "SELECT {GROUP_COLUMNS} FROM alert_groups WHERE status = 'firing' AND silence_id IS NOT NULL
+         ORDER BY updated_at, id LIMIT $1"
+    );
+    sqlx::query_as::<_, AlertGroup>(sqlx::AssertSqlSafe(select))
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}

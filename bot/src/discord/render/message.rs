@@ -10,9 +10,7 @@
 //! - `allowed_mentions` that notify exactly what [`Message::notify`] names, and nothing a
 //!   member typed (`@everyone`, `<@id>` in a reason).
 
-use opsbot_commands::chat::{
-    ButtonStyle, Embed, Message, Notify, Select, Span, Text, TimeStyle,
-};
+use opsbot_commands::chat::{ButtonStyle, Embed, Message, Notify, Select, Span, Text, TimeStyle};
 use poise::serenity_prelude as serenity;
 use serde::Serialize;
 
@@ -621,11 +619,28 @@ mod tests {
         let menu = &rows[1]["components"][0];
         assert_eq!(menu["type"], 3);
         assert_eq!(menu["custom_id"], "silence");
-        assert_eq!(menu["options"].as_array().expect("options").len(), OPTIONS_MAX);
-        assert_eq!(menu["placeholder"].as_str().expect("p").chars().count(), PLACEHOLDER_MAX);
-        assert_eq!(menu["options"][0]["label"].as_str().expect("l").chars().count(), OPTION_TEXT_MAX);
         assert_eq!(
-            menu["options"][0]["description"].as_str().expect("d").chars().count(),
+            menu["options"].as_array().expect("options").len(),
+            OPTIONS_MAX
+        );
+        assert_eq!(
+            menu["placeholder"].as_str().expect("p").chars().count(),
+            PLACEHOLDER_MAX
+        );
+        assert_eq!(
+            menu["options"][0]["label"]
+                .as_str()
+                .expect("l")
+                .chars()
+                .count(),
+            OPTION_TEXT_MAX
+        );
+        assert_eq!(
+            menu["options"][0]["description"]
+                .as_str()
+                .expect("d")
+                .chars()
+                .count(),
             OPTION_TEXT_MAX
         );
         // Five rows at most, buttons first.

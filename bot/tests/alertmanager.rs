@@ -1,0 +1,438 @@
+//! Alerts end to end against the REAL Alertmanager (Debian's `prometheus-alertmanager`),
+//! started here on a free loopback port (`--cluster.listen-address=`, a temp storage dir),
+//! routing to opsbot's webhook with the bearer token. Alerts are pushed into it through its
+//! v2 API, so the payloads are Alertmanager's own. Asserted: one message per group, edited
+//! on resolve (not reposted); the Silence picker's silence visible in Alertmanager and gone
+//! after Unsilence; "Ack + silence until resolved" expired by opsbot when the group
+//! resolves; `/alerts active`, `/alerts silence` (matchers checked first), `/alerts
+//! silences` with Expire; an Alertmanager that is down gives a clear error, audited.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use opsbot::emulator::EmulatorEvent;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use support::TestBot;
+
+const ALERTS: u64 = 333_000_000_000_000_333;
+const TOKEN: &str = "am-webhook-token-for-tests";
+const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+
+/// The Alertmanager this test started; stopped (by its own pid) when dropped.
+struct Alertmanager {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+async fn start_alertmanager(webhook: &str, port: u16) -> Alertmanager {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = format!(
+        r#"
+route:
+  receiver: opsbot
+  group_by: [alertname, service]
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: 1h
+receivers:
+  - name: opsbot
+    webhook_configs:
+      - url: "{webhook}"
+        send_resolved: true
+        http_config:
+          authorization:
+            credentials: "{TOKEN}"
+"#
+    );
+    let file = dir.path().join("alertmanager.yml");
+    std::fs::write(&file, config).expect("config");
+    let url = format!("http://127.0.0.1:{port}");
+    let child = Command::new(ALERTMANAGER)
+        .arg(format!("--config.file={}", file.display()))
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("--web.external-url={url}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus-alertmanager starts");
+    let am = Alertmanager {
+        child,
+        url,
+        _dir: dir,
+    };
+    let http = reqwest::Client::new();
+    let started = tokio::time::Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("{}/-/ready", am.url)).send().await
+            && r.status().is_success()
+        {
+            return am;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "Alertmanager never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn config(alertmanager: &str, token_file: &Path) -> String {
+    format!(
+        r#"
+[roles]
+ops = ["alerts:*"]
+dev = ["deploy:staging"]
+[http]
+listen = "127.0.0.1:0"
+[channels]
+alerts = {ALERTS}
+[alertmanager]
+url = "{alertmanager}"
+timeout = "3s"
+[alerts]
+webhook_token = "file:{}"
+[[alerts.routes]]
+channel = {ALERTS}
+"#,
+        token_file.display()
+    )
+}
+
+/// Pushes one alert into Alertmanager (`endsAt` now: resolved).
+async fn push(am: &Alertmanager, labels: Value, resolved: bool) {
+    let mut alert = json!({
+        "labels": labels,
+        "annotations": { "summary": "error rate above 5%" },
+        "generatorURL": "http://prometheus.example/graph",
+    });
+    if resolved {
+        alert["endsAt"] = json!(chrono::Utc::now().to_rfc3339());
+    }
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v2/alerts", am.url))
+        .json(&json!([alert]))
+        .send()
+        .await
+        .expect("push");
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+async fn silences(am: &Alertmanager) -> Vec<Value> {
+    reqwest::Client::new()
+        .get(format!("{}/api/v2/silences", am.url))
+        .send()
+        .await
+        .expect("silences")
+        .json::<Vec<Value>>()
+        .await
+        .expect("json")
+}
+
+async fn active_silences(am: &Alertmanager) -> Vec<Value> {
+    silences(am)
+        .await
+        .into_iter()
+        .filter(|s| s["status"]["state"] == "active")
+        .collect()
+}
+
+fn state_of(all: &[Value], id: &str) -> String {
+    all.iter()
+        .find(|s| s["id"] == id)
+        .and_then(|s| s["status"]["state"].as_str())
+        .unwrap_or("absent")
+        .to_owned()
+}
+
+/// All the text of an event's embeds.
+fn embed_text(event: &EmulatorEvent) -> String {
+    event
+        .embeds
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn labels_of_components(event: &EmulatorEvent) -> Vec<String> {
+    event
+        .components
+        .iter()
+        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| {
+            c["label"]
+                .as_str()
+                .or(c["placeholder"].as_str())
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+async fn select(bot: &mut TestBot, name: &str, menu: &str, option: &str) -> EmulatorEvent {
+    let member = bot.emulator.member(name, None);
+    let interaction = bot
+        .emulator
+        .select(member, menu, option)
+        .unwrap_or_else(|e| panic!(":select {menu} {option}: {e}"));
+    bot.answer_to(interaction).await
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn alert_groups_from_the_real_alertmanager_are_silenced_acked_and_expired(pool: PgPool) {
+    if !Path::new(ALERTMANAGER).exists() {
+        panic!("{ALERTMANAGER} is not installed (apt-get install prometheus-alertmanager)");
+    }
+    // The bot first (its HTTP port is the webhook), then Alertmanager on the port the bot's
+    // config names.
+    let am_port = free_port();
+    let token = tempfile::NamedTempFile::new().expect("token file");
+    std::fs::write(token.path(), TOKEN).expect("token");
+    let toml = config(&format!("http://127.0.0.1:{am_port}"), token.path());
+    let mut bot = TestBot::with_config(pool.clone(), &toml).await;
+    let http = bot
+        .services
+        .as_ref()
+        .and_then(|s| s.http_addr)
+        .expect("http");
+    let am = start_alertmanager(&format!("http://{http}/webhooks/alertmanager"), am_port).await;
+    let api = json!({ "alertname": "HighErrorRate", "service": "api", "severity": "critical" });
+    push(&am, api.clone(), false).await;
+    let posted = bot
+        .next_event("the alert message", |e| {
+            e.event == "post" && e.channel_id == ALERTS
+        })
+        .await;
+    let message_id = posted.message_id.expect("message id");
+    let text = embed_text(&posted);
+    assert!(
+        text.contains("FIRING") && text.contains("HighErrorRate"),
+        "{text}"
+    );
+    let controls = labels_of_components(&posted);
+    assert!(
+        controls.iter().any(|c| c == "Ack") && controls.iter().any(|c| c.starts_with("Silence")),
+        "{controls:?}"
+    );
+
+    // /alerts active reads our store.
+    let active = bot.say("ana", &["ops"], "/alerts active service:api").await;
+    let text = embed_text(&active);
+    assert!(
+        text.contains("HighErrorRate") && text.contains("1 group"),
+        "{text}"
+    );
+    let none = bot
+        .say("ana", &["ops"], "/alerts active severity:info")
+        .await;
+    assert!(
+        embed_text(&none).contains("Nothing is firing"),
+        "{}",
+        embed_text(&none)
+    );
+
+    // Without alerts:silence: refused, audited, nothing in Alertmanager.
+    bot.emulator.member("bo", Some(&["dev".to_owned()]));
+    let denied = select(&mut bot, "bo", "Silence", "4h").await;
+    assert!(
+        denied.content.contains("alerts:silence"),
+        "{}",
+        denied.content
+    );
+    assert!(active_silences(&am).await.is_empty());
+
+    // The picker: a real silence on the group's labels, shown on the message.
+    let silenced = select(&mut bot, "ana", "Silence", "4h").await;
+    assert_eq!(silenced.event, "edit");
+    assert_eq!(silenced.message_id, Some(message_id));
+    let text = embed_text(&silenced);
+    assert!(text.contains("silenced by"), "{text}");
+    let active = active_silences(&am).await;
+    assert_eq!(active.len(), 1, "{active:?}");
+    let silence_id = active[0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(active[0]["createdBy"], "ana");
+    assert!(
+        active[0]["comment"]
+            .as_str()
+            .expect("comment")
+            .contains("opsbot"),
+        "{}",
+        active[0]["comment"]
+    );
+    let mut matchers: Vec<String> = active[0]["matchers"]
+        .as_array()
+        .expect("matchers")
+        .iter()
+        .map(|m| {
+            assert_eq!(m["isRegex"], false);
+            format!(
+                "{}={}",
+                m["name"].as_str().unwrap_or(""),
+                m["value"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    matchers.sort();
+    assert_eq!(matchers, ["alertname=HighErrorRate", "service=api"]);
+    let controls = labels_of_components(&silenced);
+    assert!(controls.iter().any(|c| c == "Unsilence"), "{controls:?}");
+    assert!(
+        !controls.iter().any(|c| c.starts_with("Silence")),
+        "{controls:?}"
+    );
+
+    // Unsilence expires it in Alertmanager.
+    let unsilenced = bot.click("ana", "Unsilence").await;
+    assert_eq!(unsilenced.message_id, Some(message_id));
+    assert!(!embed_text(&unsilenced).contains("silenced by"));
+    assert_eq!(state_of(&silences(&am).await, &silence_id), "expired");
+
+    // Ack + silence until resolved; the resolve makes opsbot expire it.
+    let acked = bot.click("ana", "Ack + silence until resolved").await;
+    let text = embed_text(&acked);
+    assert!(
+        text.contains("acked by") && text.contains("until it resolves"),
+        "{} {text}",
+        acked.content
+    );
+    let active = active_silences(&am).await;
+    assert_eq!(active.len(), 1, "{active:?}");
+    let until_resolved = active[0]["id"].as_str().expect("id").to_owned();
+
+    let mut events = bot.emulator.subscribe();
+    push(&am, api.clone(), true).await;
+    let resolved = loop {
+        // Alertmanager mutes the resolve of a silenced group: opsbot's silence loop (every
+        // 10 s) finds the group's alerts gone and stores the resolve itself.
+        let event = tokio::time::timeout(Duration::from_secs(40), events.recv())
+            .await
+            .expect("the resolve in time")
+            .expect("events");
+        assert!(
+            !(event.event == "post" && event.channel_id == ALERTS),
+            "a resolve must edit the message, not post another: {event:?}"
+        );
+        if event.event == "edit"
+            && event.message_id == Some(message_id)
+            && embed_text(&event).contains("RESOLVED")
+        {
+            break event;
+        }
+    };
+    assert!(labels_of_components(&resolved).is_empty());
+    let started = tokio::time::Instant::now();
+    while state_of(&silences(&am).await, &until_resolved) != "expired" {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "opsbot never expired the until-resolved silence"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let expired_by_opsbot: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE command = 'alerts expire silence' AND outcome = 'ok'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("audit");
+    assert_eq!(expired_by_opsbot, 1);
+
+    // /alerts silence: matchers checked before anything is sent.
+    let bad = bot
+        .say(
+            "ana",
+            &["ops"],
+            "/alerts silence matchers:service duration:2h reason:maintenance",
+        )
+        .await;
+    assert!(bad.content.contains("no operator"), "{}", bad.content);
+    let bad = bot
+        .say(
+            "ana",
+            &["ops"],
+            "/alerts silence matchers:service=web duration:forever reason:maintenance",
+        )
+        .await;
+    assert!(bad.content.contains("not a duration"), "{}", bad.content);
+    assert!(active_silences(&am).await.is_empty());
+    let made = bot
+        .say(
+            "ana",
+            &["ops"],
+            "/alerts silence matchers:\"service=web, severity=~warn.*\" duration:2h reason:\"db maintenance\"",
+        )
+        .await;
+    assert!(made.content.contains("Silenced"), "{}", made.content);
+    let active = active_silences(&am).await;
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert!(
+        active[0]["comment"]
+            .as_str()
+            .unwrap_or("")
+            .contains("db maintenance"),
+        "{active:?}"
+    );
+
+    // /alerts silences lists it with an Expire button.
+    let listed = bot.say("ana", &["ops"], "/alerts silences").await;
+    assert!(
+        embed_text(&listed).contains("service"),
+        "{}",
+        embed_text(&listed)
+    );
+    assert!(labels_of_components(&listed).contains(&"Expire 1".to_owned()));
+    let expired = bot.click("ana", "Expire 1").await;
+    assert!(expired.content.contains("Expired"), "{}", expired.content);
+    assert!(active_silences(&am).await.is_empty());
+
+    // Alertmanager down: a clear error, nothing stored, audited as an error.
+    drop(am);
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_silences")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    let down = bot
+        .say(
+            "ana",
+            &["ops"],
+            "/alerts silence matchers:service=web duration:1h reason:test",
+        )
+        .await;
+    assert!(
+        down.content.contains("cannot be reached"),
+        "{}",
+        down.content
+    );
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_silences")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(before, after);
+    let errors: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE command = 'alerts silence' AND outcome = 'error'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("audit");
+    assert_eq!(errors, 1);
+}
