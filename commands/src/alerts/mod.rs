@@ -114,4 +114,6 @@ impl Desk {
 }
 
 #[cfg(test)]
+mod silence_tests;
+#[cfg(test)]
 mod tests;
