@@ -223,7 +223,7 @@ impl Services {
             &leases,
             Loop {
                 name: "alert silences",
-                interval: opsbot_commands::alerts::silencing::EXPIRY_INTERVAL,
+                interval: opsbot_commands::alerts::silence_upkeep::EXPIRY_INTERVAL,
                 lease: Some("alert silences"),
                 wake: Some(desk.alerts().silence_expiry.clone()),
             },

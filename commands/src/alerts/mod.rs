@@ -22,6 +22,8 @@ pub mod ingest;
 pub mod payload;
 pub mod routing;
 pub mod silence;
+pub mod silence_commands;
+pub mod silence_upkeep;
 pub mod silencing;
 pub mod store;
 pub mod view;
