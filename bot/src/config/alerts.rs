@@ -519,4 +519,49 @@ colour = 1
             );
         }
     }
+
+    #[test]
+    fn alertmanager_auth_and_timeout_are_read_and_checked() {
+        let config = load(
+            r#"
+[alertmanager]
+url = "http://127.0.0.1:9093"
+username = "opsbot"
+password = "env:AM_TOKEN"
+timeout = "3s"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(config.alertmanager.timeout.as_secs(), 3);
+        assert_eq!(config.alertmanager.username.as_deref(), Some("opsbot"));
+        assert!(config.alerts_catalog().alertmanager.is_some());
+        assert_eq!(
+            Config::default().alertmanager.timeout,
+            super::DEFAULT_ALERTMANAGER_TIMEOUT
+        );
+        assert!(Config::default().alerts_catalog().alertmanager.is_none());
+
+        let errors = load(
+            r#"
+[alertmanager]
+url = "http://127.0.0.1:9093"
+username = "opsbot"
+bearer_token = "env:AM_TOKEN"
+"#,
+        )
+        .expect_err("invalid");
+        for expected in [
+            "alertmanager.password: basic auth needs both",
+            "alertmanager.bearer_token: set either basic auth",
+        ] {
+            assert!(
+                errors.contains(expected),
+                "{expected} missing in:\n{errors}"
+            );
+        }
+        assert!(
+            !errors.contains("t0ken"),
+            "secrets are never echoed: {errors}"
+        );
+    }
 }
