@@ -28,3 +28,8 @@ CREATE INDEX alert_silences_group ON alert_silences (group_id) WHERE group_id IS
 
 -- Who silenced the group (for "silenced by @x until ..."); the name and end were already here.
 ALTER TABLE alert_groups ADD COLUMN silenced_by_id bigint;
+
+-- The deploy the group correlates with: a deploy of its service (the `[alerts]
+-- service_label` label) that started within `[alerts] correlate_window` before the group's
+-- first alert started. Its message names the deploy and offers a Rollback button.
+ALTER TABLE alert_groups ADD COLUMN correlated_deploy_id bigint REFERENCES deploys (id);

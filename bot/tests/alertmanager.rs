@@ -99,10 +99,14 @@ receivers:
 }
 
 fn config(alertmanager: &str, token_file: &Path) -> String {
+    config_with(alertmanager, token_file, "")
+}
+
+fn config_with(alertmanager: &str, token_file: &Path, more: &str) -> String {
     format!(
         r#"
 [roles]
-ops = ["alerts:*"]
+ops = ["alerts:*", "deploy:*"]
 dev = ["deploy:staging"]
 [http]
 listen = "127.0.0.1:0"
@@ -115,6 +119,7 @@ timeout = "3s"
 webhook_token = "file:{}"
 [[alerts.routes]]
 channel = {ALERTS}
+{more}
 "#,
         token_file.display()
     )
@@ -435,4 +440,105 @@ async fn alert_groups_from_the_real_alertmanager_are_silenced_acked_and_expired(
     .await
     .expect("audit");
     assert_eq!(errors, 1);
+}
+
+async fn deploy_state(pool: &PgPool, version: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT state FROM deploys WHERE version = $1 ORDER BY id DESC LIMIT 1")
+        .bind(version)
+        .fetch_optional(pool)
+        .await
+        .expect("deploy state")
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn an_alert_after_a_deploy_names_it_and_offers_its_rollback(pool: PgPool) {
+    let am_port = free_port();
+    let token = tempfile::NamedTempFile::new().expect("token file");
+    std::fs::write(token.path(), TOKEN).expect("token");
+    let services = r#"
+[[services]]
+name = "api"
+environments = ["staging"]
+backend = { kind = "command", program = "true", args = [], timeout = "30s" }
+"#;
+    let toml = config_with(
+        &format!("http://127.0.0.1:{am_port}"),
+        token.path(),
+        services,
+    );
+    let mut bot = TestBot::with_config(pool.clone(), &toml).await;
+    let http = bot
+        .services
+        .as_ref()
+        .and_then(|s| s.http_addr)
+        .expect("http");
+    let am = start_alertmanager(&format!("http://{http}/webhooks/alertmanager"), am_port).await;
+
+    for version in ["v1", "v2"] {
+        bot.say(
+            "ana",
+            &["ops"],
+            &format!("/deploy run service:api version:{version} env:staging"),
+        )
+        .await;
+        let started = tokio::time::Instant::now();
+        while deploy_state(&pool, version).await.as_deref() != Some("succeeded") {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{version} never succeeded"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    push(
+        &am,
+        json!({ "alertname": "HighLatency", "service": "api", "severity": "warning" }),
+        false,
+    )
+    .await;
+    let posted = bot
+        .next_event("the alert message", |e| {
+            e.event == "post" && e.channel_id == ALERTS
+        })
+        .await;
+    let text = embed_text(&posted);
+    assert!(
+        text.contains("after deploy") && text.contains("api v2"),
+        "{text}"
+    );
+    let controls = labels_of_components(&posted);
+    assert!(
+        controls.contains(&"Rollback api in staging".to_owned()),
+        "{controls:?}"
+    );
+
+    // Same policy as /rollback: a member without deploy:staging is refused.
+    bot.emulator.member("cy", Some(&[]));
+    let denied = bot.click("cy", "Rollback api in staging").await;
+    assert!(
+        denied.content.contains("deploy:staging"),
+        "{}",
+        denied.content
+    );
+    let rolled = bot.click("ana", "Rollback api in staging").await;
+    assert!(!rolled.ephemeral, "{rolled:?}");
+    let started = tokio::time::Instant::now();
+    loop {
+        let rollback: Option<(String, bool)> = sqlx::query_as(
+            "SELECT version, is_rollback FROM deploys WHERE is_rollback ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&pool)
+        .await
+        .expect("rollback");
+        if let Some((version, _)) = rollback {
+            assert_eq!(version, "v1");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no rollback deploy"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

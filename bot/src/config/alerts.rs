@@ -34,7 +34,7 @@ pub(super) const ALERTMANAGER_KEYS: &[&str] =
     &["url", "bearer_token", "username", "password", "timeout"];
 /// Default `alertmanager.timeout`: a button press waits for Alertmanager, and Discord wants
 /// an answer within 3 s; a silence call normally takes milliseconds.
-pub const DEFAULT_ALERTMANAGER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_ALERTMANAGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// The keys of `[alerts]`.
 pub(super) const ALERTS_KEYS: &[&str] = &[
     "webhook_token",

@@ -6,6 +6,8 @@
 //! - **Silence for…** (a select menu: 30m, 1h, 4h, 24h, until resolved) and **Unsilence**
 //!   (`alerts:silence`): a real silence in Alertmanager; the message shows "silenced by @x
 //!   until …".
+//! - **Rollback** (on a group correlated with a deploy): `/rollback` of that service and
+//!   environment, under the same policy (`deploy:<env>`, locks, freezes, approvals).
 //! - `/alerts active [service] [severity]`, `/alerts silences` (each with an **Expire**
 //!   button), `/alerts silence matchers duration reason`.
 
@@ -25,6 +27,7 @@ pub fn is_alert_button(custom_id: &str) -> bool {
         view::SILENCE_PICKER,
         view::UNSILENCE_BUTTON,
         view::EXPIRE_BUTTON,
+        view::ROLLBACK_BUTTON,
     ]
     .iter()
     .any(|prefix| custom_id.starts_with(prefix))
@@ -56,6 +59,33 @@ pub async fn button_pressed(
             )
             .await
             .map_err(Error::internal);
+    } else if let Some(group_id) = view::parse_group(id, view::ROLLBACK_BUTTON) {
+        let inv =
+            component_invocation(ctx, press, "rollback", json!({ "group_id": group_id })).await;
+        let outcome = desk.alert_rollback(&inv, group_id).await?;
+        // The rollback's status message is a message of its own, kept up to date like the
+        // one /rollback posts.
+        press
+            .create_response(
+                ctx,
+                serenity::CreateInteractionResponse::Message(render::update(&outcome.message)),
+            )
+            .await
+            .map_err(Error::internal)?;
+        match press.get_response(ctx).await {
+            Ok(posted) => {
+                desk.deploy_attach_message(
+                    outcome.deploy.id,
+                    posted.channel_id.get() as i64,
+                    posted.id.get() as i64,
+                )
+                .await?;
+            }
+            Err(e) => {
+                tracing::warn!(deploy = outcome.deploy.id, error = %e, "could not read back the rollback's status message; it will not be edited live")
+            }
+        }
+        return Ok(());
     } else if let Some(group_id) = view::parse_group(id, view::ACK_SILENCE_BUTTON) {
         let args = json!({ "group_id": group_id, "silence": "until resolved" });
         let inv = component_invocation(ctx, press, "alerts ack", args).await;

@@ -279,6 +279,11 @@ impl Desk {
                 queued: 0,
             });
         }
+        let correlated = if created {
+            super::correlation::correlate(&mut tx, self, group.id, payload).await?
+        } else {
+            None
+        };
         let group = store::refresh_group(&mut tx, group.id, payload).await?;
         let alerts = store::instances(&mut *tx, group.id).await?;
         let joined = changes
@@ -303,6 +308,17 @@ impl Desk {
             alerts.iter().filter(|a| a.is_firing()).count()
         );
         let event = record_in(&mut *tx, &inv, Outcome::Ok, &detail).await?;
+        if let Some(deploy) = &correlated
+            && let Some(thread) = deploy.thread_id
+        {
+            let name = group
+                .common_labels
+                .0
+                .get("alertname")
+                .map_or("alert", String::as_str);
+            let line = super::correlation::thread_line(deploy, name, group.id);
+            outbox::enqueue(&mut *tx, thread, &line, Some(event)).await?;
+        }
         // Silences "until resolved" are due now; queued with the resolve, so never lost.
         let expire_silences =
             !group.is_firing() && store::due_on_resolve(&mut tx, group.id).await? > 0;

@@ -18,6 +18,7 @@
 
 pub mod ack;
 pub mod commands;
+pub mod correlation;
 pub mod ingest;
 pub mod payload;
 pub mod routing;

@@ -32,6 +32,21 @@ pub struct AlertGroup {
     pub silenced_until: Option<DateTime<Utc>>,
     pub first_seen_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// The deploy the group correlates with (`alert_groups.correlated_deploy_id`).
+    pub correlated: Option<sqlx::types::Json<CorrelatedDeploy>>,
+}
+
+/// What an alert message says about the deploy it correlates with.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct CorrelatedDeploy {
+    pub id: i64,
+    pub service: String,
+    pub environment: String,
+    pub version: String,
+    pub by: String,
+    pub by_id: i64,
+    pub started_at: Option<DateTime<Utc>>,
+    pub link: Option<String>,
 }
 
 impl AlertGroup {
@@ -60,7 +75,11 @@ impl AlertInstance {
 
 const GROUP_COLUMNS: &str = "id, group_key, channel_id, status, receiver, group_labels, common_labels, \
      common_annotations, external_url, route_index, post_outbox_id, acked_by_id, acked_by_name, \
-     acked_at, silence_id, silenced_by_id, silenced_by_name, silenced_until, first_seen_at, resolved_at";
+     acked_at, silence_id, silenced_by_id, silenced_by_name, silenced_until, first_seen_at, resolved_at, \
+     (SELECT json_build_object('id', d.id, 'service', d.service, 'environment', d.environment, \
+        'version', d.version, 'by', d.requested_by_name, 'by_id', d.requested_by_id, \
+        'started_at', d.started_at, 'link', d.link) \
+      FROM deploys d WHERE d.id = correlated_deploy_id) AS correlated";
 
 /// The firing group of `group_key` in `channel_id`, locked for this transaction; created
 /// (from `payload`) when there is none.
@@ -434,4 +453,18 @@ pub async fn silenced_firing_groups(
         .bind(limit)
         .fetch_all(pool)
         .await
+}
+
+/// Records the deploy group `group_id` correlates with.
+pub async fn set_correlated(
+    tx: &mut PgConnection,
+    group_id: i64,
+    deploy_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE alert_groups SET correlated_deploy_id = $2 WHERE id = $1")
+        .bind(group_id)
+        .bind(deploy_id)
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
 }

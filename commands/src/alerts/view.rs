@@ -19,6 +19,8 @@ pub const ACK_SILENCE_BUTTON: &str = "alerts-acksilence:";
 pub const SILENCE_PICKER: &str = "alerts-silence:";
 /// Prefix of the Unsilence button: `alerts-unsilence:<group id>`.
 pub const UNSILENCE_BUTTON: &str = "alerts-unsilence:";
+/// Prefix of the Rollback button of a group correlated with a deploy: `alerts-rollback:<id>`.
+pub const ROLLBACK_BUTTON: &str = "alerts-rollback:";
 /// Prefix of an Expire button under `/alerts silences`: `alerts-expire:<silence id>`.
 pub const EXPIRE_BUTTON: &str = "alerts-expire:";
 /// The Silence picker's placeholder (the shell picks with `:select Silence 4h`).
@@ -177,6 +179,13 @@ pub fn group_message(group: &AlertGroup, alerts: &[AlertInstance], mention: &[i6
         });
     }
 
+    if let Some(deploy) = &group.correlated {
+        fields.push(Field {
+            name: "after deploy".to_owned(),
+            value: super::correlation::deploy_field(&deploy.0),
+            inline: false,
+        });
+    }
     if group.is_firing()
         && let Some(who) = &group.silenced_by_name
     {
@@ -245,6 +254,13 @@ pub fn buttons(group: &AlertGroup) -> Vec<Button> {
                 style: ButtonStyle::Secondary,
             });
         }
+    }
+    if let (true, Some(deploy)) = (group.is_firing(), &group.correlated) {
+        buttons.push(Button {
+            label: format!("Rollback {} in {}", deploy.0.service, deploy.0.environment),
+            custom_id: format!("{ROLLBACK_BUTTON}{}", group.id),
+            style: ButtonStyle::Danger,
+        });
     }
     if group.is_firing() && group.silence_id.is_some() {
         buttons.push(Button {
