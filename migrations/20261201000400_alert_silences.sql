@@ -33,3 +33,8 @@ ALTER TABLE alert_groups ADD COLUMN silenced_by_id bigint;
 -- service_label` label) that started within `[alerts] correlate_window` before the group's
 -- first alert started. Its message names the deploy and offers a Rollback button.
 ALTER TABLE alert_groups ADD COLUMN correlated_deploy_id bigint REFERENCES deploys (id);
+
+-- A group with more alerts than its message can list gets a thread on the message with the
+-- full list (started once the message is delivered); notable changes are posted there too.
+ALTER TABLE alert_groups ADD COLUMN needs_thread boolean NOT NULL DEFAULT false;
+ALTER TABLE alert_groups ADD COLUMN thread_id bigint;

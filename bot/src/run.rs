@@ -222,15 +222,15 @@ impl Services {
             &tasks,
             &leases,
             Loop {
-                name: "alert silences",
+                name: "alerts",
                 interval: opsbot_commands::alerts::silence_upkeep::EXPIRY_INTERVAL,
-                lease: Some("alert silences"),
-                wake: Some(desk.alerts().silence_expiry.clone()),
+                lease: Some("alerts"),
+                wake: Some(desk.alerts().upkeep_wake.clone()),
             },
             shutdown.clone(),
             move || {
                 let desk = silence_desk.clone();
-                async move { desk.alert_silence_upkeep().await.map(|_| ()) }
+                async move { desk.alert_upkeep().await.map(|_| ()) }
             },
         );
         let prune_desk = desk.clone();

@@ -542,3 +542,76 @@ backend = { kind = "command", program = "true", args = [], timeout = "30s" }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn a_group_of_200_alerts_fits_discord_and_lists_every_alert_in_a_thread(pool: PgPool) {
+    let am_port = free_port();
+    let token = tempfile::NamedTempFile::new().expect("token file");
+    std::fs::write(token.path(), TOKEN).expect("token");
+    let toml = config(&format!("http://127.0.0.1:{am_port}"), token.path());
+    let bot = TestBot::with_config(pool.clone(), &toml).await;
+    let http = bot
+        .services
+        .as_ref()
+        .and_then(|s| s.http_addr)
+        .expect("http");
+    let am = start_alertmanager(&format!("http://{http}/webhooks/alertmanager"), am_port).await;
+    let mut events = bot.emulator.subscribe();
+
+    let alerts: Vec<Value> = (0..200)
+        .map(|i| {
+            json!({
+                "labels": { "alertname": "DiskFull", "service": "storage", "instance": format!("node-{i:03}") },
+                "annotations": { "summary": format!("disk of node-{i:03} is 97% full") },
+            })
+        })
+        .collect();
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v2/alerts", am.url))
+        .json(&alerts)
+        .send()
+        .await
+        .expect("push");
+    assert!(response.status().is_success());
+
+    let mut posted = None;
+    let mut thread = None;
+    let mut listed = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while listed.len() < 200 {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} alerts listed in the thread", listed.len()))
+            .expect("events");
+        assert_ne!(event.event, "refused", "Discord would refuse: {event:?}");
+        match event.event {
+            "post" if event.channel_id == ALERTS => {
+                assert!(posted.is_none(), "one message per group: {event:?}");
+                posted = Some(event);
+            }
+            "channel_created" => thread = Some(event.channel_id),
+            "post" if Some(event.channel_id) == thread => {
+                assert!(event.content.chars().count() <= 2000);
+                for word in event
+                    .content
+                    .split(|c: char| !c.is_alphanumeric() && c != '-')
+                {
+                    if word.starts_with("node-") {
+                        listed.insert(word.to_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let posted = posted.expect("the group's message");
+    let description = posted.embeds[0]["description"]
+        .as_str()
+        .expect("description");
+    assert!(
+        description.contains("more (every alert is listed in the thread)"),
+        "{description}"
+    );
+    assert!(description.chars().count() <= 4096);
+    assert!(posted.embeds[0].to_string().contains("FIRING (200)"));
+}

@@ -432,7 +432,7 @@ impl super::Config {
                 })
                 .collect(),
             alertmanager: self.alertmanager_client(),
-            silence_expiry: Default::default(),
+            upkeep_wake: Default::default(),
             role_ids: Default::default(),
             guild_id: self
                 .discord

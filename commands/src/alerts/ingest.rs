@@ -346,9 +346,23 @@ impl Desk {
                 Some(_) => {}
             }
         }
+        let mut wake = expire_silences;
+        if route.mode == Mode::Immediate {
+            if group.thread_id.is_none() && view::overflows(&group, &alerts) {
+                store::want_thread(&mut tx, group.id).await?;
+                wake = true;
+            }
+            if let Some(thread) = group.thread_id
+                && joined + resolved > 0
+            {
+                let firing = alerts.iter().filter(|a| a.is_firing()).count();
+                let line = super::threads::change_line(joined, resolved, firing);
+                outbox::enqueue(&mut *tx, thread, &line, Some(event)).await?;
+            }
+        }
         tx.commit().await?;
-        if expire_silences {
-            catalog.silence_expiry.notify_one();
+        if wake {
+            catalog.upkeep_wake.notify_one();
         }
         Ok(IngestOutcome {
             group_id: Some(group.id),

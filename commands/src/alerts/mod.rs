@@ -14,7 +14,9 @@
 //! - [`routing`]: matchers and routes; [`store`]: the tables; [`view`]: the message.
 //! - [`ack`]: the Ack button; [`silencing`]: the Silence picker, Unsilence, "Ack + silence
 //!   until resolved", `/alerts silence` and `/alerts silences`, made in Alertmanager through
-//!   [`silence`] (its v2 API client); [`commands`]: `/alerts active`.
+//!   [`silence`] (its v2 API client), [`silence_commands`], [`silence_upkeep`];
+//!   [`commands`]: `/alerts active`; [`correlation`]: the deploy an alert follows and its
+//!   Rollback button; [`threads`]: the full list of a long group in a thread.
 
 pub mod ack;
 pub mod commands;
@@ -27,6 +29,7 @@ pub mod silence_commands;
 pub mod silence_upkeep;
 pub mod silencing;
 pub mod store;
+pub mod threads;
 pub mod view;
 
 use std::time::Duration;
@@ -50,8 +53,9 @@ pub struct AlertsCatalog {
     pub routes: Vec<Route>,
     /// `[alertmanager]`, for silences; `None`: no silences from Discord.
     pub alertmanager: Option<silence::Alertmanager>,
-    /// Woken when a group resolves with an "until resolved" silence to expire.
-    pub silence_expiry: std::sync::Arc<tokio::sync::Notify>,
+    /// Wakes the alert loop: a resolve made an "until resolved" silence due, or a long
+    /// group wants its thread.
+    pub upkeep_wake: std::sync::Arc<tokio::sync::Notify>,
     /// Role name → Discord role id, for the routes' mentions, where known in advance; other
     /// names are looked up in `guild_id` through the chat platform.
     pub role_ids: std::collections::BTreeMap<String, i64>,
@@ -67,7 +71,7 @@ impl Default for AlertsCatalog {
             correlate_window: Duration::from_secs(30 * 60),
             routes: Vec::new(),
             alertmanager: None,
-            silence_expiry: Default::default(),
+            upkeep_wake: Default::default(),
             role_ids: Default::default(),
             guild_id: None,
         }

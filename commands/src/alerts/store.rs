@@ -32,6 +32,8 @@ pub struct AlertGroup {
     pub silenced_until: Option<DateTime<Utc>>,
     pub first_seen_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// The thread on the message (long groups), once started.
+    pub thread_id: Option<i64>,
     /// The deploy the group correlates with (`alert_groups.correlated_deploy_id`).
     pub correlated: Option<sqlx::types::Json<CorrelatedDeploy>>,
 }
@@ -75,7 +77,7 @@ impl AlertInstance {
 
 const GROUP_COLUMNS: &str = "id, group_key, channel_id, status, receiver, group_labels, common_labels, \
      common_annotations, external_url, route_index, post_outbox_id, acked_by_id, acked_by_name, \
-     acked_at, silence_id, silenced_by_id, silenced_by_name, silenced_until, first_seen_at, resolved_at, \
+     acked_at, silence_id, silenced_by_id, silenced_by_name, silenced_until, first_seen_at, resolved_at, thread_id, \
      (SELECT json_build_object('id', d.id, 'service', d.service, 'environment', d.environment, \
         'version', d.version, 'by', d.requested_by_name, 'by_id', d.requested_by_id, \
         'started_at', d.started_at, 'link', d.link) \
@@ -464,6 +466,44 @@ pub async fn set_correlated(
     sqlx::query("UPDATE alert_groups SET correlated_deploy_id = $2 WHERE id = $1")
         .bind(group_id)
         .bind(deploy_id)
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+}
+
+/// The group's message lists only some of its alerts: it wants a thread with all of them.
+pub async fn want_thread(tx: &mut PgConnection, group_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE alert_groups SET needs_thread = true WHERE id = $1 AND thread_id IS NULL")
+        .bind(group_id)
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+}
+
+/// Groups that want a thread and whose message is delivered: (group id, channel, message).
+pub async fn groups_wanting_threads(
+    pool: &PgPool,
+    limit: i64,
+) -> Result<Vec<(i64, i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT g.id, g.channel_id, o.message_id FROM alert_groups g JOIN outbox o ON o.id = g.post_outbox_id
+         WHERE g.needs_thread AND g.thread_id IS NULL AND o.message_id IS NOT NULL
+         ORDER BY g.id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Records the group's thread.
+pub async fn set_thread(
+    tx: &mut PgConnection,
+    group_id: i64,
+    thread_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE alert_groups SET thread_id = $2, needs_thread = false WHERE id = $1")
+        .bind(group_id)
+        .bind(thread_id)
         .execute(&mut *tx)
         .await
         .map(|_| ())

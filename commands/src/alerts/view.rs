@@ -91,20 +91,21 @@ pub fn group_message(group: &AlertGroup, alerts: &[AlertInstance], mention: &[i6
         description = description.plain(text).plain("\n");
     }
     if alerts.len() > 1 || (alerts.len() == 1 && annotation("summary").is_none()) {
-        let mut used = 0;
-        let mut shown = 0;
-        for alert in alerts {
-            let line = alert_line(alert, common);
-            let length = line.plain_text().chars().count() + 1;
-            if used + length > LINES_BUDGET {
-                break;
-            }
-            used += length;
-            shown += 1;
+        let lines = fitting_lines(alerts, common);
+        let shown = lines.len();
+        for line in lines {
             description = description.append(line).plain("\n");
         }
         if shown < alerts.len() {
-            description = description.strong(format!("+{} more", alerts.len() - shown));
+            description = description.strong(format!(
+                "+{} more{}",
+                alerts.len() - shown,
+                if group.is_firing() {
+                    " (every alert is listed in the thread)"
+                } else {
+                    ""
+                }
+            ));
         }
     }
 
@@ -307,8 +308,54 @@ pub fn parse_ack(custom_id: &str) -> Option<i64> {
     custom_id.strip_prefix(ACK_BUTTON)?.parse().ok()
 }
 
+/// The alert lines that fit the message, first ones first.
+fn fitting_lines(alerts: &[AlertInstance], common: &Labels) -> Vec<Text> {
+    let mut used = 0;
+    let mut lines = Vec::new();
+    for alert in alerts {
+        let line = alert_line(alert, common);
+        let length = line.plain_text().chars().count() + 1;
+        if used + length > LINES_BUDGET {
+            break;
+        }
+        used += length;
+        lines.push(line);
+    }
+    lines
+}
+
+/// Whether the group has more alerts than its message can list (they go to a thread).
+pub fn overflows(group: &AlertGroup, alerts: &[AlertInstance]) -> bool {
+    alerts.len() > 1 && fitting_lines(alerts, &group.common_labels.0).len() < alerts.len()
+}
+
+/// Every alert of the group, as messages for its thread (each well within 2000 characters).
+pub fn thread_list(group: &AlertGroup, alerts: &[AlertInstance]) -> Vec<Message> {
+    /// Characters of one thread message's lines (plain text; Discord's markup of times and
+    /// code is no longer than the plain form).
+    const CHUNK: usize = 1500;
+    let mut messages = Vec::new();
+    let mut text = Text::new().strong(format!("All {} alerts of this group:", alerts.len()));
+    let mut used = text.plain_text().chars().count();
+    for alert in alerts {
+        let line = alert_line(alert, &group.common_labels.0);
+        let length = line.plain_text().chars().count() + 1;
+        if used + length > CHUNK {
+            messages.push(Message::text(std::mem::take(&mut text)));
+            used = 0;
+        }
+        if !text.is_empty() {
+            text = text.plain("\n");
+        }
+        text = text.append(line);
+        used += length;
+    }
+    messages.push(Message::text(text));
+    messages
+}
+
 /// One alert: its status, the labels that differ from the group's, its summary, since when.
-fn alert_line(alert: &AlertInstance, common: &Labels) -> Text {
+pub fn alert_line(alert: &AlertInstance, common: &Labels) -> Text {
     let distinct: Vec<String> = alert
         .labels
         .0
