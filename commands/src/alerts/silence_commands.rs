@@ -180,7 +180,7 @@ impl Desk {
 }
 
 /// Queues an edit of group `group_id`'s message as it reads now.
-async fn refresh_message(
+pub(super) async fn refresh_message(
     tx: &mut sqlx::PgConnection,
     desk: &Desk,
     group_id: i64,

@@ -241,3 +241,118 @@ async fn an_unreachable_alertmanager_or_a_denial_changes_nothing(pool: PgPool) {
         assert_eq!(n, expected, "{outcome}");
     }
 }
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn a_silence_that_ended_by_itself_leaves_the_message_and_a_resolve_while_silenced_is_found(
+    pool: PgPool,
+) {
+    let am = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/silences"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "silenceID": "s-9" })),
+        )
+        .up_to_n_times(1)
+        .mount(&am)
+        .await;
+    // Alertmanager still has the group's alert firing (silenced).
+    Mock::given(method("GET"))
+        .and(path("/api/v2/alerts"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([
+            { "labels": { "alertname": "HighErrorRate" }, "endsAt": "2999-01-01T00:00:00Z" }
+        ])))
+        .mount(&am)
+        .await;
+    let desk = with_alertmanager(pool.clone(), &am.uri());
+    let group = firing_group(&desk).await;
+    desk.alert_silence(
+        &member(1, "ana", "ops"),
+        group,
+        SilenceLength::For(Duration::from_secs(1800)),
+    )
+    .await
+    .expect("silenced");
+    let again = desk
+        .alert_silence(
+            &member(3, "cy", "ops"),
+            group,
+            SilenceLength::For(Duration::from_secs(1800)),
+        )
+        .await;
+    assert!(
+        matches!(&again, Err(CommandError::Conflict(t)) if t.contains("ana")),
+        "{again:?}"
+    );
+
+    // The silence ends by itself: the next round forgets it and edits the message.
+    sqlx::query("UPDATE alert_groups SET silenced_until = now() - interval '1 minute'")
+        .execute(&pool)
+        .await
+        .expect("ended");
+    desk.alert_silence_upkeep().await.expect("round");
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM alert_groups WHERE silence_id IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    let last: serde_json::Value =
+        sqlx::query_scalar("SELECT payload FROM outbox ORDER BY id DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .expect("edit");
+    assert!(!last.to_string().contains("silenced by"), "{last}");
+    assert!(last.to_string().contains("Silence for"), "{last}");
+
+    // Silenced again, and Alertmanager no longer has the alert (resolved while silenced,
+    // so no resolve was delivered): opsbot resolves the group itself.
+    am.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/silences"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "silenceID": "s-10" })),
+        )
+        .mount(&am)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/alerts"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([
+            { "labels": { "alertname": "HighErrorRate" }, "endsAt": "2999-01-01T00:00:00Z" }
+        ])))
+        .up_to_n_times(1)
+        .mount(&am)
+        .await;
+    desk.alert_silence(
+        &member(1, "ana", "ops"),
+        group,
+        SilenceLength::For(Duration::from_secs(1800)),
+    )
+    .await
+    .expect("silenced again");
+    desk.alert_silence_upkeep().await.expect("round");
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM alert_groups WHERE status = 'resolved'"
+        )
+        .await,
+        0,
+        "Alertmanager still has the alert"
+    );
+    Mock::given(method("GET"))
+        .and(path("/api/v2/alerts"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([])))
+        .mount(&am)
+        .await;
+    desk.alert_silence_upkeep().await.expect("round");
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM alert_groups WHERE status = 'resolved'"
+        )
+        .await,
+        1
+    );
+}

@@ -31,6 +31,7 @@ impl Desk {
     /// stores it itself, which makes their "until resolved" silences due), then the due
     /// expiries.
     pub async fn alert_silence_upkeep(&self) -> Result<usize, CommandError> {
+        self.forget_ended_silences().await?;
         let Some(am) = self.alerts().alertmanager.as_ref() else {
             return Ok(0);
         };
@@ -55,6 +56,25 @@ impl Desk {
             }
         }
         self.expire_due_silences().await
+    }
+
+    /// Timed silences that ended by themselves in Alertmanager: their messages stop saying
+    /// "silenced" and offer the Silence picker again.
+    async fn forget_ended_silences(&self) -> Result<(), CommandError> {
+        for (group_id, silence_id) in store::ended_silences(&self.pool, 50).await? {
+            let mut tx = self.pool.begin().await?;
+            store::mark_expired(&mut tx, &silence_id, "its end").await?;
+            let inv = Invocation::new(
+                Actor::system(Source::Scheduler),
+                "alerts silence ended",
+                serde_json::json!({ "silence_id": silence_id, "group_id": group_id }),
+            );
+            let detail = format!("silence {silence_id} of alert group {group_id} ended");
+            let event = record_in(&mut *tx, &inv, Outcome::Ok, &detail).await?;
+            super::silence_commands::refresh_message(&mut tx, self, group_id, event).await?;
+            tx.commit().await?;
+        }
+        Ok(())
     }
 
     /// Expires the "until resolved" silences whose groups resolved; one that Alertmanager

@@ -145,7 +145,9 @@ impl Desk {
             });
             return Err(self.refuse(inv, e).await);
         }
-        if let Some(who) = &group.silenced_by_name {
+        if let Some(who) = &group.silenced_by_name
+            && group.silenced_until.is_none_or(|until| until > Utc::now())
+        {
             let e = CommandError::Conflict(format!(
                 "{who} already silenced this group; press Unsilence first to silence it differently"
             ));

@@ -508,3 +508,14 @@ pub async fn set_thread(
         .await
         .map(|_| ())
 }
+
+/// Groups whose timed silence has ended by itself: (group id, silence id).
+pub async fn ended_silences(pool: &PgPool, limit: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, silence_id FROM alert_groups
+         WHERE silence_id IS NOT NULL AND silenced_until <= now() ORDER BY silenced_until LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
