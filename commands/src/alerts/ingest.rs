@@ -226,6 +226,18 @@ impl Desk {
 
     /// Stores a parsed delivery with its audit event and outbox rows, in one transaction.
     pub async fn store_delivery(&self, payload: &Payload) -> Result<IngestOutcome, CommandError> {
+        self.store_group_state(payload, WEBHOOK_COMMAND, Source::Webhook)
+            .await
+    }
+
+    /// As [`Desk::store_delivery`], audited as `command` from `source` (the alert loop
+    /// stores a resolve Alertmanager muted).
+    pub(crate) async fn store_group_state(
+        &self,
+        payload: &Payload,
+        command: &str,
+        source: Source,
+    ) -> Result<IngestOutcome, CommandError> {
         let catalog = self.alerts();
         let Some((index, route)) = routing::route(&catalog.routes, &payload.common_labels) else {
             return Ok(IngestOutcome {
@@ -294,12 +306,16 @@ impl Desk {
             .iter()
             .filter(|(c, _)| matches!(c, Change::Resolved))
             .count();
-        let mut inv = system_invocation(serde_json::json!({
+        let mut inv = Invocation::new(
+            Actor::system(source),
+            command,
+            serde_json::json!({
             "group_key": payload.group_key,
             "group_id": group.id,
             "status": payload.status.as_str(),
             "alerts": payload.alerts.len(),
-        }));
+            }),
+        );
         inv.channel_id = Some(group.channel_id);
         let detail = format!(
             "alert group {} {}: {joined} new, {resolved} resolved, {} firing",

@@ -355,4 +355,12 @@ async fn a_silence_that_ended_by_itself_leaves_the_message_and_a_resolve_while_s
         .await,
         1
     );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM audit_events WHERE command = 'alerts resolved while silenced' AND source = 'scheduler'"
+        )
+        .await,
+        1
+    );
 }

@@ -25,6 +25,9 @@ pub const EXPIRY_RETRY_MAX: Duration = Duration::from_secs(600);
 /// resolved within about this long, and a due expiry waits at most this long after a miss.
 pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The audit command of a resolve opsbot found itself (Alertmanager muted it).
+pub const RESOLVED_WHILE_SILENCED: &str = "alerts resolved while silenced";
+
 impl Desk {
     /// The silence loop's round: first the silenced groups whose alerts Alertmanager no
     /// longer has (resolved while silenced: Alertmanager mutes that resolve, so opsbot
@@ -44,7 +47,8 @@ impl Desk {
             match am.firing_alerts(&group_matchers(labels)).await {
                 Ok(0) => {
                     let alerts = store::instances(&self.pool, group.id).await?;
-                    self.store_delivery(&resolved_payload(&group, &alerts))
+                    let payload = resolved_payload(&group, &alerts);
+                    self.store_group_state(&payload, RESOLVED_WHILE_SILENCED, Source::Scheduler)
                         .await?;
                 }
                 Ok(_) => {}
