@@ -294,18 +294,30 @@ impl Desk {
             None => Vec::new(),
         };
         let mut tx = self.pool.begin().await?;
+        // Locked first: a delivery resolving the group waits for this change, or this one
+        // sees it resolved.
+        let Some(locked) = store::lock_group(&mut tx, group_id).await? else {
+            return Err(CommandError::NotFound(format!(
+                "alert group {group_id} does not exist"
+            )));
+        };
+        let mut wake = false;
         match change {
             GroupChange::Silenced { record, ack } => {
                 store::insert_silence(&mut tx, &record).await?;
-                if ack {
+                if ack && locked.acked_by_id.is_none() {
                     store::set_ack(&mut tx, group_id, inv.actor.id, &inv.actor.name).await?;
+                }
+                if !locked.is_firing() {
+                    // It resolved since we looked: an "until resolved" silence is due now.
+                    wake = store::due_on_resolve(&mut tx, group_id).await? > 0;
                 }
             }
             GroupChange::Expired { silence_id, by } => {
                 store::mark_expired(&mut tx, silence_id, by).await?;
             }
         }
-        let Some(group) = store::lock_group(&mut tx, group_id).await? else {
+        let Some(group) = store::group(&mut *tx, group_id).await? else {
             return Err(CommandError::NotFound(format!(
                 "alert group {group_id} does not exist"
             )));
@@ -322,6 +334,9 @@ impl Desk {
             outbox::enqueue(&mut *tx, thread, &line, Some(event)).await?;
         }
         tx.commit().await?;
+        if wake {
+            self.alerts().upkeep_wake.notify_one();
+        }
         Ok(message)
     }
 }
