@@ -10,93 +10,17 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use opsbot::emulator::EmulatorEvent;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use support::TestBot;
+use support::alertmanager::{
+    ALERTMANAGER, TOKEN, active_silences, embed_text, free_port, labels_of_components, push,
+    select, silences, start_alertmanager, state_of,
+};
 
 const ALERTS: u64 = 333_000_000_000_000_333;
-const TOKEN: &str = "am-webhook-token-for-tests";
-const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
-
-/// The Alertmanager this test started; stopped (by its own pid) when dropped.
-struct Alertmanager {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-async fn start_alertmanager(webhook: &str, port: u16) -> Alertmanager {
-    let dir = tempfile::tempdir().expect("dir");
-    let config = format!(
-        r#"
-route:
-  receiver: opsbot
-  group_by: [alertname, service]
-  group_wait: 1s
-  group_interval: 2s
-  repeat_interval: 1h
-receivers:
-  - name: opsbot
-    webhook_configs:
-      - url: "{webhook}"
-        send_resolved: true
-        http_config:
-          authorization:
-            credentials: "{TOKEN}"
-"#
-    );
-    let file = dir.path().join("alertmanager.yml");
-    std::fs::write(&file, config).expect("config");
-    let url = format!("http://127.0.0.1:{port}");
-    let child = Command::new(ALERTMANAGER)
-        .arg(format!("--config.file={}", file.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--web.external-url={url}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus-alertmanager starts");
-    let am = Alertmanager {
-        child,
-        url,
-        _dir: dir,
-    };
-    let http = reqwest::Client::new();
-    let started = tokio::time::Instant::now();
-    loop {
-        if let Ok(r) = http.get(format!("{}/-/ready", am.url)).send().await
-            && r.status().is_success()
-        {
-            return am;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "Alertmanager never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn config(alertmanager: &str, token_file: &Path) -> String {
     config_with(alertmanager, token_file, "")
@@ -126,83 +50,6 @@ channel = {ALERTS}
 }
 
 /// Pushes one alert into Alertmanager (`endsAt` now: resolved).
-async fn push(am: &Alertmanager, labels: Value, resolved: bool) {
-    let mut alert = json!({
-        "labels": labels,
-        "annotations": { "summary": "error rate above 5%" },
-        "generatorURL": "http://prometheus.example/graph",
-    });
-    if resolved {
-        alert["endsAt"] = json!(chrono::Utc::now().to_rfc3339());
-    }
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/v2/alerts", am.url))
-        .json(&json!([alert]))
-        .send()
-        .await
-        .expect("push");
-    assert!(response.status().is_success(), "{}", response.status());
-}
-
-async fn silences(am: &Alertmanager) -> Vec<Value> {
-    reqwest::Client::new()
-        .get(format!("{}/api/v2/silences", am.url))
-        .send()
-        .await
-        .expect("silences")
-        .json::<Vec<Value>>()
-        .await
-        .expect("json")
-}
-
-async fn active_silences(am: &Alertmanager) -> Vec<Value> {
-    silences(am)
-        .await
-        .into_iter()
-        .filter(|s| s["status"]["state"] == "active")
-        .collect()
-}
-
-fn state_of(all: &[Value], id: &str) -> String {
-    all.iter()
-        .find(|s| s["id"] == id)
-        .and_then(|s| s["status"]["state"].as_str())
-        .unwrap_or("absent")
-        .to_owned()
-}
-
-/// All the text of an event's embeds.
-fn embed_text(event: &EmulatorEvent) -> String {
-    event
-        .embeds
-        .iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn labels_of_components(event: &EmulatorEvent) -> Vec<String> {
-    event
-        .components
-        .iter()
-        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
-        .filter_map(|c| {
-            c["label"]
-                .as_str()
-                .or(c["placeholder"].as_str())
-                .map(str::to_owned)
-        })
-        .collect()
-}
-
-async fn select(bot: &mut TestBot, name: &str, menu: &str, option: &str) -> EmulatorEvent {
-    let member = bot.emulator.member(name, None);
-    let interaction = bot
-        .emulator
-        .select(member, menu, option)
-        .unwrap_or_else(|e| panic!(":select {menu} {option}: {e}"));
-    bot.answer_to(interaction).await
-}
 
 #[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
 async fn alert_groups_from_the_real_alertmanager_are_silenced_acked_and_expired(pool: PgPool) {
