@@ -23,13 +23,15 @@ use opsbot_commands::lease::{LeaseKeeper, Leases};
 /// How often a replica renews its `replicas` row and its lease gauges.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// Leases whose `opsbot_lease_held{lease}` gauge every replica reports (0 or 1).
-const KNOWN_LEASES: [&str; 6] = [
+const KNOWN_LEASES: [&str; 8] = [
     "audit sealer",
     "audit checkpoint",
     "outbox dispatcher",
     "deploy tracker",
     "incident reconciler",
     "incident reminders",
+    "alerts",
+    "digests",
 ];
 
 /// Renews this replica's heartbeat and sets `opsbot_lease_held{lease}` for what it holds.
@@ -293,6 +295,22 @@ impl Services {
                 },
             );
         }
+        let silence_desk = desk.clone();
+        background::spawn(
+            &tasks,
+            &leases,
+            Loop {
+                name: "alerts",
+                interval: opsbot_commands::alerts::silence_upkeep::EXPIRY_INTERVAL,
+                lease: Some("alerts"),
+                wake: Some(desk.alerts().upkeep_wake.clone()),
+            },
+            shutdown.clone(),
+            move || {
+                let desk = silence_desk.clone();
+                async move { desk.alert_upkeep().await.map(|_| ()) }
+            },
+        );
         let prune_desk = desk.clone();
         background::spawn(
             &tasks,

@@ -7,6 +7,7 @@
 //! :as bo dev          switch to member bo, with role dev
 //! :in general         switch channel (a name, an id, or `new`)
 //! :click Older        press a button on the newest message that has it
+//! :select Silence 4h  pick an option in the menu (by its placeholder) of the newest message
 //! ```
 //!
 //! Replies, posts, edits, created channels and messages Discord would refuse (`refused`, with
@@ -195,6 +196,7 @@ const HELP: &str = "\
 :as NAME [ROLE,ROLE]            act as another member (created on first use; roles replace theirs)
 :in CHANNEL                     switch channel: a name, an id, or `new` (the newest channel)
 :click LABEL                    press the button with that label on the newest message that has one
+:select MENU OPTION             pick OPTION in the menu whose placeholder starts with MENU (e.g. :select Silence 4h)
 :channels                       list channels
 :sleep SECONDS                  wait (for background work)
 :help                           this text
@@ -227,6 +229,18 @@ impl Session {
                     }
                 }
             }
+            ":select" => match (words.next(), words.collect::<Vec<_>>().join(" ")) {
+                (Some(menu), option) if !option.is_empty() => {
+                    match self.emulator.select(self.member, menu, &option) {
+                        Ok(interaction) => self.await_answer(line, interaction).await,
+                        Err(e) => self.error(line, &e.to_string()),
+                    }
+                }
+                _ => self.error(
+                    line,
+                    ":select needs a menu and an option, e.g. `:select Silence 4h`",
+                ),
+            },
             ":as" => match words.next() {
                 Some(name) => {
                     let roles: Option<Vec<String>> = words.next().map(|r| {
@@ -462,7 +476,19 @@ pub fn event_text(event: &EmulatorEvent, attachments: &[String]) -> String {
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|c| c["label"].as_str().map(|l| format!("[{l}]")))
+            .filter_map(|c| {
+                if c["type"] == 3 {
+                    let options: Vec<&str> = c["options"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|o| o["label"].as_str())
+                        .collect();
+                    let placeholder = c["placeholder"].as_str().unwrap_or("choose");
+                    return Some(format!("[{placeholder} ▾ {}]", options.join(" | ")));
+                }
+                c["label"].as_str().map(|l| format!("[{l}]"))
+            })
             .collect();
         if !labels.is_empty() {
             text.push_str(&format!("\n{}", labels.join(" ")));

@@ -262,7 +262,7 @@ async fn shell_reads_a_script_and_prints_json_events(pool: PgPool) {
         .kill_on_drop(true)
         .spawn()
         .expect("start opsbot shell");
-    let script = "/whoami\n:as bo dev\n/audit recent\n/audit\n/nope\n:as ana\n/audit verify\n";
+    let script = "/whoami\n:as bo dev\n/audit recent\n/audit\n/nope\n:as ana\n/audit verify\n:select Silence 4h\n:select Silence\n";
     {
         use tokio::io::AsyncWriteExt as _;
         let mut stdin = child.stdin.take().expect("stdin");
@@ -291,6 +291,8 @@ async fn shell_reads_a_script_and_prints_json_events(pool: PgPool) {
     "error" "/audit" null
     "error" "/nope" null
     "edit" "/audit verify" "general"
+    "error" ":select Silence 4h" null
+    "error" ":select Silence" null
     "#);
     assert!(
         events[1]["content"]
@@ -310,7 +312,7 @@ async fn shell_reads_a_script_and_prints_json_events(pool: PgPool) {
         events[3]["content"]
             .as_str()
             .expect("content")
-            .contains("/audit, /deploy, /digest, /incident, /rollback, /whoami"),
+            .contains("/alerts, /audit, /deploy, /digest, /incident, /rollback, /whoami"),
         "{}",
         events[3]
     );
@@ -321,6 +323,22 @@ async fn shell_reads_a_script_and_prints_json_events(pool: PgPool) {
             .starts_with("✅ audit chain ok"),
         "{}",
         events[4]
+    );
+    assert!(
+        events[5]["content"]
+            .as_str()
+            .expect("content")
+            .contains("no menus at all"),
+        "{}",
+        events[5]
+    );
+    assert!(
+        events[6]["content"]
+            .as_str()
+            .expect("content")
+            .contains(":select Silence 4h"),
+        "{}",
+        events[6]
     );
     // The graceful shutdown sealed everything the session audited.
     let report = opsbot_commands::audit::verify(&pool).await.expect("verify");

@@ -149,6 +149,10 @@ fn exported_commands_are_the_documented_ones() {
     /incident resolve
     /incident reopen
     /incident list
+    /incident postmortem
+    /alerts active
+    /alerts silences
+    /alerts silence
     /audit recent
     /audit verify
     /digest preview
@@ -220,6 +224,11 @@ fn every_string_option_has_a_max_length() {
     /incident role role: 32
     /incident note text: 1000
     /incident resolve summary: 1000
+    /alerts active service: 100
+    /alerts active severity: 100
+    /alerts silence matchers: 1000
+    /alerts silence duration: 32
+    /alerts silence reason: 500
     /audit recent actor: 100
     /audit recent command: 100
     /audit recent outcome: 32

@@ -188,7 +188,7 @@ fn deploy_message() -> Message {
             custom_id: "deploy-approve|17|abc".into(),
             style: opsbot_commands::chat::ButtonStyle::Success,
         }],
-        notify: Default::default(),
+        ..Message::default()
     }
 }
 

@@ -566,7 +566,72 @@ fn buttons() -> Value {
             { "type": 2, "style": 3, "label": "Approve", "custom_id": "deploy:approve:1" },
             { "type": 2, "style": 4, "label": "Reject", "custom_id": "deploy:reject:1" },
         ],
+    }, {
+        "type": 1,
+        "components": [{
+            "type": 3, "custom_id": "alerts-silence:1", "placeholder": "Silence for…",
+            "min_values": 1, "max_values": 1,
+            "options": [
+                { "label": "30m", "value": "30m" },
+                { "label": "until resolved", "value": "until resolved", "description": "expired by opsbot" },
+            ],
+        }],
     }])
+}
+
+/// What opsbot's one renderer sends (buttons and a string select past every limit) is a
+/// create-message request Discord's spec accepts.
+#[test]
+fn rendered_buttons_and_selects_are_valid_create_message_requests() {
+    use opsbot_commands::chat::{Button, ButtonStyle, Message, Select, SelectOption};
+    let spec = load_spec();
+    let long = "x".repeat(300);
+    let message = Message {
+        content: "firing".into(),
+        buttons: (0..7)
+            .map(|i| Button {
+                label: long.clone(),
+                custom_id: format!("b{i}"),
+                style: ButtonStyle::Primary,
+            })
+            .collect(),
+        selects: vec![Select {
+            custom_id: "alerts-silence:1".to_owned(),
+            placeholder: long.clone(),
+            options: (0..40)
+                .map(|i| SelectOption {
+                    label: long.clone(),
+                    value: format!("v{i}"),
+                    description: Some(long.clone()),
+                })
+                .collect(),
+        }],
+        ..Message::default()
+    };
+    let body = opsbot::discord::render::message::create_message_body(&message, "nonce-1");
+    assert_eq!(
+        body["components"][2]["components"][0]["type"], 3,
+        "{body:#}"
+    );
+    let mut root = json!({ "$ref": "#/components/schemas/MessageCreateRequest" });
+    root["components"] = spec["components"].clone();
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(&root)
+        .expect("schema");
+    let errors: Vec<String> = validator
+        .iter_errors(&body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    // The check can fail: 26 options is one too many for Discord.
+    let mut too_many = body.clone();
+    too_many["components"][2]["components"][0]["options"] = json!(
+        (0..26)
+            .map(|i| json!({ "label": "l", "value": format!("v{i}") }))
+            .collect::<Vec<_>>()
+    );
+    assert!(!validator.is_valid(&too_many));
 }
 
 #[tokio::test]

@@ -18,6 +18,9 @@ pub struct Message {
     /// Buttons under the message, in rows of up to five.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buttons: Vec<Button>,
+    /// Menus of choices under the buttons, one row each (after the buttons' rows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selects: Vec<Select>,
     /// Whom the message notifies: only these roles and members, and only if the text
     /// mentions them. Empty: nobody, whatever the text contains.
     #[serde(default, skip_serializing_if = "Notify::is_empty")]
@@ -259,6 +262,26 @@ pub struct Button {
     pub label: String,
     pub custom_id: String,
     pub style: ButtonStyle,
+}
+
+/// A menu of choices (Discord: a string select); picking one sends `custom_id` and the chosen
+/// option's `value` back to the bot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Select {
+    pub custom_id: String,
+    /// Shown while nothing is picked, e.g. "Silence for…".
+    pub placeholder: String,
+    pub options: Vec<SelectOption>,
+}
+
+/// One choice of a [`Select`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelectOption {
+    pub label: String,
+    /// What the bot receives when this option is picked.
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,8 @@
 //! ```toml
 //! [alertmanager]
 //! url = "http://127.0.0.1:9093"
-//! bearer_token = "env:ALERTMANAGER_API_TOKEN"   # optional
+//! bearer_token = "env:ALERTMANAGER_API_TOKEN"   # optional; or username + password
+//! timeout = "10s"                               # default
 //!
 //! [alerts]
 //! webhook_token = "env:ALERTMANAGER_WEBHOOK_TOKEN"
@@ -29,7 +30,11 @@ use super::secret::Secret;
 use super::values::{UrlUse, Values};
 
 /// The keys of `[alertmanager]`.
-pub(super) const ALERTMANAGER_KEYS: &[&str] = &["url", "bearer_token"];
+pub(super) const ALERTMANAGER_KEYS: &[&str] =
+    &["url", "bearer_token", "username", "password", "timeout"];
+/// Default `alertmanager.timeout`: a button press waits for Alertmanager, and Discord wants
+/// an answer within 3 s; a silence call normally takes milliseconds.
+pub const DEFAULT_ALERTMANAGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// The keys of `[alerts]`.
 pub(super) const ALERTS_KEYS: &[&str] = &[
     "webhook_token",
@@ -44,12 +49,28 @@ const ROUTE_KEYS: &[&str] = &["matchers", "channel", "mode", "mention", "send_re
 const DEFAULT_CORRELATE_WINDOW: Duration = Duration::from_secs(30 * 60);
 
 /// `[alertmanager]`: Alertmanager's v2 API, for silences.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AlertmanagerConfig {
     /// Base URL without a trailing `/`; `None`: no silences from Discord.
     pub url: Option<String>,
     /// Sent as `Authorization: Bearer ...` when set.
     pub bearer_token: Option<Secret>,
+    /// Basic auth (both or neither).
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub timeout: Duration,
+}
+
+impl Default for AlertmanagerConfig {
+    fn default() -> AlertmanagerConfig {
+        AlertmanagerConfig {
+            url: None,
+            bearer_token: None,
+            username: None,
+            password: None,
+            timeout: DEFAULT_ALERTMANAGER_TIMEOUT,
+        }
+    }
 }
 
 /// `[alerts]`.
@@ -92,6 +113,9 @@ pub struct AlertRouteConfig {
 pub(super) struct RawAlertmanager {
     url: Option<Value>,
     bearer_token: Option<Value>,
+    username: Option<Value>,
+    password: Option<Value>,
+    timeout: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,7 +130,7 @@ pub(super) struct RawAlerts {
 
 impl Values<'_> {
     pub(super) fn alertmanager(&mut self, raw: RawAlertmanager) -> AlertmanagerConfig {
-        AlertmanagerConfig {
+        let config = AlertmanagerConfig {
             url: raw.url.and_then(|value| {
                 self.http_url(
                     "alertmanager.url",
@@ -118,7 +142,36 @@ impl Values<'_> {
             bearer_token: raw
                 .bearer_token
                 .and_then(|value| self.secret("alertmanager.bearer_token", value)),
+            username: raw
+                .username
+                .and_then(|value| self.string("alertmanager.username", value, "a user name")),
+            password: raw
+                .password
+                .and_then(|value| self.secret("alertmanager.password", value)),
+            timeout: raw
+                .timeout
+                .and_then(|value| self.duration("alertmanager.timeout", value))
+                .unwrap_or(DEFAULT_ALERTMANAGER_TIMEOUT),
+        };
+        if config.password.is_some() != config.username.is_some() {
+            self.report(
+                if config.username.is_some() {
+                    "alertmanager.password"
+                } else {
+                    "alertmanager.username"
+                },
+                "basic auth needs both username and password",
+                Some("set both, or neither (or use bearer_token)".to_owned()),
+            );
         }
+        if config.bearer_token.is_some() && config.username.is_some() {
+            self.report(
+                "alertmanager.bearer_token",
+                "set either basic auth (username, password) or bearer_token, not both",
+                None,
+            );
+        }
+        config
     }
 
     pub(super) fn alerts(&mut self, raw: RawAlerts) -> AlertsConfig {
@@ -326,6 +379,35 @@ impl Values<'_> {
 }
 
 impl super::Config {
+    /// The Alertmanager client of `[alertmanager]`, when a URL is configured.
+    fn alertmanager_client(&self) -> Option<opsbot_commands::alerts::silence::Alertmanager> {
+        use opsbot_commands::alerts::silence::{
+            Alertmanager, AlertmanagerAuth, AlertmanagerSettings,
+        };
+        let config = &self.alertmanager;
+        let url = config.url.clone()?;
+        let secret = |s: &Secret| secrecy::SecretString::from(s.expose().to_owned());
+        let auth = match (&config.username, &config.password, &config.bearer_token) {
+            (Some(username), Some(password), _) => AlertmanagerAuth::Basic {
+                username: username.clone(),
+                password: secret(password),
+            },
+            (_, _, Some(token)) => AlertmanagerAuth::Bearer(secret(token)),
+            _ => AlertmanagerAuth::None,
+        };
+        match Alertmanager::new(AlertmanagerSettings {
+            url,
+            timeout: config.timeout,
+            auth,
+        }) {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::error!(error = %e, "no Alertmanager client: silences from Discord are off");
+                None
+            }
+        }
+    }
+
     /// What the config says about alerts, in the domain's terms.
     pub fn alerts_catalog(&self) -> opsbot_commands::alerts::AlertsCatalog {
         use opsbot_commands::alerts::{AlertsCatalog, Route};
@@ -349,7 +431,8 @@ impl super::Config {
                     send_resolved: r.send_resolved,
                 })
                 .collect(),
-            alertmanager_url: self.alertmanager.url.clone(),
+            alertmanager: self.alertmanager_client(),
+            upkeep_wake: Default::default(),
             role_ids: Default::default(),
             guild_id: self
                 .discord
@@ -435,5 +518,50 @@ colour = 1
                 "{expected} missing in:\n{errors}"
             );
         }
+    }
+
+    #[test]
+    fn alertmanager_auth_and_timeout_are_read_and_checked() {
+        let config = load(
+            r#"
+[alertmanager]
+url = "http://127.0.0.1:9093"
+username = "opsbot"
+password = "env:AM_TOKEN"
+timeout = "3s"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(config.alertmanager.timeout.as_secs(), 3);
+        assert_eq!(config.alertmanager.username.as_deref(), Some("opsbot"));
+        assert!(config.alerts_catalog().alertmanager.is_some());
+        assert_eq!(
+            Config::default().alertmanager.timeout,
+            super::DEFAULT_ALERTMANAGER_TIMEOUT
+        );
+        assert!(Config::default().alerts_catalog().alertmanager.is_none());
+
+        let errors = load(
+            r#"
+[alertmanager]
+url = "http://127.0.0.1:9093"
+username = "opsbot"
+bearer_token = "env:AM_TOKEN"
+"#,
+        )
+        .expect_err("invalid");
+        for expected in [
+            "alertmanager.password: basic auth needs both",
+            "alertmanager.bearer_token: set either basic auth",
+        ] {
+            assert!(
+                errors.contains(expected),
+                "{expected} missing in:\n{errors}"
+            );
+        }
+        assert!(
+            !errors.contains("t0ken"),
+            "secrets are never echoed: {errors}"
+        );
     }
 }

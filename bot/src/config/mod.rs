@@ -111,6 +111,7 @@ const ARRAY_SECTIONS: &[&str] = &["services", "digests"];
 const SECRET_KEYS: &[&str] = &[
     "alerts.webhook_token",
     "alertmanager.bearer_token",
+    "alertmanager.password",
     "discord.token",
     "database.url",
     "audit.chain_key",

@@ -40,6 +40,7 @@ pub fn commands() -> Vec<Command> {
         deploy::deploy(),
         deploy::rollback(),
         incident::incident(),
+        alerts::alerts(),
         audit::audit(),
         digest::digest(),
     ]

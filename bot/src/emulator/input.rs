@@ -109,45 +109,128 @@ impl Emulator {
                 "the \"{label}\" button is a link, not an action"
             )));
         };
-        let member = guild
-            .member(member_id)
-            .cloned()
-            .ok_or_else(|| LineError(format!("no member with id {member_id}")))?;
-        let channel = guild
-            .channel(message.channel_id)
-            .cloned()
-            .ok_or_else(|| LineError("the message's channel is gone".to_owned()))?;
-        let id = state.guild.ids.issue();
-        let token = format!(
-            "emulator-interaction-{id}-{}",
-            uuid::Uuid::new_v4().simple()
-        );
-        let guild = &state.guild;
-        let mut payload = interaction_json(
-            guild,
-            &member,
-            &channel,
-            json!({ "custom_id": custom_id, "component_type": 2 }),
-            id,
-            &token,
-        );
-        payload["type"] = json!(3);
-        payload["message"] = guild.message_json(&message);
-        state.interactions.insert(
-            token,
-            Interaction {
-                id,
-                member_id,
-                channel_id: message.channel_id,
-                original_message_id: Some(message.id),
-                acknowledged: false,
-                ephemeral: message.visible_to.is_some(),
-                deferred: false,
-            },
-        );
-        dispatch(&mut state, "INTERACTION_CREATE", payload);
-        Ok(id)
+        let data = json!({ "custom_id": custom_id, "component_type": 2 });
+        component_interaction(&mut state, member_id, &message, data)
     }
+
+    /// Picks the option labelled `option` (case-insensitive; its value also works) in the
+    /// string select whose placeholder starts with `menu` (case-insensitive), on the newest
+    /// message that has one among those `member_id` can see. Dispatches a MESSAGE_COMPONENT
+    /// interaction with `values`, as Discord does; returns its id.
+    pub fn select(&self, member_id: u64, menu: &str, option: &str) -> Result<u64, LineError> {
+        let mut state = self.shared.state();
+        if state.shards.is_empty() {
+            return Err(LineError(
+                "the bot is not connected to the emulator yet".to_owned(),
+            ));
+        }
+        let wanted = menu.trim().to_lowercase();
+        let menus = |m: &guild::Message| -> Vec<Value> {
+            m.components
+                .iter()
+                .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+                .filter(|c| c["type"] == 3)
+                .collect()
+        };
+        let guild = &state.guild;
+        let found = guild.messages.values().rev().find_map(|m| {
+            if m.visible_to.is_some_and(|v| v != member_id) {
+                return None;
+            }
+            let select = menus(m).into_iter().find(|c| {
+                c["placeholder"]
+                    .as_str()
+                    .is_some_and(|p| p.to_lowercase().starts_with(&wanted))
+                    || c["custom_id"].as_str().is_some_and(|id| id == menu)
+            })?;
+            Some((m.clone(), select))
+        });
+        let Some((message, select)) = found else {
+            let placeholders: Vec<String> = guild
+                .messages
+                .values()
+                .filter(|m| m.visible_to.is_none_or(|v| v == member_id))
+                .flat_map(menus)
+                .filter_map(|c| c["placeholder"].as_str().map(str::to_owned))
+                .collect();
+            return Err(LineError(if placeholders.is_empty() {
+                format!("no message you can see has a menu \"{menu}\" (no menus at all)")
+            } else {
+                format!(
+                    "no message you can see has a menu \"{menu}\"; menus: {}",
+                    placeholders.join(", ")
+                )
+            }));
+        };
+        if select["disabled"] == json!(true) {
+            return Err(LineError(format!("the \"{menu}\" menu is disabled")));
+        }
+        let options = select["options"].as_array().cloned().unwrap_or_default();
+        let Some(value) = options
+            .iter()
+            .find(|o| {
+                o["label"]
+                    .as_str()
+                    .is_some_and(|l| l.eq_ignore_ascii_case(option.trim()))
+                    || o["value"].as_str() == Some(option.trim())
+            })
+            .and_then(|o| o["value"].as_str())
+            .map(str::to_owned)
+        else {
+            let labels: Vec<&str> = options.iter().filter_map(|o| o["label"].as_str()).collect();
+            return Err(LineError(format!(
+                "the \"{menu}\" menu has no option \"{option}\"; options: {}",
+                labels.join(", ")
+            )));
+        };
+        let data = json!({
+            "custom_id": select["custom_id"],
+            "component_type": 3,
+            "values": [value],
+        });
+        component_interaction(&mut state, member_id, &message, data)
+    }
+}
+
+/// Dispatches the MESSAGE_COMPONENT (type 3) interaction of `member_id` acting on `message`.
+fn component_interaction(
+    state: &mut super::State,
+    member_id: u64,
+    message: &guild::Message,
+    data: Value,
+) -> Result<u64, LineError> {
+    let guild = &state.guild;
+    let member = guild
+        .member(member_id)
+        .cloned()
+        .ok_or_else(|| LineError(format!("no member with id {member_id}")))?;
+    let channel = guild
+        .channel(message.channel_id)
+        .cloned()
+        .ok_or_else(|| LineError("the message's channel is gone".to_owned()))?;
+    let id = state.guild.ids.issue();
+    let token = format!(
+        "emulator-interaction-{id}-{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    let guild = &state.guild;
+    let mut payload = interaction_json(guild, &member, &channel, data, id, &token);
+    payload["type"] = json!(3);
+    payload["message"] = guild.message_json(message);
+    state.interactions.insert(
+        token,
+        Interaction {
+            id,
+            member_id,
+            channel_id: message.channel_id,
+            original_message_id: Some(message.id),
+            acknowledged: false,
+            ephemeral: message.visible_to.is_some(),
+            deferred: false,
+        },
+    );
+    dispatch(state, "INTERACTION_CREATE", payload);
+    Ok(id)
 }
 
 /// An APPLICATION_COMMAND (type 2) interaction as the gateway delivers it.

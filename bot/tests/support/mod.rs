@@ -5,6 +5,8 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod alertmanager;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

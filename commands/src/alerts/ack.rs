@@ -76,6 +76,10 @@ impl Desk {
             outbox::enqueue_edit_of(&mut *tx, group.channel_id, post, &message, Some(event))
                 .await?;
         }
+        if let Some(thread) = group.thread_id {
+            let line = Message::text(format!("👀 acked by {}", inv.actor.name));
+            outbox::enqueue(&mut *tx, thread, &line, Some(event)).await?;
+        }
         tx.commit().await?;
         Ok(AckOutcome { group_id, message })
     }

@@ -226,6 +226,18 @@ impl Desk {
 
     /// Stores a parsed delivery with its audit event and outbox rows, in one transaction.
     pub async fn store_delivery(&self, payload: &Payload) -> Result<IngestOutcome, CommandError> {
+        self.store_group_state(payload, WEBHOOK_COMMAND, Source::Webhook)
+            .await
+    }
+
+    /// As [`Desk::store_delivery`], audited as `command` from `source` (the alert loop
+    /// stores a resolve Alertmanager muted).
+    pub(crate) async fn store_group_state(
+        &self,
+        payload: &Payload,
+        command: &str,
+        source: Source,
+    ) -> Result<IngestOutcome, CommandError> {
         let catalog = self.alerts();
         let Some((index, route)) = routing::route(&catalog.routes, &payload.common_labels) else {
             return Ok(IngestOutcome {
@@ -279,6 +291,11 @@ impl Desk {
                 queued: 0,
             });
         }
+        let correlated = if created {
+            super::correlation::correlate(&mut tx, self, group.id, payload).await?
+        } else {
+            None
+        };
         let group = store::refresh_group(&mut tx, group.id, payload).await?;
         let alerts = store::instances(&mut *tx, group.id).await?;
         let joined = changes
@@ -289,12 +306,16 @@ impl Desk {
             .iter()
             .filter(|(c, _)| matches!(c, Change::Resolved))
             .count();
-        let mut inv = system_invocation(serde_json::json!({
+        let mut inv = Invocation::new(
+            Actor::system(source),
+            command,
+            serde_json::json!({
             "group_key": payload.group_key,
             "group_id": group.id,
             "status": payload.status.as_str(),
             "alerts": payload.alerts.len(),
-        }));
+            }),
+        );
         inv.channel_id = Some(group.channel_id);
         let detail = format!(
             "alert group {} {}: {joined} new, {resolved} resolved, {} firing",
@@ -303,6 +324,20 @@ impl Desk {
             alerts.iter().filter(|a| a.is_firing()).count()
         );
         let event = record_in(&mut *tx, &inv, Outcome::Ok, &detail).await?;
+        if let Some(deploy) = &correlated
+            && let Some(thread) = deploy.thread_id
+        {
+            let name = group
+                .common_labels
+                .0
+                .get("alertname")
+                .map_or("alert", String::as_str);
+            let line = super::correlation::thread_line(deploy, name, group.id);
+            outbox::enqueue(&mut *tx, thread, &line, Some(event)).await?;
+        }
+        // Silences "until resolved" are due now; queued with the resolve, so never lost.
+        let expire_silences =
+            !group.is_firing() && store::due_on_resolve(&mut tx, group.id).await? > 0;
         let mut queued = 0;
         if route.mode == Mode::Immediate {
             let message = view::group_message(&group, &alerts, &mention);
@@ -327,7 +362,24 @@ impl Desk {
                 Some(_) => {}
             }
         }
+        let mut wake = expire_silences;
+        if route.mode == Mode::Immediate {
+            if group.thread_id.is_none() && view::overflows(&group, &alerts) {
+                store::want_thread(&mut tx, group.id).await?;
+                wake = true;
+            }
+            if let Some(thread) = group.thread_id
+                && joined + resolved > 0
+            {
+                let firing = alerts.iter().filter(|a| a.is_firing()).count();
+                let line = super::threads::change_line(joined, resolved, firing);
+                outbox::enqueue(&mut *tx, thread, &line, Some(event)).await?;
+            }
+        }
         tx.commit().await?;
+        if wake {
+            catalog.upkeep_wake.notify_one();
+        }
         Ok(IngestOutcome {
             group_id: Some(group.id),
             changed: changes.len(),

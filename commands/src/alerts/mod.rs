@@ -12,13 +12,24 @@
 //! - [`payload`]: the webhook payload (version 4); [`ingest`]: authentication, refusals and
 //!   the one transaction that stores a delivery with its outbox rows.
 //! - [`routing`]: matchers and routes; [`store`]: the tables; [`view`]: the message.
-//! - [`ack`]: the Ack button.
+//! - [`ack`]: the Ack button; [`silencing`]: the Silence picker, Unsilence, "Ack + silence
+//!   until resolved", `/alerts silence` and `/alerts silences`, made in Alertmanager through
+//!   [`silence`] (its v2 API client), [`silence_commands`], [`silence_upkeep`];
+//!   [`commands`]: `/alerts active`; [`correlation`]: the deploy an alert follows and its
+//!   Rollback button; [`threads`]: the full list of a long group in a thread.
 
 pub mod ack;
+pub mod commands;
+pub mod correlation;
 pub mod ingest;
 pub mod payload;
 pub mod routing;
+pub mod silence;
+pub mod silence_commands;
+pub mod silence_upkeep;
+pub mod silencing;
 pub mod store;
+pub mod threads;
 pub mod view;
 
 use std::time::Duration;
@@ -40,8 +51,11 @@ pub struct AlertsCatalog {
     pub correlate_window: Duration,
     /// `[[alerts.routes]]`, first match wins; none configured: nothing is posted.
     pub routes: Vec<Route>,
-    /// `[alertmanager] url`, for silences.
-    pub alertmanager_url: Option<String>,
+    /// `[alertmanager]`, for silences; `None`: no silences from Discord.
+    pub alertmanager: Option<silence::Alertmanager>,
+    /// Wakes the alert loop: a resolve made an "until resolved" silence due, or a long
+    /// group wants its thread.
+    pub upkeep_wake: std::sync::Arc<tokio::sync::Notify>,
     /// Role name → Discord role id, for the routes' mentions, where known in advance; other
     /// names are looked up in `guild_id` through the chat platform.
     pub role_ids: std::collections::BTreeMap<String, i64>,
@@ -56,7 +70,8 @@ impl Default for AlertsCatalog {
             service_label: "service".to_owned(),
             correlate_window: Duration::from_secs(30 * 60),
             routes: Vec::new(),
-            alertmanager_url: None,
+            alertmanager: None,
+            upkeep_wake: Default::default(),
             role_ids: Default::default(),
             guild_id: None,
         }
@@ -105,5 +120,7 @@ impl Desk {
     }
 }
 
+#[cfg(test)]
+mod silence_tests;
 #[cfg(test)]
 mod tests;

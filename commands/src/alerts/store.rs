@@ -24,8 +24,31 @@ pub struct AlertGroup {
     pub acked_by_id: Option<i64>,
     pub acked_by_name: Option<String>,
     pub acked_at: Option<DateTime<Utc>>,
+    /// The Alertmanager silence made from the message, while it lasts.
+    pub silence_id: Option<String>,
+    pub silenced_by_id: Option<i64>,
+    pub silenced_by_name: Option<String>,
+    /// `None` with a silence: until the group resolves.
+    pub silenced_until: Option<DateTime<Utc>>,
     pub first_seen_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// The thread on the message (long groups), once started.
+    pub thread_id: Option<i64>,
+    /// The deploy the group correlates with (`alert_groups.correlated_deploy_id`).
+    pub correlated: Option<sqlx::types::Json<CorrelatedDeploy>>,
+}
+
+/// What an alert message says about the deploy it correlates with.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct CorrelatedDeploy {
+    pub id: i64,
+    pub service: String,
+    pub environment: String,
+    pub version: String,
+    pub by: String,
+    pub by_id: i64,
+    pub started_at: Option<DateTime<Utc>>,
+    pub link: Option<String>,
 }
 
 impl AlertGroup {
@@ -54,7 +77,11 @@ impl AlertInstance {
 
 const GROUP_COLUMNS: &str = "id, group_key, channel_id, status, receiver, group_labels, common_labels, \
      common_annotations, external_url, route_index, post_outbox_id, acked_by_id, acked_by_name, \
-     acked_at, first_seen_at, resolved_at";
+     acked_at, silence_id, silenced_by_id, silenced_by_name, silenced_until, first_seen_at, resolved_at, thread_id, \
+     (SELECT json_build_object('id', d.id, 'service', d.service, 'environment', d.environment, \
+        'version', d.version, 'by', d.requested_by_name, 'by_id', d.requested_by_id, \
+        'started_at', d.started_at, 'link', d.link) \
+      FROM deploys d WHERE d.id = correlated_deploy_id) AS correlated";
 
 /// The firing group of `group_key` in `channel_id`, locked for this transaction; created
 /// (from `payload`) when there is none.
@@ -203,6 +230,18 @@ pub async fn set_post(
         .map(|_| ())
 }
 
+/// A group by id.
+pub async fn group(
+    db: impl sqlx::PgExecutor<'_>,
+    group_id: i64,
+) -> Result<Option<AlertGroup>, sqlx::Error> {
+    let select = format!("SELECT {GROUP_COLUMNS} FROM alert_groups WHERE id = $1");
+    sqlx::query_as::<_, AlertGroup>(sqlx::AssertSqlSafe(select))
+        .bind(group_id)
+        .fetch_optional(db)
+        .await
+}
+
 /// A group by id, locked for this transaction.
 pub async fn lock_group(
     tx: &mut PgConnection,
@@ -243,4 +282,240 @@ pub async fn firing_groups(pool: &PgPool, limit: i64) -> Result<Vec<AlertGroup>,
         .bind(limit)
         .fetch_all(pool)
         .await
+}
+
+/// A silence opsbot created, as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct StoredSilence {
+    pub id: i64,
+    pub silence_id: String,
+    pub group_id: Option<i64>,
+    pub created_by_name: String,
+    pub ends_at: DateTime<Utc>,
+    pub until_resolved: bool,
+    pub expire_attempts: i32,
+}
+
+const SILENCE_COLUMNS: &str =
+    "id, silence_id, group_id, created_by_name, ends_at, until_resolved, expire_attempts";
+
+/// What a new silence records.
+#[derive(Debug, Clone)]
+pub struct SilenceRecord<'a> {
+    pub silence_id: &'a str,
+    pub group_id: Option<i64>,
+    pub matchers: serde_json::Value,
+    pub created_by_id: i64,
+    pub created_by_name: &'a str,
+    pub comment: &'a str,
+    pub ends_at: DateTime<Utc>,
+    pub until_resolved: bool,
+}
+
+/// Records a silence Alertmanager created; with a group, the group shows it.
+pub async fn insert_silence(
+    tx: &mut PgConnection,
+    record: &SilenceRecord<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO alert_silences (silence_id, group_id, matchers, created_by_id, created_by_name, comment, ends_at, until_resolved)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(record.silence_id)
+    .bind(record.group_id)
+    .bind(&record.matchers)
+    .bind(record.created_by_id)
+    .bind(record.created_by_name)
+    .bind(record.comment)
+    .bind(record.ends_at)
+    .bind(record.until_resolved)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(group_id) = record.group_id {
+        sqlx::query(
+            "UPDATE alert_groups SET silence_id = $2, silenced_by_id = $3, silenced_by_name = $4,
+                 silenced_until = $5, updated_at = now() WHERE id = $1",
+        )
+        .bind(group_id)
+        .bind(record.silence_id)
+        .bind(record.created_by_id)
+        .bind(record.created_by_name)
+        .bind((!record.until_resolved).then_some(record.ends_at))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Marks silence `silence_id` expired (by `by`); the group it belongs to no longer shows it.
+/// Returns the group, if any.
+pub async fn mark_expired(
+    tx: &mut PgConnection,
+    silence_id: &str,
+    by: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query(
+        "UPDATE alert_silences SET expired_at = now(), expired_by_name = $2, expire_error = NULL
+         WHERE silence_id = $1 AND expired_at IS NULL",
+    )
+    .bind(silence_id)
+    .bind(by)
+    .execute(&mut *tx)
+    .await?;
+    let group: Option<i64> = sqlx::query_scalar(
+        "UPDATE alert_groups SET silence_id = NULL, silenced_by_id = NULL, silenced_by_name = NULL,
+             silenced_until = NULL, updated_at = now()
+         WHERE silence_id = $1 RETURNING id",
+    )
+    .bind(silence_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(group)
+}
+
+/// The group resolved: its "until resolved" silences are due for expiry (in the transaction
+/// that stores the resolve, so that it cannot be lost). Returns how many.
+pub async fn due_on_resolve(tx: &mut PgConnection, group_id: i64) -> Result<u64, sqlx::Error> {
+    sqlx::query(
+        "UPDATE alert_silences SET expire_due_at = now()
+         WHERE group_id = $1 AND until_resolved AND expired_at IS NULL AND expire_due_at IS NULL",
+    )
+    .bind(group_id)
+    .execute(&mut *tx)
+    .await
+    .map(|r| r.rows_affected())
+}
+
+/// Silences due for expiry now, locked (other replicas skip them), oldest first.
+pub async fn lock_due_silences(
+    tx: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<StoredSilence>, sqlx::Error> {
+    let select = format!(
+        "SELECT {SILENCE_COLUMNS} FROM alert_silences
+         WHERE expired_at IS NULL AND expire_due_at <= now()
+         ORDER BY expire_due_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
+    );
+    sqlx::query_as::<_, StoredSilence>(sqlx::AssertSqlSafe(select))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await
+}
+
+/// An expiry attempt failed: try again after `retry_in`.
+pub async fn expiry_failed(
+    tx: &mut PgConnection,
+    id: i64,
+    error: &str,
+    retry_in: std::time::Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE alert_silences SET expire_attempts = expire_attempts + 1, expire_error = $2,
+             expire_due_at = now() + make_interval(secs => $3)
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(retry_in.as_secs_f64())
+    .execute(&mut *tx)
+    .await
+    .map(|_| ())
+}
+
+/// Firing groups matching `labels` (all of them), newest first, for `/alerts active`.
+pub async fn firing_with_labels(
+    pool: &PgPool,
+    labels: &Labels,
+    limit: i64,
+) -> Result<Vec<AlertGroup>, sqlx::Error> {
+    let select = format!(
+        "SELECT {GROUP_COLUMNS} FROM alert_groups g WHERE status = 'firing'
+           AND (g.common_labels @> $1 OR EXISTS (
+                SELECT 1 FROM alert_instances i WHERE i.group_id = g.id AND i.status = 'firing' AND i.labels @> $1))
+         ORDER BY first_seen_at DESC, id DESC LIMIT $2"
+    );
+    sqlx::query_as::<_, AlertGroup>(sqlx::AssertSqlSafe(select))
+        .bind(sqlx::types::Json(labels))
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}
+
+/// Firing groups that carry one of opsbot's silences (their resolve may never be delivered:
+/// Alertmanager mutes it), oldest first.
+pub async fn silenced_firing_groups(
+    pool: &PgPool,
+    limit: i64,
+) -> Result<Vec<AlertGroup>, sqlx::Error> {
+    let select = format!(
+        "SELECT {GROUP_COLUMNS} FROM alert_groups WHERE status = 'firing' AND silence_id IS NOT NULL
+         ORDER BY updated_at, id LIMIT $1"
+    );
+    sqlx::query_as::<_, AlertGroup>(sqlx::AssertSqlSafe(select))
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}
+
+/// Records the deploy group `group_id` correlates with.
+pub async fn set_correlated(
+    tx: &mut PgConnection,
+    group_id: i64,
+    deploy_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE alert_groups SET correlated_deploy_id = $2 WHERE id = $1")
+        .bind(group_id)
+        .bind(deploy_id)
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+}
+
+/// The group's message lists only some of its alerts: it wants a thread with all of them.
+pub async fn want_thread(tx: &mut PgConnection, group_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE alert_groups SET needs_thread = true WHERE id = $1 AND thread_id IS NULL")
+        .bind(group_id)
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+}
+
+/// Groups that want a thread and whose message is delivered: (group id, channel, message).
+pub async fn groups_wanting_threads(
+    pool: &PgPool,
+    limit: i64,
+) -> Result<Vec<(i64, i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT g.id, g.channel_id, o.message_id FROM alert_groups g JOIN outbox o ON o.id = g.post_outbox_id
+         WHERE g.needs_thread AND g.thread_id IS NULL AND o.message_id IS NOT NULL
+         ORDER BY g.id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Records the group's thread.
+pub async fn set_thread(
+    tx: &mut PgConnection,
+    group_id: i64,
+    thread_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE alert_groups SET thread_id = $2, needs_thread = false WHERE id = $1")
+        .bind(group_id)
+        .bind(thread_id)
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+}
+
+/// Groups whose timed silence has ended by itself: (group id, silence id).
+pub async fn ended_silences(pool: &PgPool, limit: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, silence_id FROM alert_groups
+         WHERE silence_id IS NOT NULL AND silenced_until <= now() ORDER BY silenced_until LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }

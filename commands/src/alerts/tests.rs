@@ -5,10 +5,10 @@ use sqlx::PgPool;
 use super::*;
 use crate::access::RoleMap;
 
-const TOKEN: &str = "alert-token-for-tests";
+pub(super) const TOKEN: &str = "alert-token-for-tests";
 const CHANNEL: i64 = 333;
 
-fn desk(pool: PgPool) -> Desk {
+pub(super) fn desk(pool: PgPool) -> Desk {
     let routes = vec![
         Route {
             matchers: vec![Matcher::parse(r#"severity="info""#).expect("matcher")],
@@ -33,7 +33,7 @@ fn desk(pool: PgPool) -> Desk {
     })
 }
 
-fn payload(status: &str, alerts: &[(&str, &str)]) -> Vec<u8> {
+pub(super) fn payload(status: &str, alerts: &[(&str, &str)]) -> Vec<u8> {
     let alerts: Vec<serde_json::Value> = alerts
         .iter()
         .map(|(fingerprint, status)| {
@@ -58,7 +58,7 @@ fn payload(status: &str, alerts: &[(&str, &str)]) -> Vec<u8> {
     .expect("json")
 }
 
-fn delivery<'a>(auth: Option<&'a str>, body: &'a [u8]) -> Delivery<'a> {
+pub(super) fn delivery<'a>(auth: Option<&'a str>, body: &'a [u8]) -> Delivery<'a> {
     Delivery {
         authorization: auth,
         content_type: Some("application/json"),
@@ -67,7 +67,7 @@ fn delivery<'a>(auth: Option<&'a str>, body: &'a [u8]) -> Delivery<'a> {
     }
 }
 
-async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+pub(super) async fn count(pool: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql)
         .fetch_one(pool)
         .await

@@ -4,13 +4,36 @@
 //! Other features add to the message through [`buttons`] (e.g. "Declare incident") and by
 //! queueing an outbox edit of the group's post (`alert_groups.post_outbox_id`).
 
-use crate::chat::{Button, ButtonStyle, Embed, Field, Message, Notify, Text, TimeStyle};
+use crate::chat::{
+    Button, ButtonStyle, Embed, Field, Message, Notify, Select, SelectOption, Text, TimeStyle,
+};
 
 use super::payload::Labels;
 use super::store::{AlertGroup, AlertInstance};
 
 /// Prefix of the Ack button's custom id: `alerts-ack:<group id>`.
 pub const ACK_BUTTON: &str = "alerts-ack:";
+/// Prefix of the "Ack + silence until resolved" button: `alerts-acksilence:<group id>`.
+pub const ACK_SILENCE_BUTTON: &str = "alerts-acksilence:";
+/// Prefix of the Silence picker (a select menu): `alerts-silence:<group id>`.
+pub const SILENCE_PICKER: &str = "alerts-silence:";
+/// Prefix of the Unsilence button: `alerts-unsilence:<group id>`.
+pub const UNSILENCE_BUTTON: &str = "alerts-unsilence:";
+/// Prefix of the Rollback button of a group correlated with a deploy: `alerts-rollback:<id>`.
+pub const ROLLBACK_BUTTON: &str = "alerts-rollback:";
+/// Prefix of an Expire button under `/alerts silences`: `alerts-expire:<silence id>`.
+pub const EXPIRE_BUTTON: &str = "alerts-expire:";
+/// The Silence picker's placeholder (the shell picks with `:select Silence 4h`).
+pub const SILENCE_PLACEHOLDER: &str = "Silence for…";
+/// The Silence picker's lengths: (label = value, seconds); `until resolved` is the last.
+pub const SILENCE_CHOICES: &[(&str, u64)] = &[
+    ("30m", 30 * 60),
+    ("1h", 3600),
+    ("4h", 4 * 3600),
+    ("24h", 24 * 3600),
+];
+/// The picker's value for "until the group resolves".
+pub const UNTIL_RESOLVED: &str = "until resolved";
 
 /// Characters of the embed description spent on alert lines; the rest of Discord's 4096 is
 /// headroom for the summary and "+N more".
@@ -68,20 +91,21 @@ pub fn group_message(group: &AlertGroup, alerts: &[AlertInstance], mention: &[i6
         description = description.plain(text).plain("\n");
     }
     if alerts.len() > 1 || (alerts.len() == 1 && annotation("summary").is_none()) {
-        let mut used = 0;
-        let mut shown = 0;
-        for alert in alerts {
-            let line = alert_line(alert, common);
-            let length = line.plain_text().chars().count() + 1;
-            if used + length > LINES_BUDGET {
-                break;
-            }
-            used += length;
-            shown += 1;
+        let lines = fitting_lines(alerts, common);
+        let shown = lines.len();
+        for line in lines {
             description = description.append(line).plain("\n");
         }
         if shown < alerts.len() {
-            description = description.strong(format!("+{} more", alerts.len() - shown));
+            description = description.strong(format!(
+                "+{} more{}",
+                alerts.len() - shown,
+                if group.is_firing() {
+                    " (every alert is listed in the thread)"
+                } else {
+                    ""
+                }
+            ));
         }
     }
 
@@ -156,6 +180,36 @@ pub fn group_message(group: &AlertGroup, alerts: &[AlertInstance], mention: &[i6
         });
     }
 
+    if let Some(deploy) = &group.correlated {
+        fields.push(Field {
+            name: "after deploy".to_owned(),
+            value: super::correlation::deploy_field(&deploy.0),
+            inline: false,
+        });
+    }
+    if group.is_firing()
+        && let Some(who) = &group.silenced_by_name
+    {
+        let mut value = match group.silenced_by_id {
+            Some(id) if id > 0 => Text::new().user(id),
+            _ => Text::new().strong(who.clone()),
+        };
+        value = match group.silenced_until {
+            Some(until) => value
+                .plain(" until ")
+                .time(until, TimeStyle::DateTime)
+                .plain(" (")
+                .time(until, TimeStyle::Relative)
+                .plain(")"),
+            None => value.plain(" until it resolves"),
+        };
+        fields.push(Field {
+            name: "silenced by".to_owned(),
+            value,
+            inline: true,
+        });
+    }
+
     let mut content = Text::new();
     let mut notify = Notify::default();
     if group.is_firing() && !mention.is_empty() {
@@ -179,6 +233,7 @@ pub fn group_message(group: &AlertGroup, alerts: &[AlertInstance], mention: &[i6
             )),
         }],
         buttons: buttons(group),
+        selects: selects(group),
         notify,
     }
 }
@@ -193,8 +248,59 @@ pub fn buttons(group: &AlertGroup) -> Vec<Button> {
             custom_id: format!("{ACK_BUTTON}{}", group.id),
             style: ButtonStyle::Primary,
         });
+        if group.silence_id.is_none() {
+            buttons.push(Button {
+                label: "Ack + silence until resolved".to_owned(),
+                custom_id: format!("{ACK_SILENCE_BUTTON}{}", group.id),
+                style: ButtonStyle::Secondary,
+            });
+        }
+    }
+    if let (true, Some(deploy)) = (group.is_firing(), &group.correlated) {
+        buttons.push(Button {
+            label: format!("Rollback {} in {}", deploy.0.service, deploy.0.environment),
+            custom_id: format!("{ROLLBACK_BUTTON}{}", group.id),
+            style: ButtonStyle::Danger,
+        });
+    }
+    if group.is_firing() && group.silence_id.is_some() {
+        buttons.push(Button {
+            label: "Unsilence".to_owned(),
+            custom_id: format!("{UNSILENCE_BUTTON}{}", group.id),
+            style: ButtonStyle::Secondary,
+        });
     }
     buttons
+}
+
+/// The Silence picker, while the group fires and is not silenced.
+pub fn selects(group: &AlertGroup) -> Vec<Select> {
+    if !group.is_firing() || group.silence_id.is_some() {
+        return Vec::new();
+    }
+    let mut options: Vec<SelectOption> = SILENCE_CHOICES
+        .iter()
+        .map(|(label, _)| SelectOption {
+            label: (*label).to_owned(),
+            value: (*label).to_owned(),
+            description: None,
+        })
+        .collect();
+    options.push(SelectOption {
+        label: UNTIL_RESOLVED.to_owned(),
+        value: UNTIL_RESOLVED.to_owned(),
+        description: Some("opsbot expires the silence when the group resolves".to_owned()),
+    });
+    vec![Select {
+        custom_id: format!("{SILENCE_PICKER}{}", group.id),
+        placeholder: SILENCE_PLACEHOLDER.to_owned(),
+        options,
+    }]
+}
+
+/// The group id after `prefix` in a custom id.
+pub fn parse_group(custom_id: &str, prefix: &str) -> Option<i64> {
+    custom_id.strip_prefix(prefix)?.parse().ok()
 }
 
 /// The group id of an Ack button's custom id.
@@ -202,8 +308,54 @@ pub fn parse_ack(custom_id: &str) -> Option<i64> {
     custom_id.strip_prefix(ACK_BUTTON)?.parse().ok()
 }
 
+/// The alert lines that fit the message, first ones first.
+fn fitting_lines(alerts: &[AlertInstance], common: &Labels) -> Vec<Text> {
+    let mut used = 0;
+    let mut lines = Vec::new();
+    for alert in alerts {
+        let line = alert_line(alert, common);
+        let length = line.plain_text().chars().count() + 1;
+        if used + length > LINES_BUDGET {
+            break;
+        }
+        used += length;
+        lines.push(line);
+    }
+    lines
+}
+
+/// Whether the group has more alerts than its message can list (they go to a thread).
+pub fn overflows(group: &AlertGroup, alerts: &[AlertInstance]) -> bool {
+    alerts.len() > 1 && fitting_lines(alerts, &group.common_labels.0).len() < alerts.len()
+}
+
+/// Every alert of the group, as messages for its thread (each well within 2000 characters).
+pub fn thread_list(group: &AlertGroup, alerts: &[AlertInstance]) -> Vec<Message> {
+    /// Characters of one thread message's lines (plain text; Discord's markup of times and
+    /// code is no longer than the plain form).
+    const CHUNK: usize = 1500;
+    let mut messages = Vec::new();
+    let mut text = Text::new().strong(format!("All {} alerts of this group:", alerts.len()));
+    let mut used = text.plain_text().chars().count();
+    for alert in alerts {
+        let line = alert_line(alert, &group.common_labels.0);
+        let length = line.plain_text().chars().count() + 1;
+        if used + length > CHUNK {
+            messages.push(Message::text(std::mem::take(&mut text)));
+            used = 0;
+        }
+        if !text.is_empty() {
+            text = text.plain("\n");
+        }
+        text = text.append(line);
+        used += length;
+    }
+    messages.push(Message::text(text));
+    messages
+}
+
 /// One alert: its status, the labels that differ from the group's, its summary, since when.
-fn alert_line(alert: &AlertInstance, common: &Labels) -> Text {
+pub fn alert_line(alert: &AlertInstance, common: &Labels) -> Text {
     let distinct: Vec<String> = alert
         .labels
         .0

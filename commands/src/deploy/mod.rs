@@ -26,7 +26,7 @@ pub mod view;
 
 pub use commands::{Decision, DeployOutcome, LockOutcome, StatusReport, UnlockOutcome};
 pub use model::{Deploy, DeployState, Lock};
-pub use store::{deploy_by_id, recent_deploys, recent_versions};
+pub use store::{deploy_by_id, recent_deploys, recent_versions, started_between};
 pub use view::{ButtonBinding, parse_button};
 
 use std::collections::BTreeMap;

@@ -102,6 +102,26 @@ pub async fn deploy_by_id(db: impl PgExecutor<'_>, id: i64) -> Result<Option<Dep
         .map(DeployRow::into_deploy))
 }
 
+/// The newest deploy of `service` that started between `from` and `to` and did not fail
+/// (running or succeeded): what an alert of that service correlates with.
+pub async fn started_between(
+    db: impl PgExecutor<'_>,
+    service: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Option<Deploy>, sqlx::Error> {
+    Ok(select_deploys(
+        db,
+        "WHERE d.service = $1 AND d.started_at BETWEEN $2 AND $3 AND d.state IN ('running', 'succeeded')
+         ORDER BY d.started_at DESC, d.id DESC LIMIT 1",
+        |q| q.bind(service.to_owned()).bind(from).bind(to),
+    )
+    .await?
+    .into_iter()
+    .next()
+    .map(DeployRow::into_deploy))
+}
+
 /// A deploy row with its backend checkpoint (for the tracker).
 pub(super) async fn deploy_row(
     db: impl PgExecutor<'_>,

@@ -145,7 +145,7 @@ pub fn status_message(deploy: &Deploy, public_url: Option<&str>) -> Message {
             footer: Some(format!("correlation {}", deploy.correlation_id)),
         }],
         buttons,
-        notify: Default::default(),
+        ..Message::default()
     }
 }
 

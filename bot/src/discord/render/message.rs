@@ -4,13 +4,18 @@
 //!   `<t:…>` times, `<@id>` / `<@&id>` mentions);
 //! - cut to Discord's documented limits (2000 content; 10 embeds, 6000 characters in all;
 //!   title 256; description 4096; 25 fields of 256/1024; footer 2048; 5 rows of 5 buttons;
-//!   custom_id 1–100; label 80), so Discord never refuses a message for its size;
+//!   custom_id 1–100; label 80; a string select takes a row of its own, 1–25 options of
+//!   label/value/description 100, placeholder 150), so Discord never refuses a message for
+//!   its size;
 //! - `allowed_mentions` that notify exactly what [`Message::notify`] names, and nothing a
 //!   member typed (`@everyone`, `<@id>` in a reason).
 
-use opsbot_commands::chat::{ButtonStyle, Embed, Message, Notify, Span, Text, TimeStyle};
+use opsbot_commands::chat::{Embed, Message, Notify, Span, Text, TimeStyle};
 use poise::serenity_prelude as serenity;
 use serde::Serialize;
+
+use super::components::{self, Row, rows};
+pub use super::components::{ButtonBody, Component, OptionBody, SelectBody};
 
 /// `content`: at most 2000 characters.
 pub const CONTENT_MAX: usize = 2000;
@@ -37,6 +42,12 @@ pub const BUTTONS_PER_ROW: usize = 5;
 pub const LABEL_MAX: usize = 80;
 /// Custom ids: 1 to 100 characters.
 pub const CUSTOM_ID_MAX: usize = 100;
+/// A string select offers 1 to 25 options.
+pub const OPTIONS_MAX: usize = 25;
+/// Option labels, values and descriptions: at most 100 characters.
+pub const OPTION_TEXT_MAX: usize = 100;
+/// Select placeholders: at most 150 characters.
+pub const PLACEHOLDER_MAX: usize = 150;
 
 /// Marks text that was cut short.
 const ELLIPSIS: char = '…';
@@ -91,23 +102,6 @@ pub struct FieldBody {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FooterBody {
     pub text: String,
-}
-
-/// An action row (component type 1) of buttons (type 2).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Row {
-    #[serde(rename = "type")]
-    pub kind: u8,
-    pub components: Vec<ButtonBody>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ButtonBody {
-    #[serde(rename = "type")]
-    pub kind: u8,
-    pub style: u8,
-    pub label: String,
-    pub custom_id: String,
 }
 
 /// `text` in Discord's markup.
@@ -171,35 +165,6 @@ fn allowed_mentions(notify: &Notify) -> AllowedMentions {
         roles: notify.roles.iter().map(i64::to_string).collect(),
         users: notify.users.iter().map(i64::to_string).collect(),
     }
-}
-
-fn rows(message: &Message) -> Vec<Row> {
-    message
-        .buttons
-        .iter()
-        // A custom id Discord would refuse makes the whole message fail: drop the button.
-        .filter(|b| (1..=CUSTOM_ID_MAX).contains(&b.custom_id.chars().count()))
-        .take(ROWS_MAX * BUTTONS_PER_ROW)
-        .collect::<Vec<_>>()
-        .chunks(BUTTONS_PER_ROW)
-        .map(|row| Row {
-            kind: 1,
-            components: row
-                .iter()
-                .map(|b| ButtonBody {
-                    kind: 2,
-                    style: match b.style {
-                        ButtonStyle::Primary => 1,
-                        ButtonStyle::Secondary => 2,
-                        ButtonStyle::Success => 3,
-                        ButtonStyle::Danger => 4,
-                    },
-                    label: truncate(non_blank(&b.label), LABEL_MAX),
-                    custom_id: b.custom_id.clone(),
-                })
-                .collect(),
-        })
-        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -275,27 +240,7 @@ impl Rendered {
     }
 
     fn serenity_rows(&self) -> Vec<serenity::CreateActionRow> {
-        self.components
-            .iter()
-            .map(|row| {
-                serenity::CreateActionRow::Buttons(
-                    row.components
-                        .iter()
-                        .map(|b| {
-                            let style = match b.style {
-                                1 => serenity::ButtonStyle::Primary,
-                                3 => serenity::ButtonStyle::Success,
-                                4 => serenity::ButtonStyle::Danger,
-                                _ => serenity::ButtonStyle::Secondary,
-                            };
-                            serenity::CreateButton::new(&b.custom_id)
-                                .label(&b.label)
-                                .style(style)
-                        })
-                        .collect(),
-                )
-            })
-            .collect()
+        components::serenity_rows(&self.components)
     }
 
     /// As an interaction reply or follow-up.
@@ -376,7 +321,7 @@ fn embed_body(embed: &Embed, budget: &mut usize) -> Option<EmbedBody> {
     })
 }
 
-fn non_blank(text: &str) -> &str {
+pub(super) fn non_blank(text: &str) -> &str {
     if text.trim().is_empty() { BLANK } else { text }
 }
 
@@ -404,7 +349,7 @@ pub fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opsbot_commands::chat::{Button, Field};
+    use opsbot_commands::chat::{Button, ButtonStyle, Field, Select, SelectOption};
 
     #[test]
     fn typed_pieces_are_spelled_in_discords_markup() {
@@ -461,14 +406,81 @@ mod tests {
         let rendered = render(&message);
         assert_eq!(rendered.components.len(), 5);
         assert!(rendered.components.iter().all(|r| r.components.len() == 5));
-        assert!(rendered.components[0].components[0].label.chars().count() <= LABEL_MAX);
+        let Component::Button(first) = &rendered.components[0].components[0] else {
+            panic!("a button row");
+        };
+        assert!(first.label.chars().count() <= LABEL_MAX);
         assert!(
             rendered
                 .components
                 .iter()
                 .flat_map(|r| &r.components)
-                .all(|b| b.custom_id.len() <= CUSTOM_ID_MAX)
+                .all(|c| matches!(c, Component::Button(b) if b.custom_id.len() <= CUSTOM_ID_MAX))
         );
+    }
+
+    #[test]
+    fn a_select_takes_a_row_of_its_own_within_discords_limits() {
+        let select = |id: String, options: usize| Select {
+            custom_id: id,
+            placeholder: "p".repeat(200),
+            options: (0..options)
+                .map(|i| SelectOption {
+                    label: "l".repeat(150),
+                    value: format!("v{i}"),
+                    description: Some("d".repeat(150)),
+                })
+                .collect(),
+        };
+        let message = Message {
+            buttons: vec![Button {
+                label: "Ack".to_owned(),
+                custom_id: "ack".to_owned(),
+                style: ButtonStyle::Primary,
+            }],
+            selects: vec![
+                select("silence".to_owned(), 40),
+                select("x".repeat(101), 3),
+                select("empty".to_owned(), 0),
+            ],
+            ..Message::default()
+        };
+        let body = create_message_body(&message, "");
+        let rows = body["components"].as_array().expect("rows");
+        assert_eq!(rows.len(), 2, "{body:#}");
+        let menu = &rows[1]["components"][0];
+        assert_eq!(menu["type"], 3);
+        assert_eq!(menu["custom_id"], "silence");
+        assert_eq!(
+            menu["options"].as_array().expect("options").len(),
+            OPTIONS_MAX
+        );
+        assert_eq!(
+            menu["placeholder"].as_str().expect("p").chars().count(),
+            PLACEHOLDER_MAX
+        );
+        assert_eq!(
+            menu["options"][0]["label"]
+                .as_str()
+                .expect("l")
+                .chars()
+                .count(),
+            OPTION_TEXT_MAX
+        );
+        assert_eq!(
+            menu["options"][0]["description"]
+                .as_str()
+                .expect("d")
+                .chars()
+                .count(),
+            OPTION_TEXT_MAX
+        );
+        // Five rows at most, buttons first.
+        let crowded = Message {
+            buttons: message.buttons.iter().cycle().take(25).cloned().collect(),
+            ..message
+        };
+        assert_eq!(render(&crowded).components.len(), ROWS_MAX);
     }
 
     #[test]
