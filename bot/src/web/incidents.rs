@@ -68,8 +68,9 @@ pub struct IncidentsPage {
     pub incidents: Vec<IncidentRow>,
     pub severity: String,
     pub status: String,
-    pub severities: Vec<String>,
-    pub statuses: Vec<&'static str>,
+    /// Each known severity and whether it is the one filtered by.
+    pub severities: Vec<(String, bool)>,
+    pub statuses: Vec<(&'static str, bool)>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,21 +98,32 @@ pub async fn incidents_page(
         Err(e) => return error_page(&e),
     };
     let now = Utc::now();
+    let severity = filter.severity.clone().unwrap_or_default();
+    let status = filter.status.clone().unwrap_or_default();
     render(&IncidentsPage {
         who: who.name.clone(),
         csrf: who.csrf.clone(),
         incidents: incidents.iter().map(|i| IncidentRow::of(i, now)).collect(),
-        severity: filter.severity.unwrap_or_default(),
-        status: filter.status.unwrap_or_default(),
-        severities: state.desk.incidents().severities.keys().cloned().collect(),
-        statuses: vec![
+        severities: state
+            .desk
+            .incidents()
+            .severities
+            .keys()
+            .map(|s| (s.clone(), *s == severity))
+            .collect(),
+        statuses: [
             "open",
             "investigating",
             "identified",
             "monitoring",
             "reopened",
             "resolved",
-        ],
+        ]
+        .into_iter()
+        .map(|s| (s, s == status))
+        .collect(),
+        severity,
+        status,
     })
 }
 
