@@ -209,6 +209,48 @@ impl Values<'_> {
     }
 }
 
+impl super::Config {
+    /// What the config says about metrics, in the domain's terms.
+    pub fn metrics_catalog(&self) -> opsbot_commands::metrics::MetricsCatalog {
+        use opsbot_commands::metrics::{
+            MetricsCatalog, Panel, PrometheusAuth, PrometheusSettings, Unit,
+        };
+        use secrecy::SecretString;
+        let secret = |s: &Secret| SecretString::from(s.expose().to_owned());
+        MetricsCatalog {
+            prometheus: self.prometheus.as_ref().map(|p| PrometheusSettings {
+                url: p.url.clone(),
+                timeout: p.timeout,
+                max_range: p.max_range,
+                auth: match (&p.username, &p.password, &p.bearer_token) {
+                    (Some(username), Some(password), _) => PrometheusAuth::Basic {
+                        username: username.clone(),
+                        password: secret(password),
+                    },
+                    (_, _, Some(token)) => PrometheusAuth::Bearer(secret(token)),
+                    _ => PrometheusAuth::None,
+                },
+            }),
+            panels: self
+                .services
+                .iter()
+                .map(|service| {
+                    let panels = service
+                        .panels
+                        .iter()
+                        .map(|p| Panel {
+                            title: p.title.clone(),
+                            promql: p.promql.clone(),
+                            unit: Unit::from_config(&p.unit),
+                        })
+                        .collect();
+                    (service.name.clone(), panels)
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

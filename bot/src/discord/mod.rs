@@ -8,6 +8,7 @@ mod deploy;
 mod gateway;
 mod incident;
 mod invocation;
+mod metrics;
 pub mod render;
 mod whoami;
 
@@ -38,6 +39,7 @@ pub fn commands() -> Vec<Command> {
         deploy::deploy(),
         deploy::rollback(),
         incident::incident(),
+        metrics::metrics(),
         audit::audit(),
     ]
 }
@@ -156,7 +158,7 @@ async fn on_event(
 
 async fn observe_latency(ctx: Context<'_>) {
     if let Some(started) = ctx.invocation_data::<Instant>().await {
-        metrics::histogram!(
+        ::metrics::histogram!(
             "opsbot_command_duration_seconds",
             "command" => ctx.command().qualified_name.clone()
         )

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub use commands::{Image, MetricsAnswer};
+pub use commands::{Image, MetricsAnswer, PROMQL_MAX};
 pub use prometheus::{Prometheus, PrometheusAuth, PrometheusError, PrometheusSettings, Series};
 pub use units::Unit;
 
