@@ -149,6 +149,8 @@ fn exported_commands_are_the_documented_ones() {
     /incident resolve
     /incident reopen
     /incident list
+    /metrics query
+    /metrics service
     /audit recent
     /audit verify
     ");
@@ -219,6 +221,11 @@ fn every_string_option_has_a_max_length() {
     /incident role role: 32
     /incident note text: 1000
     /incident resolve summary: 1000
+    /metrics query promql: 2000
+    /metrics query range: 16
+    /metrics query step: 16
+    /metrics service name: 100
+    /metrics service range: 16
     /audit recent actor: 100
     /audit recent command: 100
     /audit recent outcome: 32
