@@ -16,7 +16,12 @@ const CHOICES_MAX: usize = 25;
 const CHOICE_LENGTH_MAX: usize = 100;
 
 /// PromQL answered as tables and charts
-#[poise::command(slash_command, guild_only, subcommands("query", "service"), subcommand_required)]
+#[poise::command(
+    slash_command,
+    guild_only,
+    subcommands("query", "service"),
+    subcommand_required
+)]
 pub async fn metrics(_ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
 }
@@ -129,7 +134,10 @@ mod tests {
     fn the_name_being_typed_is_the_tail() {
         assert_eq!(split_last_name("rate(http_re"), ("rate(", "http_re"));
         assert_eq!(split_last_name("up"), ("", "up"));
-        assert_eq!(split_last_name("sum by (job) (node:cpu"), ("sum by (job) (", "node:cpu"));
+        assert_eq!(
+            split_last_name("sum by (job) (node:cpu"),
+            ("sum by (job) (", "node:cpu")
+        );
         assert_eq!(split_last_name("a + "), ("a + ", ""));
         assert_eq!(split_last_name("é_x"), ("é", "_x"));
     }

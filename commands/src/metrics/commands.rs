@@ -3,11 +3,11 @@
 
 use chrono::{DateTime, Utc};
 
+use super::Panel;
 use super::chart::{self, MAX_DRAWN, Plot};
 use super::prometheus::Series;
 use super::range::{parse_range, step_for};
 use super::table::{by_value_desc, cut, series_names, table};
-use super::Panel;
 use super::units::Unit;
 use crate::chat::{Message, Text, TimeStyle};
 use crate::desk::{Desk, Invocation};
@@ -351,7 +351,7 @@ fn instant_answer(
         let (rows, hidden) = table(&series, unit);
         content = content.block(rows);
         if hidden > 0 {
-            content = content.plain(format!("+{hidden} more series, smaller values"));
+            content = content.plain(format!("\n+{hidden} more series, smaller values"));
         }
     }
     MetricsAnswer {
@@ -418,7 +418,13 @@ fn list_or_none(names: &[String]) -> String {
 fn image_name(label: &str) -> String {
     let name: String = label
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let name: String = name.trim_matches('_').chars().take(60).collect();
     format!("{name}.png")

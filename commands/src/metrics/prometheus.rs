@@ -224,7 +224,10 @@ impl Prometheus {
 
     /// Every metric name Prometheus knows.
     pub async fn metric_names(&self) -> Result<Vec<String>, PrometheusError> {
-        let value = self.get_raw("/api/v1/label/__name__/values", &[]).await?;
+        // Label values are GET only (queries take POST too).
+        let value = self
+            .get_raw(reqwest::Method::GET, "/api/v1/label/__name__/values", &[])
+            .await?;
         serde_json::from_value(value).map_err(|e| PrometheusError::Unexpected(e.to_string()))
     }
 
@@ -237,18 +240,23 @@ impl Prometheus {
         path: &str,
         params: &[(&str, String)],
     ) -> Result<QueryData, PrometheusError> {
-        let value = self.get_raw(path, params).await?;
+        let value = self.get_raw(reqwest::Method::POST, path, params).await?;
         serde_json::from_value(value).map_err(|e| PrometheusError::Unexpected(e.to_string()))
     }
 
     async fn get_raw(
         &self,
+        method: reqwest::Method,
         path: &str,
         params: &[(&str, String)],
     ) -> Result<serde_json::Value, PrometheusError> {
         let url = format!("{}{path}", self.settings.url);
-        // POST with a form body: long PromQL does not fit a URL, and Prometheus takes both.
-        let mut request = self.http.post(&url).form(params);
+        // Queries POST a form body: long PromQL does not fit a URL, and Prometheus takes both.
+        let mut request = if method == reqwest::Method::GET {
+            self.http.get(&url).query(params)
+        } else {
+            self.http.post(&url).form(params)
+        };
         request = match &self.settings.auth {
             PrometheusAuth::None => request,
             PrometheusAuth::Basic { username, password } => {
