@@ -273,6 +273,11 @@ async fn promql_is_answered_with_tables_and_charts_from_the_real_prometheus(pool
     assert!(chart.content.contains("4 series"), "{}", chart.content);
     let (width, height, pixels) = decoded_png(&chart);
     assert_eq!((width, height), (1200, 600));
+    let (name, bytes) = &chart.files[0];
+    assert!(
+        opsbot::shell::attachment_line(name, bytes).ends_with("KiB, PNG 1200×600)"),
+        "the shell names the chart's size and dimensions"
+    );
     assert!(
         distinct_colours_in_middle(width, height, &pixels) > 3,
         "the plot area is not blank"
