@@ -288,6 +288,16 @@ panels = [{ title = "up", promql = "up", unit = "ratio" }, { title = "rss", prom
         assert_eq!(prometheus.bearer_token.expect("token").expose(), "t0k3n");
         assert_eq!(config.services[0].panels.len(), 2);
         assert_eq!(config.services[0].panels[1].unit, "");
+        let catalog = config.metrics_catalog();
+        let settings = catalog.prometheus.expect("settings");
+        assert!(matches!(
+            &settings.auth,
+            opsbot_commands::metrics::PrometheusAuth::Bearer(t) if secrecy::ExposeSecret::expose_secret(t) == "t0k3n"
+        ));
+        assert_eq!(settings.timeout, std::time::Duration::from_secs(3));
+        let panels = &catalog.panels["api"];
+        assert_eq!(panels[0].unit, opsbot_commands::metrics::Unit::Ratio);
+        assert_eq!(panels[1].title, "rss");
 
         let problems = load(
             r#"
