@@ -281,7 +281,7 @@ panels = [{ title = "up", promql = "up", unit = "ratio" }, { title = "rss", prom
 "#,
         )
         .expect("valid");
-        let prometheus = config.prometheus.expect("configured");
+        let prometheus = config.prometheus.clone().expect("configured");
         assert_eq!(prometheus.url, "http://127.0.0.1:9090");
         assert_eq!(prometheus.timeout, std::time::Duration::from_secs(3));
         assert_eq!(prometheus.max_range, super::DEFAULT_MAX_RANGE);
