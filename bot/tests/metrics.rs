@@ -433,6 +433,12 @@ async fn promql_is_answered_with_tables_and_charts_from_the_real_prometheus(pool
         gone.content
     );
 
+    // No answer failed on the way back (serenity reads every message Discord returns).
+    for message in bot.emulator.channel_messages(bot.general) {
+        let content = message["content"].as_str().unwrap_or_default();
+        assert!(!content.contains("Something went wrong"), "{content}");
+    }
+
     // Every query is audited with its PromQL and how many series came back.
     let events = audited(&pool, "metrics query").await;
     let outcomes: Vec<(&str, &str)> = events
