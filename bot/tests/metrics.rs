@@ -19,6 +19,8 @@ use support::TestBot;
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const INCIDENTS: u64 = 222_000_000_000_000_222;
 const CATEGORY: u64 = 444_000_000_000_000_444;
+const ALERTS: u64 = 333_000_000_000_000_333;
+const WEBHOOK_TOKEN: &str = "alertmanager-test-token";
 
 /// A Prometheus of our own; stopped (by its pid) when dropped.
 struct Prometheus {
@@ -121,7 +123,12 @@ fn installed() -> bool {
     false
 }
 
+/// The bot's config; the webhook token is read from a file (secrets are references).
 fn config(prometheus_url: &str, timeout: &str) -> String {
+    let token =
+        std::env::temp_dir().join(format!("opsbot-metrics-test-{}.token", std::process::id()));
+    std::fs::write(&token, WEBHOOK_TOKEN).expect("token file");
+    let token = token.display();
     format!(
         r#"
 [roles]
@@ -132,6 +139,13 @@ listen = "127.0.0.1:0"
 [channels]
 incidents = {INCIDENTS}
 incident_category = {CATEGORY}
+alerts = {ALERTS}
+[alerts]
+webhook_token = "file:{token}"
+[[alerts.routes]]
+matchers = ['severity=~"critical|warning"']
+channel = {ALERTS}
+mode = "immediate"
 [incidents.severities.sev2]
 description = "degraded"
 [prometheus]
@@ -149,6 +163,45 @@ panels = [
 ]
 "#
     )
+}
+
+/// Alertmanager's webhook (version 4) for one firing alert of rule `name`, its expression in
+/// `generatorURL` as Prometheus writes it.
+async fn post_alert(opsbot: std::net::SocketAddr, name: &str, expr: &str) {
+    let generator = reqwest::Url::parse_with_params(
+        "http://prometheus.example:9090/graph",
+        &[("g0.expr", expr), ("g0.tab", "1")],
+    )
+    .expect("url");
+    let labels = serde_json::json!({ "alertname": name, "severity": "critical", "service": "api" });
+    let payload = serde_json::json!({
+        "receiver": "opsbot",
+        "status": "firing",
+        "alerts": [{
+            "status": "firing",
+            "labels": labels,
+            "annotations": { "summary": format!("{name} is firing") },
+            "startsAt": chrono::Utc::now().to_rfc3339(),
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": generator.as_str(),
+            "fingerprint": format!("{:016x}", name.len()),
+        }],
+        "groupLabels": { "alertname": name },
+        "commonLabels": labels,
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example:9093",
+        "version": "4",
+        "groupKey": format!("{{}}:{{alertname=\"{name}\"}}"),
+        "truncatedAlerts": 0,
+    });
+    let answer = reqwest::Client::new()
+        .post(format!("http://{opsbot}/webhooks/alertmanager"))
+        .bearer_auth(WEBHOOK_TOKEN)
+        .json(&payload)
+        .send()
+        .await
+        .expect("webhook");
+    assert!(answer.status().is_success(), "{}", answer.status());
 }
 
 /// The event's single attached PNG, decoded: (width, height, RGB pixels).
@@ -424,6 +477,45 @@ async fn promql_is_answered_with_tables_and_charts_from_the_real_prometheus(pool
         .await;
     assert_eq!(names, vec!["prometheus_build_info".to_owned()]);
 
+    // A chart on every alert: posted first, then attached by an edit of the same message.
+    post_alert(opsbot, "TargetsUp", "sum by (job) (up)").await;
+    let post = bot
+        .next_event("the alert's post", |e| {
+            e.channel_id == ALERTS && e.event == "post"
+        })
+        .await;
+    assert!(
+        post.content.contains("TargetsUp")
+            || post
+                .embeds
+                .iter()
+                .any(|e| e.to_string().contains("TargetsUp")),
+        "{post:?}"
+    );
+    assert!(
+        post.files.is_empty(),
+        "the post does not wait for the chart"
+    );
+    let alert_message = post.message_id;
+    let charted = bot
+        .next_event("the chart's edit", |e| {
+            e.event == "edit" && e.message_id == alert_message && !e.files.is_empty()
+        })
+        .await;
+    assert_eq!(charted.files[0].0, "alert.png");
+    let (width, height, pixels) = decoded_png(&charted);
+    assert_eq!((width, height), (1200, 600));
+    assert!(series_colours(&pixels, 50) >= 2, "both jobs drawn");
+    assert_eq!(
+        charted.embeds, post.embeds,
+        "the edit leaves the alert's text alone"
+    );
+    let charts = audited(&pool, "alerts chart").await;
+    assert_eq!(charts.len(), 1, "{charts:?}");
+    assert_eq!(charts[0].0, "sum by (job) (up)");
+    assert_eq!(charts[0].1, "ok");
+    assert!(charts[0].2.contains(": 2 series"), "{}", charts[0].2);
+
     // Unreachable: Prometheus stopped.
     prometheus.stop();
     let gone = bot.say("ana", &["ops"], "/metrics query promql:up").await;
@@ -432,6 +524,32 @@ async fn promql_is_answered_with_tables_and_charts_from_the_real_prometheus(pool
         "{}",
         gone.content
     );
+
+    // An alert still posts without Prometheus; it just gets no chart (and the audit says why).
+    post_alert(opsbot, "NoChart", "up").await;
+    let post = bot
+        .next_event("the second alert's post", |e| {
+            e.channel_id == ALERTS && e.event == "post"
+        })
+        .await;
+    let mut charts = Vec::new();
+    for _ in 0..200 {
+        charts = audited(&pool, "alerts chart").await;
+        if charts.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(charts.len(), 2, "{charts:?}");
+    assert_eq!(charts[1].1, "error");
+    assert!(charts[1].2.contains("cannot be reached"), "{}", charts[1].2);
+    let stored = bot
+        .emulator
+        .channel_messages(ALERTS)
+        .into_iter()
+        .find(|m| m["id"].as_str() == post.message_id.map(|id| id.to_string()).as_deref())
+        .expect("the second alert's message");
+    assert_eq!(stored["attachments"], serde_json::json!([]), "no chart");
 
     // No answer failed on the way back (serenity reads every message Discord returns).
     for message in bot.emulator.channel_messages(bot.general) {

@@ -41,6 +41,35 @@ pub use crate::discord::render::message::{create_message_body, edit_message_body
 use pacing::Pacing;
 use response::{Delivery, backoff, bucket_exhausted_for, classify};
 
+/// The multipart body of an edit that attaches one file and changes nothing else: Discord's
+/// `payload_json` lists the new file under `attachments` (id 0 is `files[0]`).
+fn attachment_body(attachment: Option<&outbox::Attachment>) -> (String, Vec<u8>) {
+    let boundary = format!("opsbot-{}", uuid::Uuid::new_v4().simple());
+    let mut body = Vec::new();
+    if let Some(file) = attachment {
+        let payload = serde_json::json!({
+            "attachments": [{ "id": 0, "filename": file.filename }],
+        });
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"payload_json\"\r\nContent-Type: application/json\r\n\r\n{payload}\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"files[0]\"; filename=\"{}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+                file.filename
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&file.bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
 /// Timeout of one create-message request, connection included. Discord answers in well under
 /// a second; ten seconds rides out a slow moment, yet leaves most of the lease (30 s by default)
 /// for the rest of the batch. A timed-out request may still have posted: the retry's nonce
@@ -295,6 +324,14 @@ impl Dispatcher {
 
     /// Sends one message and records the result. `Ok(true)` when it was delivered.
     async fn deliver(&self, item: &OutboxItem) -> anyhow::Result<bool> {
+        if item.attachment.is_some()
+            && item.edit_message_id.is_none()
+            && item.edit_of_post.is_none()
+        {
+            self.dead_letter(item, "an attachment is only sent with an edit of a message")
+                .await?;
+            return Ok(false);
+        }
         if item.superseded {
             // A newer edit of the same message is queued; sending this one could only
             // overwrite newer text if the two were reordered by retries.
@@ -314,6 +351,16 @@ impl Dispatcher {
             return Ok(false);
         }
         let request = match item.edit_message_id {
+            Some(message_id) if item.attachment.is_some() => {
+                let (content_type, body) = attachment_body(item.attachment.as_ref());
+                self.client
+                    .patch(format!(
+                        "{}{}/messages/{message_id}",
+                        self.channels_url, item.channel_id
+                    ))
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
+                    .body(body)
+            }
             Some(message_id) => self
                 .client
                 .patch(format!(

@@ -82,18 +82,43 @@ impl Desk {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<Option<Image>, CommandError> {
+        Ok(self
+            .chart_with_count(expr, start, end)
+            .await?
+            .map(|(image, _)| image))
+    }
+
+    /// [`Desk::chart_for_expression`] with how many series matched.
+    pub(super) async fn chart_with_count(
+        &self,
+        expr: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Option<(Image, usize)>, CommandError> {
         let seconds = (end - start).num_seconds().max(60);
         let step = step_for(seconds, None)?;
         let mut series = self.prometheus()?.range(expr, start, end, step).await?;
         if series.is_empty() {
             return Ok(None);
         }
+        let count = series.len();
         by_value_desc(&mut series);
-        let png = draw_chart(expr.to_owned(), Unit::guess(expr), series, start, end, step).await?;
-        Ok(Some(Image {
-            filename: "alert.png".to_owned(),
-            png,
-        }))
+        let png = draw_chart(
+            cut(expr, QUOTE_MAX),
+            Unit::guess(expr),
+            series,
+            start,
+            end,
+            step,
+        )
+        .await?;
+        Ok(Some((
+            Image {
+                filename: "alert.png".to_owned(),
+                png,
+            },
+            count,
+        )))
     }
 
     async fn answer_query(
