@@ -397,31 +397,6 @@ pub fn save_attachments(event: &EmulatorEvent, dir: &std::path::Path) -> Vec<Str
         .collect()
 }
 
-/// `📎 chart.png (118 KiB, PNG 1200×600)`: what a person sees of an attached file.
-pub fn attachment_line(name: &str, bytes: &[u8]) -> String {
-    let size = if bytes.len() < 1024 {
-        format!("{} B", bytes.len())
-    } else if bytes.len() < 1024 * 1024 {
-        format!("{} KiB", bytes.len().div_ceil(1024))
-    } else {
-        format!("{:.1} MiB", bytes.len() as f64 / (1024.0 * 1024.0))
-    };
-    match png_dimensions(bytes) {
-        Some((width, height)) => format!("📎 {name} ({size}, PNG {width}×{height})"),
-        None => format!("📎 {name} ({size})"),
-    }
-}
-
-/// A PNG's width and height from its header (the first chunk is always IHDR).
-fn png_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
-    if bytes.len() < 24 || &bytes[..8] != b"\x89PNG\r\n\x1a\n" || &bytes[12..16] != b"IHDR" {
-        return None;
-    }
-    let number =
-        |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    Some((number(16), number(20)))
-}
-
 /// One `--json` line; `attachments` are the paths the files were saved to.
 pub fn event_json(event: &EmulatorEvent, input: Option<&str>, attachments: &[String]) -> Value {
     let mut value = json!({
@@ -479,7 +454,10 @@ pub fn event_text(event: &EmulatorEvent, attachments: &[String]) -> String {
         }
     }
     for (index, (name, bytes)) in event.files.iter().enumerate() {
-        text.push_str(&format!("\n{}", attachment_line(name, bytes)));
+        text.push_str(&format!(
+            "\n{}",
+            crate::emulator::attachments::describe(name, bytes)
+        ));
         if let Some(path) = attachments.get(index) {
             text.push_str(&format!(", saved as {path}"));
         }

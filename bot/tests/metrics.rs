@@ -328,7 +328,7 @@ async fn promql_is_answered_with_tables_and_charts_from_the_real_prometheus(pool
     assert_eq!((width, height), (1200, 600));
     let (name, bytes) = &chart.files[0];
     assert!(
-        opsbot::shell::attachment_line(name, bytes).ends_with("KiB, PNG 1200×600)"),
+        opsbot::emulator::attachments::describe(name, bytes).ends_with("KiB, PNG 1200×600)"),
         "the shell names the chart's size and dimensions"
     );
     assert!(

@@ -36,39 +36,11 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::discord::render::attachment::attachment_edit_body;
 pub use crate::discord::render::message::{create_message_body, edit_message_body, truncate};
 
 use pacing::Pacing;
 use response::{Delivery, backoff, bucket_exhausted_for, classify};
-
-/// The multipart body of an edit that attaches one file and changes nothing else: Discord's
-/// `payload_json` lists the new file under `attachments` (id 0 is `files[0]`).
-fn attachment_body(attachment: Option<&outbox::Attachment>) -> (String, Vec<u8>) {
-    let boundary = format!("opsbot-{}", uuid::Uuid::new_v4().simple());
-    let mut body = Vec::new();
-    if let Some(file) = attachment {
-        let payload = serde_json::json!({
-            "attachments": [{ "id": 0, "filename": file.filename }],
-        });
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"payload_json\"\r\nContent-Type: application/json\r\n\r\n{payload}\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"files[0]\"; filename=\"{}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
-                file.filename
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(&file.bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
 
 /// Timeout of one create-message request, connection included. Discord answers in well under
 /// a second; ten seconds rides out a slow moment, yet leaves most of the lease (30 s by default)
@@ -352,7 +324,7 @@ impl Dispatcher {
         }
         let request = match item.edit_message_id {
             Some(message_id) if item.attachment.is_some() => {
-                let (content_type, body) = attachment_body(item.attachment.as_ref());
+                let (content_type, body) = attachment_edit_body(item.attachment.as_ref());
                 self.client
                     .patch(format!(
                         "{}{}/messages/{message_id}",
