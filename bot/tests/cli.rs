@@ -310,7 +310,7 @@ async fn shell_reads_a_script_and_prints_json_events(pool: PgPool) {
         events[3]["content"]
             .as_str()
             .expect("content")
-            .contains("/audit, /deploy, /incident, /rollback, /whoami"),
+            .contains("/audit, /deploy, /incident, /metrics, /rollback, /whoami"),
         "{}",
         events[3]
     );
