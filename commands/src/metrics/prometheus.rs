@@ -372,4 +372,64 @@ mod tests {
             serde_json::from_str(r#"{"resultType":"scalar","result":[1.5,"3"]}"#).expect("scalar");
         assert!(matches!(scalar, QueryData::Scalar((_, v)) if v == "3"));
     }
+
+    fn client(url: &str, auth: PrometheusAuth) -> Prometheus {
+        Prometheus::new(PrometheusSettings {
+            url: url.to_owned(),
+            timeout: Duration::from_secs(5),
+            max_range: Duration::from_secs(86400),
+            auth,
+        })
+        .expect("client")
+    }
+
+    #[tokio::test]
+    async fn credentials_are_sent_and_a_refusal_names_them() {
+        use wiremock::matchers::{header, method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        let empty = serde_json::json!({
+            "status": "success",
+            "data": { "resultType": "vector", "result": [] },
+        });
+        Mock::given(method("POST"))
+            .and(path("/api/v1/query"))
+            .and(header("authorization", "Bearer t0k3n"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(&empty))
+            .mount(&server)
+            .await;
+        // "opsbot:s3cret" in base64.
+        Mock::given(method("POST"))
+            .and(path("/api/v1/query"))
+            .and(header("authorization", "Basic b3BzYm90OnMzY3JldA=="))
+            .respond_with(ResponseTemplate::new(200).set_body_json(&empty))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/v1/query"))
+            .respond_with(ResponseTemplate::new(401))
+            .mount(&server)
+            .await;
+        let bearer = client(&server.uri(), PrometheusAuth::Bearer("t0k3n".into()));
+        assert_eq!(bearer.instant("up", None).await.expect("bearer"), vec![]);
+        let basic = client(
+            &server.uri(),
+            PrometheusAuth::Basic {
+                username: "opsbot".to_owned(),
+                password: "s3cret".into(),
+            },
+        );
+        assert_eq!(basic.instant("up", None).await.expect("basic"), vec![]);
+        let wrong = client(&server.uri(), PrometheusAuth::Bearer("wrong".into()));
+        let refused = wrong.instant("up", None).await.expect_err("401");
+        assert!(
+            matches!(refused, PrometheusError::Unauthorized(401)),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("credentials"), "{refused}");
+        assert!(
+            !format!("{wrong:?}").contains("wrong"),
+            "the token is not in Debug"
+        );
+    }
 }
