@@ -250,6 +250,16 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let mut out = std::io::stdout().lock();
+    // Other work on the machine shows in every figure: say how busy it was.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    writeln!(
+        out,
+        "load average at start: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )?;
     writeln!(out, "| what | n | p50 ms | p99 ms | max ms | PNG KiB |")?;
     writeln!(out, "|---|---|---|---|---|---|")?;
     let (renders, size) = tokio::task::spawn_blocking({

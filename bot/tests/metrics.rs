@@ -305,7 +305,10 @@ async fn promql_is_answered_with_tables_and_charts_from_the_real_prometheus(pool
         )
         .await;
     assert!(table.files.is_empty(), "no chart for an instant query");
-    assert_eq!(table.event, "edit", "deferred: the answer fills in the \"thinking…\" reply");
+    assert_eq!(
+        table.event, "edit",
+        "deferred: the answer fills in the \"thinking…\" reply"
+    );
     insta::assert_snapshot!(redact_times(&table.content), @r"
     `count by (job) (up{job='prometheus'}) * 2 or count by (job) (up{job='opsbot'})` at <t:TIME:t>: **2 series**
     ```
