@@ -123,10 +123,18 @@ fn installed() -> bool {
     false
 }
 
+/// Where [`config`] writes the webhook token; removed once the bot has read its config.
+fn token_file() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "opsbot-metrics-test-{}-{:?}.token",
+        std::process::id(),
+        std::thread::current().id()
+    ))
+}
+
 /// The bot's config; the webhook token is read from a file (secrets are references).
 fn config(prometheus_url: &str, timeout: &str) -> String {
-    let token =
-        std::env::temp_dir().join(format!("opsbot-metrics-test-{}.token", std::process::id()));
+    let token = token_file();
     std::fs::write(&token, WEBHOOK_TOKEN).expect("token file");
     let token = token.display();
     format!(
@@ -288,6 +296,7 @@ async fn promql_is_answered_with_tables_and_charts_from_the_real_prometheus(pool
         &config(&format!("http://127.0.0.1:{port}"), "10s"),
     )
     .await;
+    let _ = std::fs::remove_file(token_file());
     let opsbot = bot
         .services
         .as_ref()
@@ -621,6 +630,7 @@ async fn a_silent_or_absent_prometheus_is_named_as_such(pool: PgPool) {
         &config(&format!("http://{silent_addr}"), "1s"),
     )
     .await;
+    let _ = std::fs::remove_file(token_file());
     let slow = bot
         .say("ana", &["ops"], "/metrics query promql:up range:1h")
         .await;
@@ -638,6 +648,7 @@ async fn a_silent_or_absent_prometheus_is_named_as_such(pool: PgPool) {
         &config(&format!("http://127.0.0.1:{closed}"), "2s"),
     )
     .await;
+    let _ = std::fs::remove_file(token_file());
     let gone = bot.say("ana", &["ops"], "/metrics service name:api").await;
     assert!(
         gone.content.contains("cannot be reached"),
