@@ -142,6 +142,7 @@ impl Services {
             .with_alerts(config.alerts_catalog());
         desk = desk.with_incidents(config.incident_catalog());
         desk = desk.with_digests(config.digest_catalog());
+        desk = desk.with_metrics(config.metrics_catalog())?;
         if let Some(settings) = &discord {
             desk = desk.with_chat(std::sync::Arc::new(SerenityChat::new(settings)));
         }

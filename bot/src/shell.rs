@@ -468,8 +468,14 @@ pub fn event_text(event: &EmulatorEvent, attachments: &[String]) -> String {
             ));
         }
     }
-    for path in attachments {
-        text.push_str(&format!("\n📎 {path}"));
+    for (index, (name, bytes)) in event.files.iter().enumerate() {
+        text.push_str(&format!(
+            "\n{}",
+            crate::emulator::attachments::describe(name, bytes)
+        ));
+        if let Some(path) = attachments.get(index) {
+            text.push_str(&format!(", saved as {path}"));
+        }
     }
     for row in &event.components {
         let labels: Vec<String> = row["components"]

@@ -312,7 +312,7 @@ async fn shell_reads_a_script_and_prints_json_events(pool: PgPool) {
         events[3]["content"]
             .as_str()
             .expect("content")
-            .contains("/alerts, /audit, /deploy, /digest, /incident, /rollback, /whoami"),
+            .contains("/alerts, /audit, /deploy, /digest, /incident, /metrics, /rollback, /whoami"),
         "{}",
         events[3]
     );

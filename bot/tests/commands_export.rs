@@ -153,6 +153,8 @@ fn exported_commands_are_the_documented_ones() {
     /alerts active
     /alerts silences
     /alerts silence
+    /metrics query
+    /metrics service
     /audit recent
     /audit verify
     /digest preview
@@ -229,6 +231,11 @@ fn every_string_option_has_a_max_length() {
     /alerts silence matchers: 1000
     /alerts silence duration: 32
     /alerts silence reason: 500
+    /metrics query promql: 2000
+    /metrics query range: 16
+    /metrics query step: 16
+    /metrics service name: 100
+    /metrics service range: 16
     /audit recent actor: 100
     /audit recent command: 100
     /audit recent outcome: 32

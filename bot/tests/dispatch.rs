@@ -868,3 +868,83 @@ async fn an_edit_queued_before_its_post_lands_on_that_post(pool: PgPool) {
         "{row:?}"
     );
 }
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn an_attachment_edit_sends_the_file_and_leaves_text_edits_alone(pool: PgPool) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v10/channels/42/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "777"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/api/v10/channels/42/messages/777"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "777"})))
+        .mount(&server)
+        .await;
+    let post = enqueue(&pool, 42, &Message::text("firing")).await;
+    let text = outbox::enqueue_edit_of(&pool, 42, post, &Message::text("acked"), None)
+        .await
+        .expect("edit");
+    let png = b"\x89PNG\r\n\x1a\n\x00\xffbytes".to_vec();
+    let mut tx = pool.begin().await.expect("tx");
+    let chart = outbox::enqueue_attachment_of(
+        &mut tx,
+        42,
+        post,
+        &outbox::Attachment {
+            filename: "alert.png".to_owned(),
+            bytes: png.clone(),
+        },
+        None,
+    )
+    .await
+    .expect("attachment edit");
+    tx.commit().await.expect("commit");
+    let dispatcher = dispatcher(&pool, &server, settings());
+    drain(&dispatcher, &pool, &[post, text, chart]).await;
+
+    let requests = server.received_requests().await.expect("recording");
+    let methods: Vec<String> = requests.iter().map(|r| r.method.to_string()).collect();
+    assert_eq!(
+        methods,
+        ["POST", "PATCH", "PATCH"],
+        "the newer attachment edit does not supersede the text edit"
+    );
+    let body: Value = requests[1].body_json().expect("JSON");
+    assert_eq!(body["content"], json!("acked"));
+    let multipart = &requests[2];
+    let content_type = multipart
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        content_type.starts_with("multipart/form-data; boundary="),
+        "{content_type}"
+    );
+    let raw = &multipart.body;
+    let holds = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
+    assert!(holds(&png), "the file's bytes, unchanged");
+    assert!(
+        holds(br#"{"attachments":[{"filename":"alert.png","id":0}]}"#)
+            || holds(br#"{"attachments":[{"id":0,"filename":"alert.png"}]}"#)
+    );
+    assert!(!holds(b"\"content\""), "the text is left alone");
+    assert_eq!(status(&pool, chart).await.status, "sent");
+
+    // A file name outside the safe set, or an empty file, is refused by the database.
+    let mut tx = pool.begin().await.expect("tx");
+    let refused = outbox::enqueue_attachment_of(
+        &mut tx,
+        42,
+        post,
+        &outbox::Attachment {
+            filename: "../etc/passwd".to_owned(),
+            bytes: png,
+        },
+        None,
+    )
+    .await;
+    assert!(refused.is_err());
+}

@@ -326,6 +326,49 @@ async fn attachments_arrive_byte_for_byte_and_the_shell_saves_them() {
     assert_eq!(std::fs::read(&saved[0]).expect("saved file"), png);
     let line = opsbot::shell::event_json(&event, None, &saved);
     assert_eq!(line["attachments"], serde_json::json!(saved));
+    let text = opsbot::shell::event_text(&event, &saved);
+    assert!(
+        text.contains(&format!("📎 ../chart.png (29 B), saved as {}", saved[0])),
+        "{text}"
+    );
+    shutdown.cancel();
+}
+
+/// A multipart body with one file of `size` bytes, as serenity sends it.
+fn multipart_with_file(boundary: &str, file: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"payload_json\"\r\n\r\n{{\"content\":\"big\"}}\r\n").as_bytes());
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"files[0]\"; filename=\"big.bin\"\r\n\r\n").as_bytes());
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+#[tokio::test]
+async fn files_up_to_discords_10_mib_are_kept_and_larger_ones_refused() {
+    let shutdown = CancellationToken::new();
+    let emulator = emulator(&shutdown).await;
+    let client = reqwest::Client::new();
+    let post = |file: Vec<u8>| {
+        client
+            .post(format!(
+                "{}/api/v10/channels/{DEPLOYS}/messages",
+                emulator.base_url()
+            ))
+            .header("authorization", format!("Bot {}", emulator.token()))
+            .header("content-type", "multipart/form-data; boundary=b0undary")
+            .body(multipart_with_file("b0undary", &file))
+            .send()
+    };
+    let limit = 10 * 1024 * 1024;
+    let kept = post(vec![7u8; limit]).await.expect("post");
+    assert!(kept.status().is_success(), "{}", kept.status());
+    let kept: serde_json::Value = kept.json().await.expect("json");
+    assert_eq!(kept["attachments"][0]["size"], limit);
+    let refused = post(vec![7u8; limit + 1]).await.expect("post");
+    assert_eq!(refused.status(), 413);
+    let refused: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(refused["code"], 40005);
     shutdown.cancel();
 }
 

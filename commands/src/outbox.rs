@@ -34,6 +34,46 @@ pub struct OutboxItem {
     /// An edit for which a newer edit of the same message is queued: skip it, or it could
     /// overwrite the newer text when retries reorder them.
     pub superseded: bool,
+    /// For an edit that attaches a file: the file (the message's text stays as it is).
+    pub attachment: Option<Attachment>,
+}
+
+/// A file an edit attaches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    /// Letters, digits, `.`, `_` and `-`, at most 100 characters.
+    pub filename: String,
+    /// At most [`ATTACHMENT_MAX_BYTES`].
+    pub bytes: Vec<u8>,
+}
+
+/// Discord's limit for one file from a bot: 10 MiB.
+pub const ATTACHMENT_MAX_BYTES: usize = 10 * 1024 * 1024;
+
+/// Queues an edit that attaches `attachment` to the message that outbox row `post` creates
+/// (or created), leaving its text alone. Like [`enqueue_edit_of`] it waits for that post.
+pub async fn enqueue_attachment_of(
+    tx: &mut sqlx::PgConnection,
+    channel_id: i64,
+    post: i64,
+    attachment: &Attachment,
+    audit_event_id: Option<i64>,
+) -> Result<i64, sqlx::Error> {
+    let id = enqueue_edit_of(
+        &mut *tx,
+        channel_id,
+        post,
+        &Message::default(),
+        audit_event_id,
+    )
+    .await?;
+    sqlx::query("INSERT INTO outbox_attachments (outbox_id, filename, bytes) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(&attachment.filename)
+        .bind(&attachment.bytes)
+        .execute(&mut *tx)
+        .await?;
+    Ok(id)
 }
 
 /// Queues `message` for `channel_id`. Pass the transaction that records the audit event.
@@ -113,6 +153,8 @@ struct ClaimedRow {
     edit_message_id: Option<i64>,
     edit_outbox_id: Option<i64>,
     superseded: bool,
+    attachment_name: Option<String>,
+    attachment_bytes: Option<Vec<u8>>,
 }
 
 /// Claims up to `limit` due messages for `lease`: other dispatchers skip them until the lease
@@ -143,10 +185,17 @@ pub async fn claim_due(
                            (SELECT post.message_id FROM outbox post
                             WHERE post.id = outbox.edit_outbox_id)) AS edit_message_id,
                   edit_outbox_id,
-                  EXISTS (SELECT 1 FROM outbox newer
+                  NOT EXISTS (SELECT 1 FROM outbox_attachments a WHERE a.outbox_id = outbox.id)
+                  AND EXISTS (SELECT 1 FROM outbox newer
                           WHERE newer.id > outbox.id
                             AND (newer.edit_message_id = outbox.edit_message_id
-                                 OR newer.edit_outbox_id = outbox.edit_outbox_id)) AS superseded
+                                 OR newer.edit_outbox_id = outbox.edit_outbox_id)
+                            AND NOT EXISTS (SELECT 1 FROM outbox_attachments a
+                                            WHERE a.outbox_id = newer.id)) AS superseded,
+                  (SELECT a.filename FROM outbox_attachments a WHERE a.outbox_id = outbox.id)
+                      AS attachment_name,
+                  (SELECT a.bytes FROM outbox_attachments a WHERE a.outbox_id = outbox.id)
+                      AS attachment_bytes
         "#,
     )
     .bind(limit)
@@ -166,6 +215,10 @@ pub async fn claim_due(
                 edit_message_id: row.edit_message_id,
                 edit_of_post: row.edit_outbox_id,
                 superseded: row.superseded,
+                attachment: row
+                    .attachment_name
+                    .zip(row.attachment_bytes)
+                    .map(|(filename, bytes)| Attachment { filename, bytes }),
             }),
             Err(e) => {
                 mark_dead(

@@ -209,6 +209,48 @@ impl Values<'_> {
     }
 }
 
+impl super::Config {
+    /// What the config says about metrics, in the domain's terms.
+    pub fn metrics_catalog(&self) -> opsbot_commands::metrics::MetricsCatalog {
+        use opsbot_commands::metrics::{
+            MetricsCatalog, Panel, PrometheusAuth, PrometheusSettings, Unit,
+        };
+        use secrecy::SecretString;
+        let secret = |s: &Secret| SecretString::from(s.expose().to_owned());
+        MetricsCatalog {
+            prometheus: self.prometheus.as_ref().map(|p| PrometheusSettings {
+                url: p.url.clone(),
+                timeout: p.timeout,
+                max_range: p.max_range,
+                auth: match (&p.username, &p.password, &p.bearer_token) {
+                    (Some(username), Some(password), _) => PrometheusAuth::Basic {
+                        username: username.clone(),
+                        password: secret(password),
+                    },
+                    (_, _, Some(token)) => PrometheusAuth::Bearer(secret(token)),
+                    _ => PrometheusAuth::None,
+                },
+            }),
+            panels: self
+                .services
+                .iter()
+                .map(|service| {
+                    let panels = service
+                        .panels
+                        .iter()
+                        .map(|p| Panel {
+                            title: p.title.clone(),
+                            promql: p.promql.clone(),
+                            unit: Unit::from_config(&p.unit),
+                        })
+                        .collect();
+                    (service.name.clone(), panels)
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -239,13 +281,23 @@ panels = [{ title = "up", promql = "up", unit = "ratio" }, { title = "rss", prom
 "#,
         )
         .expect("valid");
-        let prometheus = config.prometheus.expect("configured");
+        let prometheus = config.prometheus.clone().expect("configured");
         assert_eq!(prometheus.url, "http://127.0.0.1:9090");
         assert_eq!(prometheus.timeout, std::time::Duration::from_secs(3));
         assert_eq!(prometheus.max_range, super::DEFAULT_MAX_RANGE);
         assert_eq!(prometheus.bearer_token.expect("token").expose(), "t0k3n");
         assert_eq!(config.services[0].panels.len(), 2);
         assert_eq!(config.services[0].panels[1].unit, "");
+        let catalog = config.metrics_catalog();
+        let settings = catalog.prometheus.expect("settings");
+        assert!(matches!(
+            &settings.auth,
+            opsbot_commands::metrics::PrometheusAuth::Bearer(t) if secrecy::ExposeSecret::expose_secret(t) == "t0k3n"
+        ));
+        assert_eq!(settings.timeout, std::time::Duration::from_secs(3));
+        let panels = &catalog.panels["api"];
+        assert_eq!(panels[0].unit, opsbot_commands::metrics::Unit::Ratio);
+        assert_eq!(panels[1].title, "rss");
 
         let problems = load(
             r#"

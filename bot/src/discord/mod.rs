@@ -10,6 +10,7 @@ mod gateway;
 mod incident;
 mod invocation;
 pub mod leader;
+mod metrics;
 pub mod render;
 mod whoami;
 
@@ -41,6 +42,7 @@ pub fn commands() -> Vec<Command> {
         deploy::rollback(),
         incident::incident(),
         alerts::alerts(),
+        metrics::metrics(),
         audit::audit(),
         digest::digest(),
     ]
@@ -163,7 +165,7 @@ async fn on_event(
 
 async fn observe_latency(ctx: Context<'_>) {
     if let Some(started) = ctx.invocation_data::<Instant>().await {
-        metrics::histogram!(
+        ::metrics::histogram!(
             "opsbot_command_duration_seconds",
             "command" => ctx.command().qualified_name.clone()
         )

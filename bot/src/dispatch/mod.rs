@@ -36,6 +36,7 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::discord::render::attachment::attachment_edit_body;
 pub use crate::discord::render::message::{create_message_body, edit_message_body, truncate};
 
 use pacing::Pacing;
@@ -295,6 +296,14 @@ impl Dispatcher {
 
     /// Sends one message and records the result. `Ok(true)` when it was delivered.
     async fn deliver(&self, item: &OutboxItem) -> anyhow::Result<bool> {
+        if item.attachment.is_some()
+            && item.edit_message_id.is_none()
+            && item.edit_of_post.is_none()
+        {
+            self.dead_letter(item, "an attachment is only sent with an edit of a message")
+                .await?;
+            return Ok(false);
+        }
         if item.superseded {
             // A newer edit of the same message is queued; sending this one could only
             // overwrite newer text if the two were reordered by retries.
@@ -314,6 +323,16 @@ impl Dispatcher {
             return Ok(false);
         }
         let request = match item.edit_message_id {
+            Some(message_id) if item.attachment.is_some() => {
+                let (content_type, body) = attachment_edit_body(item.attachment.as_ref());
+                self.client
+                    .patch(format!(
+                        "{}{}/messages/{message_id}",
+                        self.channels_url, item.channel_id
+                    ))
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
+                    .body(body)
+            }
             Some(message_id) => self
                 .client
                 .patch(format!(

@@ -3,6 +3,7 @@
 //! drive it: they type lines as in Discord's client ([`Emulator::type_line`]) and read what
 //! the bot answered and posted ([`Emulator::subscribe`]).
 
+pub mod attachments;
 mod gateway;
 pub mod guild;
 mod input;

@@ -25,6 +25,7 @@ use crate::actor::{Actor, Source};
 use crate::audit::Outcome;
 use crate::desk::{Desk, Invocation, record_in};
 use crate::error::CommandError;
+use crate::metrics::alert_chart::{AlertChart, expression_of};
 use crate::outbox;
 
 /// The door name of webhook refusals in metrics and sampled audit events.
@@ -339,6 +340,7 @@ impl Desk {
         let expire_silences =
             !group.is_firing() && store::due_on_resolve(&mut tx, group.id).await? > 0;
         let mut queued = 0;
+        let mut chart = None;
         if route.mode == Mode::Immediate {
             let message = view::group_message(&group, &alerts, &mention);
             match group.post_outbox_id {
@@ -347,6 +349,7 @@ impl Desk {
                         outbox::enqueue(&mut *tx, group.channel_id, &message, Some(event)).await?;
                     store::set_post(&mut tx, group.id, post).await?;
                     queued += 1;
+                    chart = alert_chart(payload, &group, post);
                 }
                 Some(post) if group.is_firing() || route.send_resolved => {
                     outbox::enqueue_edit_of(
@@ -380,12 +383,33 @@ impl Desk {
         if wake {
             catalog.upkeep_wake.notify_one();
         }
+        if let Some(chart) = chart {
+            self.chart_alert_later(chart);
+        }
         Ok(IngestOutcome {
             group_id: Some(group.id),
             changed: changes.len(),
             queued,
         })
     }
+}
+
+/// The chart a new group's message gets: its first firing alert whose rule's expression is
+/// in its `generatorURL` (see [`crate::metrics::alert_chart`]).
+fn alert_chart(payload: &Payload, group: &store::AlertGroup, post: i64) -> Option<AlertChart> {
+    payload
+        .alerts
+        .iter()
+        .filter(|a| a.status == Status::Firing)
+        .find_map(|a| {
+            expression_of(&a.generator_url).map(|expr| AlertChart {
+                group_id: group.id,
+                channel_id: group.channel_id,
+                post,
+                expr,
+                starts_at: a.starts_at,
+            })
+        })
 }
 
 async fn existing_firing(

@@ -231,5 +231,19 @@ pub(crate) async fn announce_override(
     Ok(())
 }
 
+/// The incident whose channel is `channel_id` (its number and services), if it is one.
+pub(crate) async fn in_channel(
+    desk: &Desk,
+    channel_id: i64,
+) -> Result<Option<(i64, Vec<String>)>, CommandError> {
+    let mut conn = desk.pool.acquire().await?;
+    let Some(id) = store::by_channel(&mut conn, channel_id).await? else {
+        return Ok(None);
+    };
+    Ok(store::by_id(&mut conn, id, false)
+        .await?
+        .map(|incident| (incident.id, incident.services)))
+}
+
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::Panel;
 use super::chart::{self, MAX_DRAWN, Plot};
 use super::prometheus::Series;
 use super::range::{parse_range, step_for};
@@ -20,6 +21,8 @@ const QUOTE_MAX: usize = 300;
 const NAMED_LEFT_OUT: usize = 5;
 /// `/metrics service` without `range`.
 const DEFAULT_SERVICE_RANGE: &str = "1h";
+/// Most panels in one `/metrics service` image (an incident's services together).
+const MAX_SERVICE_PANELS: usize = 8;
 
 /// A PNG to attach.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,7 +68,7 @@ impl Desk {
     ) -> Result<MetricsAnswer, CommandError> {
         self.authorize(inv, "metrics:query", "query metrics")
             .await?;
-        let result = self.answer_service(service, range).await;
+        let result = self.answer_service(inv, service, range).await;
         self.conclude(inv, result, |answer| answer.detail.clone())
             .await
     }
@@ -79,18 +82,43 @@ impl Desk {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<Option<Image>, CommandError> {
+        Ok(self
+            .chart_with_count(expr, start, end)
+            .await?
+            .map(|(image, _)| image))
+    }
+
+    /// [`Desk::chart_for_expression`] with how many series matched.
+    pub(super) async fn chart_with_count(
+        &self,
+        expr: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Option<(Image, usize)>, CommandError> {
         let seconds = (end - start).num_seconds().max(60);
         let step = step_for(seconds, None)?;
         let mut series = self.prometheus()?.range(expr, start, end, step).await?;
         if series.is_empty() {
             return Ok(None);
         }
+        let count = series.len();
         by_value_desc(&mut series);
-        let png = draw_chart(expr.to_owned(), Unit::guess(expr), series, start, end, step).await?;
-        Ok(Some(Image {
-            filename: "alert.png".to_owned(),
-            png,
-        }))
+        let png = draw_chart(
+            cut(expr, QUOTE_MAX),
+            Unit::guess(expr),
+            series,
+            start,
+            end,
+            step,
+        )
+        .await?;
+        Ok(Some((
+            Image {
+                filename: "alert.png".to_owned(),
+                png,
+            },
+            count,
+        )))
     }
 
     async fn answer_query(
@@ -154,30 +182,82 @@ impl Desk {
         })
     }
 
+    /// The panels `/metrics service` draws: the named service's, or with no name inside an
+    /// incident's channel, those of the incident's services (titles prefixed with the service
+    /// when there are several), at most [`MAX_SERVICE_PANELS`].
+    async fn panels_for(
+        &self,
+        inv: &Invocation,
+        service: Option<&str>,
+    ) -> Result<(String, Vec<Panel>), CommandError> {
+        let names = self.metrics_services();
+        let all = &self.metrics_feature().panels;
+        if let Some(service) = service.map(str::trim).filter(|s| !s.is_empty()) {
+            return match all.get(service).filter(|p| !p.is_empty()) {
+                Some(panels) => Ok((service.to_owned(), panels.clone())),
+                None => Err(CommandError::NotFound(format!(
+                    "`{}` has no panels; these do: {} (configure them under [[services]] panels)",
+                    cut(service, 50),
+                    list_or_none(&names)
+                ))),
+            };
+        }
+        let incident = match inv.channel_id {
+            Some(channel) => crate::incident::in_channel(self, channel).await?,
+            None => None,
+        };
+        let Some((id, services)) = incident else {
+            return Err(CommandError::Invalid(format!(
+                "name a service (or run this in an incident's channel); these have panels: {}",
+                list_or_none(&names)
+            )));
+        };
+        let with_panels: Vec<(&String, &Vec<Panel>)> = services
+            .iter()
+            .filter_map(|s| all.get(s).filter(|p| !p.is_empty()).map(|p| (s, p)))
+            .collect();
+        if with_panels.is_empty() {
+            return Err(CommandError::NotFound(format!(
+                "incident #{id}'s services ({}) have no panels; name one that does: {}",
+                list_or_none(&services),
+                list_or_none(&names)
+            )));
+        }
+        let several = with_panels.len() > 1;
+        let panels = with_panels
+            .iter()
+            .flat_map(|(service, panels)| {
+                panels.iter().map(move |p| Panel {
+                    title: if several {
+                        format!("{service}: {}", p.title)
+                    } else {
+                        p.title.clone()
+                    },
+                    ..p.clone()
+                })
+            })
+            .take(MAX_SERVICE_PANELS)
+            .collect();
+        let label = format!(
+            "incident #{id} ({})",
+            with_panels
+                .iter()
+                .map(|(s, _)| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok((label, panels))
+    }
+
     async fn answer_service(
         &self,
+        inv: &Invocation,
         service: Option<&str>,
         range: Option<&str>,
     ) -> Result<MetricsAnswer, CommandError> {
-        let names = self.metrics_services();
-        let Some(service) = service.map(str::trim).filter(|s| !s.is_empty()) else {
-            return Err(CommandError::Invalid(format!(
-                "name a service; these have panels: {}",
-                list_or_none(&names)
-            )));
-        };
-        let Some(panels) = self
-            .metrics_feature()
-            .panels
-            .get(service)
-            .filter(|p| !p.is_empty())
-        else {
-            return Err(CommandError::NotFound(format!(
-                "`{}` has no panels; these do: {} (configure them under [[services]] panels)",
-                cut(service, 50),
-                list_or_none(&names)
-            )));
-        };
+        let (service, panels) = self.panels_for(inv, service).await?;
+        let panels = &panels;
+        let service = service.as_str();
         let prometheus = self.prometheus()?;
         let range = range
             .map(str::trim)
@@ -248,7 +328,7 @@ impl Desk {
         Ok(MetricsAnswer {
             message: Message::text(content),
             image: Some(Image {
-                filename: format!("{service}.png"),
+                filename: image_name(service),
                 png,
             }),
             series: total,
@@ -296,7 +376,7 @@ fn instant_answer(
         let (rows, hidden) = table(&series, unit);
         content = content.block(rows);
         if hidden > 0 {
-            content = content.plain(format!("+{hidden} more series, smaller values"));
+            content = content.plain(format!("\n+{hidden} more series, smaller values"));
         }
     }
     MetricsAnswer {
@@ -357,4 +437,20 @@ fn list_or_none(names: &[String]) -> String {
     } else {
         names.join(", ")
     }
+}
+
+/// A file name from a service name (or an incident label): safe characters only.
+fn image_name(label: &str) -> String {
+    let name: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let name: String = name.trim_matches('_').chars().take(60).collect();
+    format!("{name}.png")
 }

@@ -12,8 +12,10 @@
 //! small multiples in one image. Prometheus is `[prometheus]` ([`prometheus`]); its errors
 //! (bad PromQL, timeouts, an unreachable server, a result too large) each read on their own.
 //! Every query is audited with its PromQL and how many series it returned.
-//! [`Desk::chart_for_expression`] draws a chart for an alert's expression.
+//! [`Desk::chart_for_expression`] draws a chart for an alert's expression, and
+//! [`alert_chart`] attaches one to every alert whose rule's expression is known.
 
+pub mod alert_chart;
 pub mod chart;
 mod commands;
 pub mod prometheus;
@@ -25,7 +27,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub use commands::{Image, MetricsAnswer};
+pub use commands::{Image, MetricsAnswer, PROMQL_MAX};
 pub use prometheus::{Prometheus, PrometheusAuth, PrometheusError, PrometheusSettings, Series};
 pub use units::Unit;
 
@@ -76,6 +78,11 @@ impl Desk {
 
     fn metrics_feature(&self) -> &MetricsFeature {
         self.feature::<MetricsFeature>().unwrap_or(&NO_METRICS)
+    }
+
+    /// Whether a Prometheus is configured.
+    pub fn metrics_configured(&self) -> bool {
+        self.metrics_feature().client.is_some()
     }
 
     fn prometheus(&self) -> Result<&Prometheus, CommandError> {

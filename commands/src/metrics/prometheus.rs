@@ -224,7 +224,10 @@ impl Prometheus {
 
     /// Every metric name Prometheus knows.
     pub async fn metric_names(&self) -> Result<Vec<String>, PrometheusError> {
-        let value = self.get_raw("/api/v1/label/__name__/values", &[]).await?;
+        // Label values are GET only (queries take POST too).
+        let value = self
+            .get_raw(reqwest::Method::GET, "/api/v1/label/__name__/values", &[])
+            .await?;
         serde_json::from_value(value).map_err(|e| PrometheusError::Unexpected(e.to_string()))
     }
 
@@ -237,18 +240,23 @@ impl Prometheus {
         path: &str,
         params: &[(&str, String)],
     ) -> Result<QueryData, PrometheusError> {
-        let value = self.get_raw(path, params).await?;
+        let value = self.get_raw(reqwest::Method::POST, path, params).await?;
         serde_json::from_value(value).map_err(|e| PrometheusError::Unexpected(e.to_string()))
     }
 
     async fn get_raw(
         &self,
+        method: reqwest::Method,
         path: &str,
         params: &[(&str, String)],
     ) -> Result<serde_json::Value, PrometheusError> {
         let url = format!("{}{path}", self.settings.url);
-        // POST with a form body: long PromQL does not fit a URL, and Prometheus takes both.
-        let mut request = self.http.post(&url).form(params);
+        // Queries POST a form body: long PromQL does not fit a URL, and Prometheus takes both.
+        let mut request = if method == reqwest::Method::GET {
+            self.http.get(&url).query(params)
+        } else {
+            self.http.post(&url).form(params)
+        };
         request = match &self.settings.auth {
             PrometheusAuth::None => request,
             PrometheusAuth::Basic { username, password } => {
@@ -363,5 +371,65 @@ mod tests {
         let scalar: QueryData =
             serde_json::from_str(r#"{"resultType":"scalar","result":[1.5,"3"]}"#).expect("scalar");
         assert!(matches!(scalar, QueryData::Scalar((_, v)) if v == "3"));
+    }
+
+    fn client(url: &str, auth: PrometheusAuth) -> Prometheus {
+        Prometheus::new(PrometheusSettings {
+            url: url.to_owned(),
+            timeout: Duration::from_secs(5),
+            max_range: Duration::from_secs(86400),
+            auth,
+        })
+        .expect("client")
+    }
+
+    #[tokio::test]
+    async fn credentials_are_sent_and_a_refusal_names_them() {
+        use wiremock::matchers::{header, method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        let empty = serde_json::json!({
+            "status": "success",
+            "data": { "resultType": "vector", "result": [] },
+        });
+        Mock::given(method("POST"))
+            .and(path("/api/v1/query"))
+            .and(header("authorization", "Bearer t0k3n"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(&empty))
+            .mount(&server)
+            .await;
+        // "opsbot:s3cret" in base64.
+        Mock::given(method("POST"))
+            .and(path("/api/v1/query"))
+            .and(header("authorization", "Basic b3BzYm90OnMzY3JldA=="))
+            .respond_with(ResponseTemplate::new(200).set_body_json(&empty))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/v1/query"))
+            .respond_with(ResponseTemplate::new(401))
+            .mount(&server)
+            .await;
+        let bearer = client(&server.uri(), PrometheusAuth::Bearer("t0k3n".into()));
+        assert_eq!(bearer.instant("up", None).await.expect("bearer"), vec![]);
+        let basic = client(
+            &server.uri(),
+            PrometheusAuth::Basic {
+                username: "opsbot".to_owned(),
+                password: "s3cret".into(),
+            },
+        );
+        assert_eq!(basic.instant("up", None).await.expect("basic"), vec![]);
+        let wrong = client(&server.uri(), PrometheusAuth::Bearer("wrong".into()));
+        let refused = wrong.instant("up", None).await.expect_err("401");
+        assert!(
+            matches!(refused, PrometheusError::Unauthorized(401)),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("credentials"), "{refused}");
+        assert!(
+            !format!("{wrong:?}").contains("wrong"),
+            "the token is not in Debug"
+        );
     }
 }

@@ -121,6 +121,10 @@ pub fn markup(text: &Text) -> String {
                 out.push_str(&format!("{fence}{text}{fence}"));
             }
             Span::Block { text } => {
+                // A fence opens a code block only at the start of a line.
+                if !out.is_empty() && !out.ends_with('\n') {
+                    out.push('\n');
+                }
                 out.push_str("```\n");
                 // A fence inside the output would end the block early.
                 out.push_str(&text.replace("```", "`\u{200b}``"));

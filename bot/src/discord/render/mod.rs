@@ -10,6 +10,7 @@ use opsbot_commands::chat::Message;
 use opsbot_commands::whoami::WhoAmI;
 use poise::serenity_prelude as serenity;
 
+pub mod attachment;
 mod components;
 pub mod message;
 

@@ -2,8 +2,14 @@
 
 use super::*;
 
+/// The largest file Discord takes from a bot (10 MiB); a larger one is refused with 40005.
+pub const FILE_MAX_BYTES: usize = 10 * 1024 * 1024;
+/// The largest request body the emulator reads: a message with ten files at the limit.
+pub const BODY_MAX_BYTES: usize = 10 * FILE_MAX_BYTES + 1024 * 1024;
+
 /// A request body as Discord takes it: JSON, or multipart with `payload_json` (files are kept
-/// in `__files`). A body that is neither is refused the way Discord refuses it.
+/// in `__files`, byte for byte, each at most [`FILE_MAX_BYTES`]). A body that is neither, or
+/// a file too large, is refused the way Discord refuses it.
 #[derive(Debug)]
 pub(super) struct DiscordBody(pub(super) Value);
 
@@ -29,13 +35,24 @@ pub(super) fn parse_json(body: &Bytes, headers: &HeaderMap) -> Result<Value, Res
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if content_type.starts_with("multipart/") {
-        return multipart_payload(body, content_type).ok_or_else(|| {
+        let payload = multipart_payload(body, content_type).ok_or_else(|| {
             error(
                 StatusCode::BAD_REQUEST,
                 50109,
                 "multipart body without payload_json",
             )
-        });
+        })?;
+        if array(&payload["__files"])
+            .iter()
+            .any(|f| f["size"].as_u64().unwrap_or(0) > FILE_MAX_BYTES as u64)
+        {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                40005,
+                "Request entity too large",
+            ));
+        }
+        return Ok(payload);
     }
     serde_json::from_slice(body).map_err(|_| {
         error(
@@ -46,7 +63,7 @@ pub(super) fn parse_json(body: &Bytes, headers: &HeaderMap) -> Result<Value, Res
     })
 }
 
-/// The `payload_json` part of a multipart body (files are kept as attachment names only).
+/// The `payload_json` part of a multipart body, with the files (name, size, bytes) in `__files`.
 pub(super) fn multipart_payload(body: &Bytes, content_type: &str) -> Option<Value> {
     let boundary = content_type.split("boundary=").nth(1)?.trim_matches('"');
     let delimiter = format!("--{boundary}");

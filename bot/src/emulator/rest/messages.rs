@@ -18,7 +18,7 @@ pub(super) fn new_message(
         content: body["content"].as_str().unwrap_or_default().to_owned(),
         embeds: array(&body["embeds"]),
         components: array(&body["components"]),
-        attachments: attachments(body),
+        attachments: attachments(body, &mut guild.ids),
         files: uploaded_files(body),
         flags: body["flags"].as_u64().unwrap_or(0),
         pinned: false,
@@ -39,11 +39,12 @@ pub(super) fn array(value: &Value) -> Vec<Value> {
     value.as_array().cloned().unwrap_or_default()
 }
 
-pub(super) fn attachments(body: &Value) -> Vec<Value> {
+/// The attachment objects of the files in `body`, each with a snowflake id of its own (a
+/// client such as serenity refuses an id of 0).
+pub(super) fn attachments(body: &Value, ids: &mut super::super::guild::Snowflakes) -> Vec<Value> {
     array(&body["__files"])
         .into_iter()
-        .enumerate()
-        .map(|(i, f)| json!({ "id": i.to_string(), "filename": f["filename"], "size": f["size"], "url": "", "proxy_url": "" }))
+        .map(|f| json!({ "id": ids.issue().to_string(), "filename": f["filename"], "size": f["size"], "url": "", "proxy_url": "" }))
         .collect()
 }
 
@@ -139,6 +140,9 @@ pub(super) fn edit_stored(
     answering: Option<u64>,
     sent: Sent,
 ) -> Response {
+    let attached = body
+        .get("__files")
+        .map(|_| attachments(body, &mut state.guild.ids));
     let Some(message) = state.guild.messages.get_mut(&id) else {
         return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
     };
@@ -151,8 +155,8 @@ pub(super) fn edit_stored(
     if body.get("components").is_some() {
         message.components = array(&body["components"]);
     }
-    if body.get("__files").is_some() {
-        message.attachments = attachments(body);
+    if let Some(attached) = attached {
+        message.attachments = attached;
         message.files = uploaded_files(body);
     }
     message.edited = true;

@@ -95,6 +95,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v10/guilds/{guild}/roles", get(list_roles))
         .route("/api/v10/guilds/{guild}/members/{user}", get(get_member))
         .fallback(unknown_route)
+        // Files up to Discord's limit: axum's default of 2 MB would refuse them first.
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_MAX_BYTES))
         .with_state(shared)
 }
 

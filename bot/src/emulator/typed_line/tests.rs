@@ -564,11 +564,11 @@ fn split_words_honours_quotes_and_escapes() {
 
 #[test]
 fn the_line_and_the_command() {
-    insta::assert_snapshot!(err("audit recent"), @"a command starts with /, e.g. /whoami; commands: /alerts, /audit, /deploy, /digest, /incident, /rollback, /whoami");
-    insta::assert_snapshot!(err("/"), @"type a command right after /, e.g. /whoami; commands: /alerts, /audit, /deploy, /digest, /incident, /rollback, /whoami");
-    insta::assert_snapshot!(err("/ audit"), @"type a command right after /, e.g. /whoami; commands: /alerts, /audit, /deploy, /digest, /incident, /rollback, /whoami");
-    insta::assert_snapshot!(err("/deplo"), @"unknown command /deplo; commands: /alerts, /audit, /deploy, /digest, /incident, /rollback, /whoami");
-    insta::assert_snapshot!(err("/inspect"), @"unknown command /inspect; commands: /alerts, /audit, /deploy, /digest, /incident, /rollback, /whoami");
+    insta::assert_snapshot!(err("audit recent"), @"a command starts with /, e.g. /whoami; commands: /alerts, /audit, /deploy, /digest, /incident, /metrics, /rollback, /whoami");
+    insta::assert_snapshot!(err("/"), @"type a command right after /, e.g. /whoami; commands: /alerts, /audit, /deploy, /digest, /incident, /metrics, /rollback, /whoami");
+    insta::assert_snapshot!(err("/ audit"), @"type a command right after /, e.g. /whoami; commands: /alerts, /audit, /deploy, /digest, /incident, /metrics, /rollback, /whoami");
+    insta::assert_snapshot!(err("/deplo"), @"unknown command /deplo; commands: /alerts, /audit, /deploy, /digest, /incident, /metrics, /rollback, /whoami");
+    insta::assert_snapshot!(err("/inspect"), @"unknown command /inspect; commands: /alerts, /audit, /deploy, /digest, /incident, /metrics, /rollback, /whoami");
     insta::assert_snapshot!(err(r#"/deploy run reason:"unfinished"#), @r#"unclosed " quote in `/deploy run reason:"unfinished`; end the quoted value with " (use \" for a " inside it)"#);
     let mut unregistered = deploy();
     unregistered
