@@ -12,6 +12,7 @@ pub mod chat;
 pub mod deploy;
 pub mod desk;
 pub mod error;
+pub mod events;
 pub mod incident;
 pub mod lease;
 pub mod metrics;
