@@ -20,6 +20,7 @@ mod alerts;
 mod audit;
 mod backend;
 mod env;
+mod events;
 mod incidents;
 mod metrics;
 mod problem;
@@ -44,6 +45,7 @@ use toml::{Table, Value};
 pub use alerts::{AlertRouteConfig, AlertmanagerConfig, AlertsConfig};
 pub use audit::{AuditConfig, DEFAULT_CHECKPOINT_INTERVAL};
 pub use backend::{BackendConfig, COMMAND_PLACEHOLDERS};
+pub use events::{EventsConfig, NatsConfig, NatsCredentials, PubsubConfig};
 pub use incidents::{ArchiveConfig, IncidentsConfig, SeverityConfig};
 pub use metrics::{DEFAULT_MAX_RANGE, DEFAULT_PROMETHEUS_TIMEOUT, PanelConfig, PrometheusConfig};
 pub use problem::{ConfigErrors, Problem};
@@ -85,6 +87,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("environments", &[]),
+    ("events", events::EVENTS_KEYS),
     ("incidents", incidents::INCIDENT_KEYS),
     (
         "http",
@@ -150,6 +153,8 @@ pub struct Config {
     pub incidents: IncidentsConfig,
     /// `[prometheus]`; `None` without a `url` (the `/metrics` commands say so).
     pub prometheus: Option<PrometheusConfig>,
+    /// `[events.nats]`, `[events.pubsub]`: where sealed audit events are published.
+    pub events: EventsConfig,
 }
 
 /// `[discord]`: how the bot reaches Discord.
@@ -277,6 +282,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             incidents: IncidentsConfig::default(),
             prometheus: None,
+            events: EventsConfig::default(),
         }
     }
 }
@@ -503,6 +509,7 @@ struct RawConfig {
     alerts: alerts::RawAlerts,
     incidents: incidents::RawIncidents,
     prometheus: metrics::RawPrometheus,
+    events: events::RawEvents,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -307,6 +307,7 @@ impl Values<'_> {
         let alerts = self.alerts(raw.alerts);
         let incidents = self.incidents(raw.incidents);
         let prometheus = self.prometheus(raw.prometheus);
+        let events = self.events(raw.events);
         Config {
             discord,
             database,
@@ -321,6 +322,7 @@ impl Values<'_> {
             alertmanager,
             alerts,
             prometheus,
+            events,
         }
     }
 

@@ -136,6 +136,24 @@ pub async fn readiness_line(pool: &PgPool, sinks: &[&str]) -> String {
     format!("events: {}", parts.join(", "))
 }
 
+/// What `/readyz` needs to report the lag of every configured sink.
+#[derive(Debug, Clone)]
+pub struct EventsReadiness {
+    pool: PgPool,
+    sinks: Vec<&'static str>,
+}
+
+impl EventsReadiness {
+    pub fn new(pool: PgPool, sinks: Vec<&'static str>) -> EventsReadiness {
+        EventsReadiness { pool, sinks }
+    }
+
+    /// The `events: …` line ([`readiness_line`]).
+    pub async fn line(&self) -> String {
+        readiness_line(&self.pool, &self.sinks).await
+    }
+}
+
 /// After a failure: when the next attempt may be made, and how long the wait after that.
 #[derive(Debug, Default)]
 struct Backoff {
@@ -162,6 +180,15 @@ impl Publisher {
 
     pub fn sink_name(&self) -> &'static str {
         self.sink.name()
+    }
+
+    /// The loop's (and its lease's) name: `events nats`, `events pubsub`.
+    pub fn loop_name(&self) -> &'static str {
+        match self.sink.name() {
+            "nats" => "events nats",
+            "pubsub" => "events pubsub",
+            _ => "events",
+        }
     }
 
     /// Publishes what was sealed since the cursor, a batch at a time, storing the cursor
