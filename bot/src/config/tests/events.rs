@@ -76,3 +76,39 @@ fn pubsub_needs_project_and_topic_and_honours_the_emulator_variable() {
     assert_eq!(pubsub.emulator_host.as_deref(), Some("127.0.0.1:8085"));
     assert!(pubsub.access_token.is_none());
 }
+
+/// The commented-out `[events.*]` sections of `opsbot.example.toml`, uncommented, load (all
+/// but one NATS login method, since only one may be set).
+#[test]
+fn the_example_events_sections_load() {
+    let example = include_str!("../../../../opsbot.example.toml");
+    let start = example
+        .find("# [events.nats]")
+        .expect("the example has [events.nats]");
+    let end = example[start..]
+        .find("# [prometheus]")
+        .map_or(example.len(), |i| start + i);
+    let mut toml = String::new();
+    for line in example[start..end].lines() {
+        let code = line.strip_prefix("# ").unwrap_or("");
+        let is_setting = code.starts_with('[') || code.contains(" = ");
+        let other_login = ["user =", "password =", "credentials ="]
+            .iter()
+            .any(|k| code.starts_with(k));
+        if is_setting && !other_login {
+            toml.push_str(code);
+            toml.push('\n');
+        }
+    }
+    let config = load_text(&toml, &[("NATS_TOKEN", "t"), ("PUBSUB_ACCESS_TOKEN", "a")])
+        .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let nats = config.events.nats.expect("nats");
+    assert_eq!(nats.url, "nats://127.0.0.1:4222");
+    assert!(matches!(nats.credentials, NatsCredentials::Token(_)));
+    let pubsub = config.events.pubsub.expect("pubsub");
+    assert_eq!(
+        (pubsub.project.as_str(), pubsub.topic.as_str()),
+        ("acme-ops", "opsbot-audit")
+    );
+    assert_eq!(pubsub.emulator_host.as_deref(), Some("127.0.0.1:8085"));
+}
