@@ -266,11 +266,36 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}{}x{nanos}", std::process::id())
 }
 
+/// Deletes the test's stream when dropped, also when the test fails before its end.
+struct DeleteStream(String);
+
+impl Drop for DeleteStream {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        // A runtime of its own on a thread of its own: drop cannot await.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(client) = async_nats::connect(NATS).await {
+                    let _ = async_nats::jetstream::new(client)
+                        .delete_stream(&name)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 #[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
 async fn nats_jetstream_gets_every_event_once_in_order(pool: PgPool) {
     let id = unique("t");
     let subject = format!("opsbot_test.{id}");
     let stream_name = format!("OPSBOT_TEST_{id}");
+    let _cleanup = DeleteStream(stream_name.clone());
     let proxy = Proxy::start(NATS.parse().expect("addr")).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(
@@ -283,7 +308,7 @@ async fn nats_jetstream_gets_every_event_once_in_order(pool: PgPool) {
 
     let chain = restart_and_outage(&pool, "nats", &proxy, || opsbot(&pool, &config, &[])).await;
 
-    // Read the whole stream back, then delete it before judging.
+    // Read the whole stream back (`_cleanup` deletes it).
     let client = async_nats::connect(NATS)
         .await
         .expect("NATS at 127.0.0.1:4222");
@@ -297,10 +322,6 @@ async fn nats_jetstream_gets_every_event_once_in_order(pool: PgPool) {
     for sequence in 1..=info.state.messages {
         messages.push(stream.get_raw_message(sequence).await.expect("message"));
     }
-    jetstream
-        .delete_stream(&stream_name)
-        .await
-        .expect("delete stream");
 
     assert_eq!(info.config.subjects, vec![format!("{subject}.>")]);
     assert_eq!(chain.len(), 37);
