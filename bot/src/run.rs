@@ -18,12 +18,13 @@ use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::web::{WebState, router};
 use crate::{sealer, telemetry};
 use opsbot_commands::deploy::tracker;
+use opsbot_commands::events;
 use opsbot_commands::lease::{LeaseKeeper, Leases};
 
 /// How often a replica renews its `replicas` row and its lease gauges.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// Leases whose `opsbot_lease_held{lease}` gauge every replica reports (0 or 1).
-const KNOWN_LEASES: [&str; 8] = [
+const KNOWN_LEASES: [&str; 10] = [
     "audit sealer",
     "audit checkpoint",
     "outbox dispatcher",
@@ -32,6 +33,8 @@ const KNOWN_LEASES: [&str; 8] = [
     "incident reminders",
     "alerts",
     "digests",
+    "events nats",
+    "events pubsub",
 ];
 
 /// Renews this replica's heartbeat and sets `opsbot_lease_held{lease}` for what it holds.
@@ -154,18 +157,31 @@ impl Services {
 
         // This replica's identity as a lease holder, for every background loop below.
         let leases = Leases::new(db.pool.clone());
+        // Events out: one publisher per configured sink (`[events.nats]`, `[events.pubsub]`).
+        let publishers: Vec<_> = config
+            .events
+            .sinks()?
+            .into_iter()
+            .map(|sink| std::sync::Arc::new(events::Publisher::new(db.pool.clone(), sink)))
+            .collect();
         let mut http_addr = None;
         match tokio::net::TcpListener::bind(config.http.listen).await {
             Ok(listener) => {
                 http_addr = Some(listener.local_addr()?);
                 tracing::info!(listen = %listener.local_addr()?, "HTTP server listening");
-                let app = router(WebState {
+                let mut app = router(WebState {
                     metrics: telemetry::metrics(),
                     desk: desk.clone(),
                     dashboard: std::sync::Arc::new(crate::web::dashboard(config)),
                 })
                 .layer(axum::Extension(gateway.clone()))
                 .layer(axum::Extension(leases.clone()));
+                if !publishers.is_empty() {
+                    app = app.layer(axum::Extension(events::EventsReadiness::new(
+                        db.pool.clone(),
+                        publishers.iter().map(|p| p.sink_name()).collect(),
+                    )));
+                }
                 let http_shutdown = shutdown.clone();
                 tasks.spawn(async move {
                     let served = axum::serve(
@@ -312,6 +328,24 @@ impl Services {
                 async move { desk.alert_upkeep().await.map(|_| ()) }
             },
         );
+        for publisher in publishers {
+            let name = publisher.loop_name();
+            background::spawn(
+                &tasks,
+                &leases,
+                Loop {
+                    name,
+                    interval: events::PUBLISH_INTERVAL,
+                    lease: Some(name),
+                    wake: None,
+                },
+                shutdown.clone(),
+                move || {
+                    let publisher = publisher.clone();
+                    async move { publisher.round().await.map(|_| ()) }
+                },
+            );
+        }
         let prune_desk = desk.clone();
         background::spawn(
             &tasks,

@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod desk;
 pub mod digest;
 pub mod error;
+pub mod events;
 pub mod incident;
 pub mod lease;
 pub mod metrics;

@@ -21,6 +21,7 @@ mod audit;
 mod backend;
 mod digests;
 mod env;
+mod events;
 mod incidents;
 mod metrics;
 mod problem;
@@ -46,6 +47,7 @@ pub use alerts::{AlertRouteConfig, AlertmanagerConfig, AlertsConfig};
 pub use audit::{AuditConfig, DEFAULT_CHECKPOINT_INTERVAL};
 pub use backend::{BackendConfig, COMMAND_PLACEHOLDERS};
 pub use digests::DigestConfig;
+pub use events::{EventsConfig, NatsConfig, NatsCredentials, PubsubConfig};
 pub use incidents::{ArchiveConfig, IncidentsConfig, SeverityConfig};
 pub use metrics::{DEFAULT_MAX_RANGE, DEFAULT_PROMETHEUS_TIMEOUT, PanelConfig, PrometheusConfig};
 pub use problem::{ConfigErrors, Problem};
@@ -88,6 +90,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("environments", &[]),
+    ("events", events::EVENTS_KEYS),
     ("incidents", incidents::INCIDENT_KEYS),
     (
         "http",
@@ -156,6 +159,8 @@ pub struct Config {
     pub prometheus: Option<PrometheusConfig>,
     /// `[[digests]]`, in file order; names are unique.
     pub digests: Vec<DigestConfig>,
+    /// `[events.nats]`, `[events.pubsub]`: where sealed audit events are published.
+    pub events: EventsConfig,
 }
 
 /// `[discord]`: how the bot reaches Discord.
@@ -284,6 +289,7 @@ impl Default for Config {
             incidents: IncidentsConfig::default(),
             prometheus: None,
             digests: Vec::new(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -512,6 +518,7 @@ struct RawConfig {
     prometheus: metrics::RawPrometheus,
     /// Checked by hand: the array and each digest.
     digests: Option<Value>,
+    events: events::RawEvents,
 }
 
 #[derive(Debug, Default, Deserialize)]

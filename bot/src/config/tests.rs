@@ -7,6 +7,7 @@ use super::*;
 mod audit;
 mod deploy;
 mod digests;
+mod events;
 mod replicas;
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -264,7 +265,7 @@ deploys = 1
     OPSBOT_HTTP (env): names no config key
       hint: write OPSBOT_<SECTION>_<KEY>, e.g. OPSBOT_HTTP_LISTEN
     chanels: unknown section (opsbot.toml:18:2)
-      hint: did you mean [channels]? known sections: alertmanager, alerts, audit, channels, database, deploy, digests, discord, environments, incidents, http, prometheus, roles, services
+      hint: did you mean [channels]? known sections: alertmanager, alerts, audit, channels, database, deploy, digests, discord, environments, events, incidents, http, prometheus, roles, services
     http.port: unknown key (opsbot.toml:13:1)
       hint: known keys in [http]: listen, public_url, dashboard_tokens, session_secret, session_ttl
     discord.token: secrets are never written in the config file; write env:NAME or file:PATH (opsbot.toml:3:1)

@@ -308,6 +308,7 @@ impl Values<'_> {
         let incidents = self.incidents(raw.incidents);
         let prometheus = self.prometheus(raw.prometheus);
         let digests = self.digests(raw.digests);
+        let events = self.events(raw.events);
         Config {
             discord,
             database,
@@ -323,6 +324,7 @@ impl Values<'_> {
             alerts,
             prometheus,
             digests,
+            events,
         }
     }
 

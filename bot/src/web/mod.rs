@@ -125,15 +125,17 @@ async fn healthz() -> &'static str {
 
 /// `/readyz` plus, when the router serves `opsbot run`, a `gateway: …` line
 /// (`Extension<Arc<GatewayStatus>>`) and a `leases: …` line naming what this replica holds
-/// (`Extension<Leases>`); the status code stays the database's alone, so a Discord outage or
+/// (`Extension<Leases>`), and an `events: …` line with each sink's publishing lag
+/// (`Extension<EventsReadiness>`); the status code stays the database's alone, so a Discord outage or
 /// a standby role does not take a replica out of its load balancer.
 async fn readyz_with_gateway(
     State(state): State<WebState>,
     gateway: Option<axum::Extension<std::sync::Arc<crate::discord::GatewayStatus>>>,
     leases: Option<axum::Extension<opsbot_commands::lease::Leases>>,
+    events: Option<axum::Extension<opsbot_commands::events::EventsReadiness>>,
 ) -> axum::response::Response {
     let response = readyz(State(state)).await.into_response();
-    if gateway.is_none() && leases.is_none() {
+    if gateway.is_none() && leases.is_none() && events.is_none() {
         return response;
     }
     let (parts, body) = response.into_parts();
@@ -151,6 +153,12 @@ async fn readyz_with_gateway(
             _ => "unknown (the database is not answering)".to_owned(),
         };
         text.extend_from_slice(format!("leases: {held}\n").as_bytes());
+    }
+    if let Some(axum::Extension(events)) = events {
+        let line = tokio::time::timeout(READY_TIMEOUT, events.line())
+            .await
+            .unwrap_or_else(|_| "events: unknown (the database is not answering)".to_owned());
+        text.extend_from_slice(format!("{line}\n").as_bytes());
     }
     (parts, text).into_response()
 }

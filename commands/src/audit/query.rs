@@ -220,3 +220,44 @@ pub async fn denials_between(
     .fetch_all(db)
     .await
 }
+
+/// Sealed events after chain position `after`, in chain order, at most `limit`: what
+/// events out publishes (see [`crate::events`]).
+pub async fn sealed_after(
+    pool: &PgPool,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<AuditEvent>, sqlx::Error> {
+    sqlx::query_as::<_, AuditEvent>(
+        r#"
+        SELECT e.id, e.at, e.actor_id, e.actor_name, e.source, e.guild_id, e.channel_id,
+               e.interaction_id, e.command, e.args, e.outcome, e.detail, e.correlation_id,
+               c.position, encode(c.hash, 'hex') AS hash
+        FROM audit_chain c JOIN audit_events e ON e.id = c.event_id
+        WHERE c.position > $1
+        ORDER BY c.position
+        LIMIT $2
+        "#,
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// The chain's last position (0 when empty) and when the event at `after + 1` was sealed
+/// (`None` when nothing is after `after`): how far a reader at `after` is behind.
+pub async fn chain_backlog(
+    pool: &PgPool,
+    after: i64,
+) -> Result<(i64, Option<DateTime<Utc>>), sqlx::Error> {
+    sqlx::query_as::<_, (i64, Option<DateTime<Utc>>)>(
+        r#"
+        SELECT COALESCE((SELECT max(position) FROM audit_chain), 0),
+               (SELECT sealed_at FROM audit_chain WHERE position = $1 + 1)
+        "#,
+    )
+    .bind(after)
+    .fetch_one(pool)
+    .await
+}
