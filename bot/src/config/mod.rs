@@ -43,7 +43,7 @@ use toml::{Table, Value};
 
 pub use alerts::{AlertRouteConfig, AlertmanagerConfig, AlertsConfig};
 pub use audit::{AuditConfig, DEFAULT_CHECKPOINT_INTERVAL};
-pub use backend::{BackendConfig, COMMAND_PLACEHOLDERS};
+pub use backend::{BackendConfig, COMMAND_PLACEHOLDERS, KubernetesTargetConfig};
 pub use incidents::{ArchiveConfig, IncidentsConfig, SeverityConfig};
 pub use metrics::{DEFAULT_MAX_RANGE, DEFAULT_PROMETHEUS_TIMEOUT, PanelConfig, PrometheusConfig};
 pub use problem::{ConfigErrors, Problem};
