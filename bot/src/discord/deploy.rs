@@ -301,6 +301,9 @@ fn status_embed(report: &StatusReport) -> serenity::CreateEmbed {
             lock.service, lock.environment, lock.locked_by_name, lock.reason
         ));
     }
+    for workload in &report.live {
+        lines.push(live_line(workload));
+    }
     let description = if lines.is_empty() {
         "No deploys yet.".to_owned()
     } else {
@@ -309,6 +312,33 @@ fn status_embed(report: &StatusReport) -> serenity::CreateEmbed {
     serenity::CreateEmbed::new()
         .title("Deploy status")
         .description(truncate(&description, render::EMBED_DESCRIPTION_MAX))
+}
+
+/// A Kubernetes Deployment as it runs now: replica counts and image.
+fn live_line(w: &opsbot_commands::deploy::backends::kubernetes::LiveWorkload) -> String {
+    let head = format!(
+        "☸ **{}** in {} (`{}`)",
+        w.service, w.environment, w.deployment
+    );
+    match &w.state {
+        Ok(live) => {
+            let mut line = format!(
+                "{head}: {}, {} ready",
+                live.counts.line(),
+                live.counts.ready
+            );
+            if let Some(image) = &live.image {
+                line.push_str(&format!(" · `{image}`"));
+            }
+            if live.paused {
+                line.push_str(" · **paused**");
+            } else if !live.rolled_out {
+                line.push_str(" · rolling out");
+            }
+            line
+        }
+        Err(reason) => format!("{head}: live state unavailable: {reason}"),
+    }
 }
 
 /// Autocomplete choices are capped by Discord at 25.
