@@ -323,7 +323,7 @@ fn live_line(w: &opsbot_commands::deploy::backends::kubernetes::LiveWorkload) ->
     match &w.state {
         Ok(live) => {
             let mut line = format!(
-                "{head}: {}, {} ready",
+                "{head}: {} ({} ready)",
                 live.counts.line(),
                 live.counts.ready
             );

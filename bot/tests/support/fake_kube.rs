@@ -15,7 +15,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentSpec, DeploymentStatus};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentCondition, DeploymentSpec, DeploymentStatus,
+};
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde_json::{Value, json};
@@ -40,8 +42,10 @@ struct Cluster {
     /// (resourceVersion, namespace, name, watch event), for replay.
     history: Vec<(u64, String, String, Value)>,
     faults: Vec<Fault>,
-    /// Content type and body of every PATCH.
+    /// Content type and body of every PATCH that got past auth and faults.
     patches: Vec<(String, Value)>,
+    /// Requests per verb, refused ones included.
+    requests: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,7 +101,9 @@ impl FakeKube {
         let ns = deployment.metadata.namespace.clone().expect("namespace");
         let name = deployment.metadata.name.clone().expect("name");
         let mut cluster = self.shared.cluster.lock().expect("lock");
-        cluster.deployments.insert((ns.clone(), name.clone()), deployment);
+        cluster
+            .deployments
+            .insert((ns.clone(), name.clone()), deployment);
         record(&self.shared, &mut cluster, &ns, &name, "ADDED");
     }
 
@@ -131,6 +137,12 @@ impl FakeKube {
 
     pub fn fail(&self, fault: Fault) {
         self.shared.cluster.lock().expect("lock").faults.push(fault);
+    }
+
+    /// How many requests of `verb` arrived, refused ones included.
+    pub fn requests(&self, verb: &str) -> usize {
+        let cluster = self.shared.cluster.lock().expect("lock");
+        cluster.requests.get(verb).copied().unwrap_or(0)
     }
 
     pub fn patches(&self) -> Vec<(String, Value)> {
@@ -202,8 +214,18 @@ pub fn deployment(ns: &str, name: &str, container: &str, image: &str, replicas: 
             ready_replicas: Some(replicas),
             available_replicas: Some(replicas),
             conditions: Some(vec![
-                condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."),
-                condition("Progressing", "True", "NewReplicaSetAvailable", &format!("ReplicaSet \"{name}-1\" has successfully progressed.")),
+                condition(
+                    "Available",
+                    "True",
+                    "MinimumReplicasAvailable",
+                    "Deployment has minimum availability.",
+                ),
+                condition(
+                    "Progressing",
+                    "True",
+                    "NewReplicaSetAvailable",
+                    &format!("ReplicaSet \"{name}-1\" has successfully progressed."),
+                ),
             ]),
             ..Default::default()
         }),
@@ -271,11 +293,29 @@ fn status(code: u16, verb: &str, ns: &str, name: &str) -> Response {
         body["details"] = json!({ "name": name, "group": "apps", "kind": "deployments" });
     }
     let code = StatusCode::from_u16(code).expect("status code");
-    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Authentication, then a scripted fault for `verb`, if any.
-fn refused(shared: &Shared, headers: &HeaderMap, verb: &str, ns: &str, name: &str) -> Option<Response> {
+fn refused(
+    shared: &Shared,
+    headers: &HeaderMap,
+    verb: &str,
+    ns: &str,
+    name: &str,
+) -> Option<Response> {
+    *shared
+        .cluster
+        .lock()
+        .expect("lock")
+        .requests
+        .entry(verb.to_owned())
+        .or_default() += 1;
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -283,14 +323,21 @@ fn refused(shared: &Shared, headers: &HeaderMap, verb: &str, ns: &str, name: &st
         return Some(status(401, verb, ns, name));
     }
     let mut cluster = shared.cluster.lock().expect("lock");
-    let fault = cluster.faults.iter_mut().find(|f| f.verb == verb && f.times > 0)?;
+    let fault = cluster
+        .faults
+        .iter_mut()
+        .find(|f| f.verb == verb && f.times > 0)?;
     fault.times -= 1;
     let code = fault.code;
     Some(status(code, verb, ns, name))
 }
 
 fn json_response(value: Value) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
 }
 
 async fn get_one(
@@ -329,7 +376,8 @@ async fn list_or_watch(
     if let Some(refusal) = refused(&shared, &headers, verb, &ns, &shown) {
         return refusal;
     }
-    let selects = move |n: &str, d_ns: &str| d_ns == ns && name.as_deref().is_none_or(|want| want == n);
+    let selects =
+        move |n: &str, d_ns: &str| d_ns == ns && name.as_deref().is_none_or(|want| want == n);
     if !watching {
         let cluster = shared.cluster.lock().expect("lock");
         let items: Vec<&Deployment> = cluster
@@ -363,19 +411,23 @@ async fn list_or_watch(
     let last_replayed = shared.cluster.lock().expect("lock").resource_version;
     shared.watches.send_modify(|n| *n += 1);
     let state = (replay.into_iter(), live, selects, last_replayed.max(since));
-    let stream = futures_util::stream::unfold(state, |(mut replay, mut live, selects, seen)| async move {
-        if let Some(event) = replay.next() {
-            let line = Bytes::from(format!("{event}\n"));
-            return Some((Ok::<_, std::convert::Infallible>(line), (replay, live, selects, seen)));
-        }
-        loop {
-            let (rv, d_ns, n, event) = live.recv().await.ok()?;
-            if rv > seen && selects(&n, &d_ns) {
+    let stream =
+        futures_util::stream::unfold(state, |(mut replay, mut live, selects, seen)| async move {
+            if let Some(event) = replay.next() {
                 let line = Bytes::from(format!("{event}\n"));
-                return Some((Ok(line), (replay, live, selects, seen)));
+                return Some((
+                    Ok::<_, std::convert::Infallible>(line),
+                    (replay, live, selects, seen),
+                ));
             }
-        }
-    });
+            loop {
+                let (rv, d_ns, n, event) = live.recv().await.ok()?;
+                if rv > seen && selects(&n, &d_ns) {
+                    let line = Bytes::from(format!("{event}\n"));
+                    return Some((Ok(line), (replay, live, selects, seen)));
+                }
+            }
+        });
     Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(stream))
@@ -402,7 +454,11 @@ async fn patch_one(
     let mut cluster = shared.cluster.lock().expect("lock");
     cluster.patches.push((content_type.clone(), patch.clone()));
     if content_type != "application/strategic-merge-patch+json" {
-        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected a strategic merge patch").into_response();
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected a strategic merge patch",
+        )
+            .into_response();
     }
     let key = (ns.clone(), name.clone());
     let Some(d) = cluster.deployments.get_mut(&key) else {

@@ -107,7 +107,10 @@ impl Values<'_> {
             let Value::Table(table) = value else {
                 self.report(
                     &path,
-                    format!("expected a table of environments, found {}", value.type_str()),
+                    format!(
+                        "expected a table of environments, found {}",
+                        value.type_str()
+                    ),
                     Some("e.g. environments.production = { context = \"prod\" }".to_owned()),
                 );
                 return None;
@@ -162,7 +165,11 @@ impl Values<'_> {
         let namespace = text(self, "namespace", "a namespace such as \"shop\"");
         let deployment = text(self, "deployment", "a Deployment name such as \"api\"");
         let container = text(self, "container", "a container name such as \"api\"");
-        let image = text(self, "image", "an image such as \"ghcr.io/acme/api:{version}\"");
+        let image = text(
+            self,
+            "image",
+            "an image such as \"ghcr.io/acme/api:{version}\"",
+        );
         let image = image.filter(|image| {
             let ok = self.image_template(&format!("{path}.image"), image);
             if !ok {
@@ -194,7 +201,11 @@ impl Values<'_> {
                     Some(guess) => format!("did you mean `{{{guess}}}`? placeholders: {list}"),
                     None => format!("placeholders: {list}"),
                 };
-                self.report(path, format!("unknown placeholder `{{{name}}}`"), Some(hint));
+                self.report(
+                    path,
+                    format!("unknown placeholder `{{{name}}}`"),
+                    Some(hint),
+                );
                 return false;
             }
         }

@@ -104,8 +104,6 @@ pub async fn execute(
         }
         BackendSpec::Webhook(s) => webhook::execute(s, job, events, cancel).await,
         BackendSpec::Command(s) => command::execute(s, job, checkpoint, events, cancel).await,
-        BackendSpec::Kubernetes(s) => {
-            kubernetes::execute(s, job, checkpoint, events, cancel).await
-        }
+        BackendSpec::Kubernetes(s) => kubernetes::execute(s, job, checkpoint, events, cancel).await,
     }
 }

@@ -214,7 +214,13 @@ mod tests {
                 Some("ReplicaSetUpdated"),
                 "waiting: 3 out of 5 new replicas have been updated",
             ),
-            (Some(5), 2, (2, 5, 5, 5), Some("NewReplicaSetAvailable"), "complete"),
+            (
+                Some(5),
+                2,
+                (2, 5, 5, 5),
+                Some("NewReplicaSetAvailable"),
+                "complete",
+            ),
             // Scaled to zero: nothing to wait for.
             (Some(0), 4, (4, 0, 0, 0), None, "complete"),
             // spec.replicas unset defaults to one.
