@@ -6,6 +6,7 @@ use super::*;
 
 mod audit;
 mod deploy;
+mod kubernetes;
 mod replicas;
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

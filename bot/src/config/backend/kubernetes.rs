@@ -79,18 +79,12 @@ impl Values<'_> {
     pub(super) fn kubernetes(&mut self, fields: &mut BackendFields<'_>) -> Option<BackendConfig> {
         let base_path = fields.path.clone();
         let mut valid = true;
-        let target = self.kubernetes_target(&base_path, fields.table, &mut valid);
         for (key, example) in [
             ("deployment", "\"api\""),
             ("container", "\"api\""),
             ("image", "\"ghcr.io/acme/api:{version}\""),
         ] {
-            let missing = match key {
-                "deployment" => target.deployment.is_none(),
-                "container" => target.container.is_none(),
-                _ => target.image.is_none(),
-            };
-            if missing && valid {
+            if !fields.table.contains_key(key) {
                 self.report(
                     &base_path,
                     format!("has no `{key}`, which a kubernetes backend needs"),
@@ -99,6 +93,7 @@ impl Values<'_> {
                 valid = false;
             }
         }
+        let target = self.kubernetes_target(&base_path, fields.table, &mut valid);
         let timeout = fields
             .optional("timeout")
             .map(|(path, value)| self.duration(&path, value));
