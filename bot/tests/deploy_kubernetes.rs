@@ -348,11 +348,16 @@ async fn api_errors_become_the_failure_reason(pool: PgPool) {
         "the Kubernetes API server failed to get deployment shop/web (500 InternalError) (API server: Internal error occurred: etcdserver: request timed out)"
     );
 
-    // 409 twice: retried, then the deploy goes through.
+    // 409 twice: retried, then the deploy goes through; so does a watch that failed once.
     s.fake.fail(Fault {
         verb: "patch",
         code: 409,
         times: 2,
+    });
+    s.fake.fail(Fault {
+        verb: "watch",
+        code: 500,
+        times: 1,
     });
     let watches = s.fake.watches();
     s.bot
@@ -369,6 +374,11 @@ async fn api_errors_become_the_failure_reason(pool: PgPool) {
         s.fake.requests("patch"),
         1 + 1 + 2 + 1,
         "the refused one, deploy #2's, two conflicts, and the one that went through"
+    );
+    assert_eq!(
+        s.fake.requests("watch"),
+        2,
+        "deploy #2 never got to watch; #6 watched again after the 500"
     );
 
     // The progress deadline passes: the controller's condition fails the deploy.
