@@ -157,8 +157,7 @@ impl FakeKube {
     /// Waits until more than `seen` watches have been started; returns how many have.
     pub async fn watch_started(&self, seen: usize) -> usize {
         let mut rx = self.shared.watches.subscribe();
-        let count = *rx.wait_for(|n| *n > seen).await.expect("watch counter");
-        count
+        *rx.wait_for(|n| *n > seen).await.expect("watch counter")
     }
 
     pub fn watches(&self) -> usize {

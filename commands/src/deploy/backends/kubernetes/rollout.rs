@@ -153,6 +153,16 @@ mod tests {
         }
     }
 
+    /// (spec.replicas, metadata.generation, (observedGeneration, replicas, updated,
+    /// available), Progressing reason, expected outcome).
+    type Case = (
+        Option<i32>,
+        i64,
+        (i64, i32, i32, i32),
+        Option<&'static str>,
+        &'static str,
+    );
+
     fn kind(rollout: &Rollout) -> String {
         match rollout {
             Rollout::NotObserved { .. } => "not observed".into(),
@@ -165,7 +175,7 @@ mod tests {
     #[test]
     fn table_of_deployment_states() {
         // (desired, generation, (observed, total, updated, available), reason) → outcome
-        let table: &[(Option<i32>, i64, (i64, i32, i32, i32), Option<&str>, &str)] = &[
+        let table: &[Case] = &[
             (Some(5), 2, (1, 5, 5, 5), None, "not observed"),
             // The controller has not seen the new spec: even a deadline is not trusted yet.
             (
