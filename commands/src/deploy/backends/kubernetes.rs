@@ -39,6 +39,9 @@ const CONFLICT_ATTEMPTS: u32 = 5;
 /// Errors in a row while watching before the deploy fails: the watch is restarted after
 /// each (API servers close watches on their own; a brief outage should not fail a deploy).
 const WATCH_ERRORS_MAX: u32 = 4;
+/// After the backend's timeout, how long the watch gets to report its own (more precise)
+/// failure before a hung call is given up on.
+const BACKSTOP: Duration = Duration::from_secs(2);
 /// `/deploy status` waits this long for each Deployment's live state: a slow cluster must
 /// not hold the reply past Discord's 3 s.
 const LIVE_TIMEOUT: Duration = Duration::from_millis(2500);
@@ -142,6 +145,13 @@ pub async fn execute(
             Err(reason) => Finish::Failed { reason },
         },
         _ = cancel.cancelled() => Finish::Interrupted,
+        // A backstop for calls before the watch (which has its own deadline and message).
+        _ = tokio::time::sleep_until(deadline + BACKSTOP) => Finish::Failed {
+            reason: format!(
+                "the Kubernetes API server did not answer within {}",
+                humantime::format_duration(spec.timeout)
+            ),
+        },
     }
 }
 
