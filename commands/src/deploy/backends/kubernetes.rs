@@ -12,7 +12,10 @@
 //! line in the deploy's thread. `/rollback` is a deploy of an earlier version through the
 //! same path. API errors become the failure reason ([`failure`]).
 
+mod live;
 pub mod rollout;
+
+pub use live::{LiveState, LiveWorkload, live};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,7 +32,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{BackendEvent, DeployJob, Finish};
-use rollout::{Counts, Rollout, rollout_status};
+use rollout::{Rollout, rollout_status};
 
 /// The annotation `kubectl rollout history` shows for each revision.
 pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
@@ -42,9 +45,6 @@ const WATCH_ERRORS_MAX: u32 = 4;
 /// After the backend's timeout, how long the watch gets to report its own (more precise)
 /// failure before a hung call is given up on.
 const BACKSTOP: Duration = Duration::from_secs(2);
-/// `/deploy status` waits this long for each Deployment's live state: a slow cluster must
-/// not hold the reply past Discord's 3 s.
-const LIVE_TIMEOUT: Duration = Duration::from_millis(2500);
 
 /// A service's Kubernetes backend: the Deployment of each environment.
 #[derive(Debug, Clone)]
@@ -84,27 +84,6 @@ pub fn image_for(template: &str, service: &str, environment: &str, version: &str
         .replace("{version}", version)
         .replace("{service}", service)
         .replace("{environment}", environment)
-}
-
-/// What `/deploy status` shows of one environment's Deployment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LiveWorkload {
-    pub service: String,
-    pub environment: String,
-    /// `namespace/deployment` (the namespace as configured, or the context's).
-    pub deployment: String,
-    /// The live state, or why it could not be read.
-    pub state: Result<LiveState, String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct LiveState {
-    pub counts: Counts,
-    /// The configured container's image, if the container exists.
-    pub image: Option<String>,
-    pub paused: bool,
-    /// Whether the latest change has rolled out.
-    pub rolled_out: bool,
 }
 
 /// How one call to the API server ended, written for people.
@@ -457,57 +436,6 @@ fn failure(error: &kube::Error, verb: &str, deployments: &Deployments) -> String
             "the Kubernetes API server refused to {verb} deployment {} ({code} {}){said}",
             deployments.label, status.reason
         ),
-    }
-}
-
-/// The live state of `service`'s Deployment in `environment`, for `/deploy status`.
-pub async fn live(spec: &KubernetesSpec, service: &str, environment: &str) -> LiveWorkload {
-    let Some(target) = spec.targets.get(environment) else {
-        return LiveWorkload {
-            service: service.to_owned(),
-            environment: environment.to_owned(),
-            deployment: "?".to_owned(),
-            state: Err("no Deployment configured".to_owned()),
-        };
-    };
-    let mut label = target.namespace.as_deref().map_or_else(
-        || target.deployment.clone(),
-        |ns| format!("{ns}/{}", target.deployment),
-    );
-    let state = async {
-        let deployments = connect(target).await?;
-        label = deployments.label.clone();
-        let d = match tokio::time::timeout(LIVE_TIMEOUT, deployments.api.get(&deployments.name))
-            .await
-        {
-            Ok(got) => got.map_err(|e| failure(&e, "get", &deployments))?,
-            Err(_) => {
-                return Err(format!(
-                    "the API server at {} did not answer within {} ms",
-                    deployments.server,
-                    LIVE_TIMEOUT.as_millis()
-                ));
-            }
-        };
-        let image = d
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.as_ref())
-            .and_then(|pod| pod.containers.iter().find(|c| c.name == target.container))
-            .and_then(|c| c.image.clone());
-        Ok(LiveState {
-            counts: Counts::of(&d),
-            image,
-            paused: d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false),
-            rolled_out: matches!(rollout_status(&d), Rollout::Complete(_)),
-        })
-    }
-    .await;
-    LiveWorkload {
-        service: service.to_owned(),
-        environment: environment.to_owned(),
-        deployment: label,
-        state,
     }
 }
 
