@@ -120,11 +120,15 @@ pub async fn status(
     service: Option<String>,
 ) -> Result<(), Error> {
     let inv = invocation(ctx).await;
-    let report = ctx
-        .data()
-        .desk
-        .deploy_status(&inv, service.as_deref())
-        .await?;
+    // Reading Kubernetes Deployments live can take up to the domain's limit: defer, privately.
+    let desk = &ctx.data().desk;
+    let reads_live = desk.deploys().services.values().any(|s| {
+        s.backend.kind() == "kubernetes" && service.as_deref().is_none_or(|name| name == s.name)
+    });
+    if reads_live {
+        ctx.defer_ephemeral().await.map_err(Error::internal)?;
+    }
+    let report = desk.deploy_status(&inv, service.as_deref()).await?;
     ctx.send(
         poise::CreateReply::default()
             .embed(status_embed(&report))

@@ -5,8 +5,8 @@ use std::time::Duration;
 use super::rollout::{Counts, Rollout, rollout_status};
 use super::{KubernetesSpec, connect, failure};
 
-/// `/deploy status` waits this long for each Deployment's live state: a slow cluster must
-/// not hold the reply past Discord's 3 s.
+/// `/deploy status` waits this long for each Deployment's live state (read concurrently):
+/// a slow or unreachable cluster delays the reply by at most this.
 const LIVE_TIMEOUT: Duration = Duration::from_millis(2500);
 
 /// What `/deploy status` shows of one environment's Deployment.
@@ -40,43 +40,49 @@ pub async fn live(spec: &KubernetesSpec, service: &str, environment: &str) -> Li
             state: Err("no Deployment configured".to_owned()),
         };
     };
-    let mut label = target.namespace.as_deref().map_or_else(
+    let configured = target.namespace.as_deref().map_or_else(
         || target.deployment.clone(),
         |ns| format!("{ns}/{}", target.deployment),
     );
-    let state = async {
-        let deployments = connect(target).await?;
-        label = deployments.label.clone();
-        let d = match tokio::time::timeout(LIVE_TIMEOUT, deployments.api.get(&deployments.name))
-            .await
-        {
-            Ok(got) => got.map_err(|e| failure(&e, "get", &deployments))?,
-            Err(_) => {
-                return Err(format!(
-                    "the API server at {} did not answer within {} ms",
-                    deployments.server,
-                    LIVE_TIMEOUT.as_millis()
-                ));
-            }
+    let read = async {
+        let deployments = match connect(target).await {
+            Ok(deployments) => deployments,
+            Err(reason) => return (configured.clone(), Err(reason)),
         };
-        let image = d
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.as_ref())
-            .and_then(|pod| pod.containers.iter().find(|c| c.name == target.container))
-            .and_then(|c| c.image.clone());
-        Ok(LiveState {
-            counts: Counts::of(&d),
-            image,
-            paused: d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false),
-            rolled_out: matches!(rollout_status(&d), Rollout::Complete(_)),
-        })
-    }
-    .await;
+        let state = match deployments.api.get(&deployments.name).await {
+            Ok(d) => Ok(state_of(&d, &target.container)),
+            Err(e) => Err(failure(&e, "get", &deployments)),
+        };
+        (deployments.label, state)
+    };
+    let (deployment, state) = tokio::time::timeout(LIVE_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            let reason = format!(
+                "the Kubernetes API server did not answer within {} ms",
+                LIVE_TIMEOUT.as_millis()
+            );
+            (configured.clone(), Err(reason))
+        });
     LiveWorkload {
         service: service.to_owned(),
         environment: environment.to_owned(),
-        deployment: label,
+        deployment,
         state,
+    }
+}
+
+fn state_of(d: &k8s_openapi::api::apps::v1::Deployment, container: &str) -> LiveState {
+    let image = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|pod| pod.containers.iter().find(|c| c.name == container))
+        .and_then(|c| c.image.clone());
+    LiveState {
+        counts: Counts::of(d),
+        image,
+        paused: d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false),
+        rolled_out: matches!(rollout_status(d), Rollout::Complete(_)),
     }
 }
