@@ -494,6 +494,36 @@ pub async fn cancel_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
+/// A kubernetes backend's Deployment for each of the service's environments.
+fn kubernetes_spec(
+    deployed_to: &[String],
+    base: &crate::config::KubernetesTargetConfig,
+    overrides: &std::collections::BTreeMap<String, crate::config::KubernetesTargetConfig>,
+    timeout: std::time::Duration,
+) -> opsbot_commands::deploy::backends::kubernetes::KubernetesSpec {
+    use opsbot_commands::deploy::backends::kubernetes::{KubernetesSpec, KubernetesTarget};
+    let targets = deployed_to
+        .iter()
+        .map(|env| {
+            let t = match overrides.get(env) {
+                Some(over) => base.overridden_by(over),
+                None => base.clone(),
+            };
+            // The config requires deployment, container and image on the backend itself.
+            let target = KubernetesTarget {
+                kubeconfig: t.kubeconfig,
+                context: t.context,
+                namespace: t.namespace,
+                deployment: t.deployment.unwrap_or_default(),
+                container: t.container.unwrap_or_default(),
+                image: t.image.unwrap_or_default(),
+            };
+            (env.clone(), target)
+        })
+        .collect();
+    KubernetesSpec { targets, timeout }
+}
+
 /// What the config says about deploys, in the domain's terms.
 pub fn deploy_catalog(config: &Config) -> opsbot_commands::deploy::DeployCatalog {
     use crate::config::BackendConfig;
@@ -542,6 +572,16 @@ pub fn deploy_catalog(config: &Config) -> opsbot_commands::deploy::DeployCatalog
                     timeout: *timeout,
                     workdir: workdir.clone(),
                 }),
+                BackendConfig::Kubernetes {
+                    target,
+                    environments,
+                    timeout,
+                } => BackendSpec::Kubernetes(kubernetes_spec(
+                    &service.environments,
+                    target,
+                    environments,
+                    *timeout,
+                )),
             };
             (
                 service.name.clone(),

@@ -1,6 +1,9 @@
 //! A service's `backend = { kind = "...", ... }`: what carries out its deploys. The keys
 //! depend on `kind`; each problem names its place, e.g. `services[1].backend.repo`.
 
+mod kubernetes;
+
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,6 +12,7 @@ use toml::{Table, Value};
 use super::problem::closest;
 use super::secret::Secret;
 use super::values::{UrlUse, Values};
+pub use kubernetes::KubernetesTargetConfig;
 
 /// Each backend `kind` and the keys it reads.
 pub(super) const BACKEND_KINDS: &[(&str, &[&str])] = &[
@@ -30,6 +34,7 @@ pub(super) const BACKEND_KINDS: &[(&str, &[&str])] = &[
         "command",
         &["kind", "program", "args", "timeout", "workdir"],
     ),
+    ("kubernetes", kubernetes::KEYS),
 ];
 
 /// What a command backend's `args` may contain in braces, each replaced by the deploy's value
@@ -97,6 +102,15 @@ pub enum BackendConfig {
         /// Where the program runs. Default: opsbot's working directory.
         workdir: Option<PathBuf>,
     },
+    /// Sets a Deployment's container image and follows the rollout.
+    Kubernetes {
+        /// The backend's own keys; `deployment`, `container` and `image` are set.
+        target: KubernetesTargetConfig,
+        /// Key `environments`: per environment, the keys that differ there.
+        environments: BTreeMap<String, KubernetesTargetConfig>,
+        /// When an unfinished rollout counts as failed. Default 15 min.
+        timeout: Duration,
+    },
 }
 
 impl BackendConfig {
@@ -106,6 +120,7 @@ impl BackendConfig {
             BackendConfig::GithubActions { .. } => "github_actions",
             BackendConfig::Webhook { .. } => "webhook",
             BackendConfig::Command { .. } => "command",
+            BackendConfig::Kubernetes { .. } => "kubernetes",
         }
     }
 
@@ -114,7 +129,8 @@ impl BackendConfig {
         match self {
             BackendConfig::GithubActions { timeout, .. }
             | BackendConfig::Webhook { timeout, .. }
-            | BackendConfig::Command { timeout, .. } => *timeout,
+            | BackendConfig::Command { timeout, .. }
+            | BackendConfig::Kubernetes { timeout, .. } => *timeout,
         }
     }
 }
@@ -205,6 +221,7 @@ impl Values<'_> {
         match kind {
             "github_actions" => self.github_actions(&mut fields),
             "webhook" => self.webhook(&mut fields),
+            "kubernetes" => self.kubernetes(&mut fields),
             _ => self.command(&mut fields),
         }
     }

@@ -45,7 +45,7 @@ use toml::{Table, Value};
 
 pub use alerts::{AlertRouteConfig, AlertmanagerConfig, AlertsConfig};
 pub use audit::{AuditConfig, DEFAULT_CHECKPOINT_INTERVAL};
-pub use backend::{BackendConfig, COMMAND_PLACEHOLDERS};
+pub use backend::{BackendConfig, COMMAND_PLACEHOLDERS, KubernetesTargetConfig};
 pub use digests::DigestConfig;
 pub use events::{EventsConfig, NatsConfig, NatsCredentials, PubsubConfig};
 pub use incidents::{ArchiveConfig, IncidentsConfig, SeverityConfig};

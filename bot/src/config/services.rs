@@ -91,6 +91,9 @@ impl Values<'_> {
             }
             let backend = self.backend(&path, table.remove("backend"));
             let panels = self.panels(&path, table.remove("panels"));
+            if let (Some(environments), Some(backend)) = (&environments, &backend) {
+                self.backend_environments_known(&path, environments, backend);
+            }
             if let (Some(name), Some(environments), Some(backend)) = (name, environments, backend) {
                 services.push(ServiceConfig {
                     name,

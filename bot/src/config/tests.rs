@@ -8,6 +8,7 @@ mod audit;
 mod deploy;
 mod digests;
 mod events;
+mod kubernetes;
 mod replicas;
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -400,7 +401,8 @@ fn the_example_file_loads() {
 
 #[test]
 fn the_example_file_documents_the_commented_out_backends() {
-    // Uncommented, with their secrets set, the github_actions and webhook examples load.
+    // Uncommented, with their secrets set, the github_actions, webhook and kubernetes
+    // examples load.
     let path = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../opsbot.example.toml"
@@ -440,7 +442,8 @@ fn the_example_file_documents_the_commented_out_backends() {
         [
             ("worker", "command"),
             ("api", "github_actions"),
-            ("web", "webhook")
+            ("web", "webhook"),
+            ("storefront", "kubernetes")
         ]
     );
 }

@@ -120,11 +120,15 @@ pub async fn status(
     service: Option<String>,
 ) -> Result<(), Error> {
     let inv = invocation(ctx).await;
-    let report = ctx
-        .data()
-        .desk
-        .deploy_status(&inv, service.as_deref())
-        .await?;
+    // Reading Kubernetes Deployments live can take up to the domain's limit: defer, privately.
+    let desk = &ctx.data().desk;
+    let reads_live = desk.deploys().services.values().any(|s| {
+        s.backend.kind() == "kubernetes" && service.as_deref().is_none_or(|name| name == s.name)
+    });
+    if reads_live {
+        ctx.defer_ephemeral().await.map_err(Error::internal)?;
+    }
+    let report = desk.deploy_status(&inv, service.as_deref()).await?;
     ctx.send(
         poise::CreateReply::default()
             .embed(status_embed(&report))
@@ -301,6 +305,9 @@ fn status_embed(report: &StatusReport) -> serenity::CreateEmbed {
             lock.service, lock.environment, lock.locked_by_name, lock.reason
         ));
     }
+    for workload in &report.live {
+        lines.push(live_line(workload));
+    }
     let description = if lines.is_empty() {
         "No deploys yet.".to_owned()
     } else {
@@ -309,6 +316,33 @@ fn status_embed(report: &StatusReport) -> serenity::CreateEmbed {
     serenity::CreateEmbed::new()
         .title("Deploy status")
         .description(truncate(&description, render::EMBED_DESCRIPTION_MAX))
+}
+
+/// A Kubernetes Deployment as it runs now: replica counts and image.
+fn live_line(w: &opsbot_commands::deploy::backends::kubernetes::LiveWorkload) -> String {
+    let head = format!(
+        "☸ **{}** in {} (`{}`)",
+        w.service, w.environment, w.deployment
+    );
+    match &w.state {
+        Ok(live) => {
+            let mut line = format!(
+                "{head}: {} ({} ready)",
+                live.counts.line(),
+                live.counts.ready
+            );
+            if let Some(image) = &live.image {
+                line.push_str(&format!(" · `{image}`"));
+            }
+            if live.paused {
+                line.push_str(" · **paused**");
+            } else if !live.rolled_out {
+                line.push_str(" · rolling out");
+            }
+            line
+        }
+        Err(reason) => format!("{head}: live state unavailable: {reason}"),
+    }
 }
 
 /// Autocomplete choices are capped by Discord at 25.

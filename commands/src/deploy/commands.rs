@@ -51,6 +51,8 @@ pub struct StatusReport {
     /// Active deploys and the latest finished one per service and environment.
     pub deploys: Vec<Deploy>,
     pub locks: Vec<Lock>,
+    /// What runs now in each environment of the Kubernetes services shown.
+    pub live: Vec<super::backends::kubernetes::LiveWorkload>,
 }
 
 impl Desk {
@@ -558,6 +560,7 @@ impl Desk {
             Ok(StatusReport {
                 deploys: store::status(&self.pool, service).await?,
                 locks: store::active_locks(&self.pool, service).await?,
+                live: self.live_workloads(service).await,
             })
         }
         .await;
@@ -565,6 +568,30 @@ impl Desk {
             format!("{} deploys, {} locks", r.deploys.len(), r.locks.len())
         })
         .await
+    }
+
+    /// The live Deployments of the Kubernetes services (only `service`'s, if given), read
+    /// concurrently.
+    async fn live_workloads(
+        &self,
+        service: Option<&str>,
+    ) -> Vec<super::backends::kubernetes::LiveWorkload> {
+        use super::backends::{BackendSpec, kubernetes};
+        let reads = self
+            .deploys()
+            .services
+            .values()
+            .filter(|s| service.is_none_or(|name| s.name == name))
+            .filter_map(|s| match &s.backend {
+                BackendSpec::Kubernetes(spec) => Some((s, spec)),
+                _ => None,
+            })
+            .flat_map(|(s, spec)| {
+                s.environments
+                    .iter()
+                    .map(move |env| kubernetes::live(spec, &s.name, env))
+            });
+        futures_util::future::join_all(reads).await
     }
 
     /// `/deploy history service [env]`: anyone may look.

@@ -315,7 +315,7 @@ name = "lonely"
     services[6]: has no `environments` (opsbot.toml:32:1)
       hint: list where it deploys, e.g. environments = ["staging", "production"]
     services[6]: has no `backend` (opsbot.toml:32:1)
-      hint: e.g. backend = { kind = "command", program = "./scripts/deploy.sh" }; kinds: github_actions, webhook, command
+      hint: e.g. backend = { kind = "command", program = "./scripts/deploy.sh" }; kinds: github_actions, webhook, command, kubernetes
     "#);
 }
 
@@ -357,7 +357,7 @@ backend = "./deploy.sh"
     assert!(!problems.contains("ghp_literal"), "{problems}");
     insta::assert_snapshot!(problems, @r#"
     services[0].backend.kind: unknown backend kind `github` (opsbot.toml:5:13)
-      hint: kinds: github_actions, webhook, command
+      hint: kinds: github_actions, webhook, command, kubernetes
     services[1].backend.secret: unknown key (opsbot.toml:10:128)
       hint: known keys in a github_actions backend: kind, repo, workflow, ref, token, api_base, poll_interval, timeout
     services[1].backend.repo: `acme` is not a repository as owner/name (opsbot.toml:10:38)
@@ -385,9 +385,9 @@ backend = "./deploy.sh"
     services[3].backend.workdir: is empty (opsbot.toml:20:111)
       hint: write a directory
     services[4].backend: has no `kind` (opsbot.toml:25:1)
-      hint: kinds: github_actions, webhook, command
+      hint: kinds: github_actions, webhook, command, kubernetes
     services[5].backend: expected a table, found string "./deploy.sh" (opsbot.toml:30:1)
-      hint: e.g. backend = { kind = "command", program = "./scripts/deploy.sh" }; kinds: github_actions, webhook, command
+      hint: e.g. backend = { kind = "command", program = "./scripts/deploy.sh" }; kinds: github_actions, webhook, command, kubernetes
     "#);
 }
 

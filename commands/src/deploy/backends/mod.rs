@@ -5,11 +5,13 @@
 //! - [`webhook`]: a signed JSON POST; the receiver reports progress to
 //!   `POST /webhooks/deploy/{id}`, signed the same way ([`webhook::verify`]).
 //! - [`command`]: a local process, with the deploy as arguments and environment variables.
+//! - [`kubernetes`]: a Deployment's container image is patched and its rollout followed.
 //!
 //! The tracker (`deploy::tracker`) calls [`execute`] and records what it reports.
 
 pub mod command;
 pub mod github_actions;
+pub mod kubernetes;
 pub mod webhook;
 
 use std::time::Duration;
@@ -39,6 +41,7 @@ pub enum BackendSpec {
     GithubActions(github_actions::GithubActionsSpec),
     Webhook(webhook::WebhookSpec),
     Command(command::CommandSpec),
+    Kubernetes(kubernetes::KubernetesSpec),
 }
 
 impl BackendSpec {
@@ -48,6 +51,7 @@ impl BackendSpec {
             BackendSpec::GithubActions(_) => "github_actions",
             BackendSpec::Webhook(_) => "webhook",
             BackendSpec::Command(_) => "command",
+            BackendSpec::Kubernetes(_) => "kubernetes",
         }
     }
 }
@@ -100,5 +104,6 @@ pub async fn execute(
         }
         BackendSpec::Webhook(s) => webhook::execute(s, job, events, cancel).await,
         BackendSpec::Command(s) => command::execute(s, job, checkpoint, events, cancel).await,
+        BackendSpec::Kubernetes(s) => kubernetes::execute(s, job, checkpoint, events, cancel).await,
     }
 }
