@@ -85,16 +85,18 @@ fn choices(
 }
 
 /// Declare an incident: a channel, a pinned summary, responders paged (needs incident:declare)
+///
+/// With no options at all it opens a form instead (quick from a phone).
 #[poise::command(slash_command, guild_only)]
 pub async fn declare(
     ctx: Context<'_>,
-    #[description = "What is broken, in a few words"]
+    #[description = "What is broken, in a few words (leave every option out for a form)"]
     #[max_length = 100]
-    title: String,
+    title: Option<String>,
     #[description = "Severity"]
     #[autocomplete = "complete_severity"]
     #[max_length = 32]
-    severity: String,
+    severity: Option<String>,
     #[description = "Affected services, comma-separated"]
     #[max_length = 200]
     services: Option<String>,
@@ -103,10 +105,19 @@ pub async fn declare(
     #[max_length = 1000]
     description: Option<String>,
 ) -> Result<(), Error> {
+    let nothing_given = title.is_none()
+        && severity.is_none()
+        && services.is_none()
+        && commander.is_none()
+        && description.is_none();
+    if nothing_given {
+        return super::incident_form::declare_with_form(ctx, None, None).await;
+    }
     let inv = invocation(ctx).await;
+    // A missing title or severity is refused (and audited) by the domain, naming what to give.
     let request = DeclareRequest {
-        title,
-        severity,
+        title: title.unwrap_or_default(),
+        severity: severity.unwrap_or_default(),
         services: services.unwrap_or_default(),
         commander: commander.map(|u| (u.id.get() as i64, u.name.clone())),
         description: description.unwrap_or_default(),

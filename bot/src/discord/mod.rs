@@ -8,6 +8,7 @@ mod deploy;
 mod digest;
 mod gateway;
 mod incident;
+mod incident_form;
 mod invocation;
 pub mod leader;
 pub mod render;
@@ -40,6 +41,7 @@ pub fn commands() -> Vec<Command> {
         deploy::deploy(),
         deploy::rollback(),
         incident::incident(),
+        incident_form::declare_from_message(),
         alerts::alerts(),
         audit::audit(),
         digest::digest(),

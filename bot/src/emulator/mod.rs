@@ -3,6 +3,7 @@
 //! drive it: they type lines as in Discord's client ([`Emulator::type_line`]) and read what
 //! the bot answered and posted ([`Emulator::subscribe`]).
 
+mod forms;
 mod gateway;
 pub mod guild;
 mod input;
@@ -100,6 +101,9 @@ struct Interaction {
     ephemeral: bool,
     /// Acknowledged with "thinking…": the first follow-up fills that message in, as on Discord.
     deferred: bool,
+    /// Discord's interaction type: 2 application command, 3 component, 4 autocomplete,
+    /// 5 modal submit (each allows different callback types).
+    kind: u8,
 }
 
 #[derive(Debug, Default)]
@@ -111,6 +115,8 @@ struct State {
     /// Every REST request served, as `METHOD /path`, for tests.
     requests: Vec<String>,
     oauth: oauth::OAuthState,
+    /// Modals the bot opened and nobody submitted yet, oldest first.
+    modals: Vec<forms::OpenModal>,
 }
 
 #[derive(Debug)]
@@ -370,6 +376,7 @@ impl Emulator {
                 acknowledged: false,
                 ephemeral: false,
                 deferred: false,
+                kind: forms::APPLICATION_COMMAND,
             },
         );
         (id, token)
