@@ -8,6 +8,10 @@
 //! :in general         switch channel (a name, an id, or `new`)
 //! :click Older        press a button on the newest message that has it
 //! :select Silence 4h  pick an option in the menu (by its placeholder) of the newest message
+//! :write checkout is down             write a plain message here (for :apps to act on)
+//! :apps Declare incident              a message command (Apps menu) on the newest message here
+//! :modal title="API down" severity=sev1   fill in and submit the form the bot opened
+//! :complete /deploy run service:      the autocomplete choices for the last option
 //! ```
 //!
 //! Replies, posts, edits, created channels and messages Discord would refuse (`refused`, with
@@ -29,6 +33,8 @@ use crate::config::{Config, Secret};
 use crate::discord::GatewaySettings;
 use crate::emulator::{Emulator, EmulatorEvent, GuildSpec};
 use crate::run::{HttpBind, Services};
+
+mod forms;
 
 /// How long the shell waits at end of input for answers still due.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -197,6 +203,10 @@ const HELP: &str = "\
 :in CHANNEL                     switch channel: a name, an id, or `new` (the newest channel)
 :click LABEL                    press the button with that label on the newest message that has one
 :select MENU OPTION             pick OPTION in the menu whose placeholder starts with MENU (e.g. :select Silence 4h)
+:write TEXT                     write a plain message in this channel (for :apps to act on)
+:apps COMMAND [MESSAGE_ID]      run a message command (Apps menu), on the newest message here by default
+:modal FIELD=VALUE ...          fill in and submit the open form (quote values with spaces: title=\"API down\")
+:complete /command ... option:  the autocomplete choices for the last option of the line
 :channels                       list channels
 :sleep SECONDS                  wait (for background work)
 :help                           this text
@@ -278,6 +288,7 @@ impl Session {
                     .collect();
                 self.info(&list.join("\n"));
             }
+            ":write" | ":apps" | ":modal" | ":complete" => self.forms_line(line).await,
             ":sleep" => match words
                 .next()
                 .and_then(|s| s.parse::<f64>().ok())
@@ -347,7 +358,9 @@ async fn print_events(emulator: Emulator, pending: Pending, json: bool) {
         let input = event.interaction_id.and_then(|id| {
             let mut pending = pending.lock().ok()?;
             match pending.get(&id).cloned() {
-                Some(line) if matches!(event.event, "reply" | "edit") => {
+                // A form popping up or autocomplete choices answer the line too; a form's
+                // submit is answered on the line that opened it (see `:modal`).
+                Some(line) if matches!(event.event, "reply" | "edit" | "modal" | "choices") => {
                     answered.insert(id);
                     pending.remove(&id);
                     Some(line)
@@ -437,6 +450,8 @@ pub fn event_json(event: &EmulatorEvent, input: Option<&str>, attachments: &[Str
 pub fn event_text(event: &EmulatorEvent, attachments: &[String]) -> String {
     let mut text = match event.event {
         "channel_created" => format!("+ channel #{} created", event.channel),
+        "modal" => return forms::modal_text(event),
+        "choices" => return format!("[choices]\n{}", event.content),
         kind => format!(
             "[{kind} in #{}{}]",
             event.channel,

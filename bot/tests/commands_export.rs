@@ -97,7 +97,10 @@ fn exported_commands_fit_discords_limits() {
             if !(1..=32).contains(&name.chars().count()) {
                 problems.push(format!("{path}: a name of 1-32 characters"));
             }
-            if command["description"].as_str().is_some_and(|d| !d.is_empty()) {
+            if command["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty())
+            {
                 problems.push(format!("{path}: a context-menu command has no description"));
             }
             continue;

@@ -14,6 +14,10 @@ const INCIDENTS: u64 = 222_000_000_000_000_222;
 const CATEGORY: u64 = 444_000_000_000_000_444;
 
 fn config() -> String {
+    config_toml()
+}
+
+fn config_toml() -> String {
     format!(
         r##"
 [roles]
@@ -41,8 +45,10 @@ backend = {{ kind = "command", program = "true", args = [], timeout = "30s" }}
 }
 
 async fn event_of(bot: &mut TestBot, kind: &'static str, interaction: u64) -> EmulatorEvent {
-    bot.next_event(kind, |e| e.event == kind && e.interaction_id == Some(interaction))
-        .await
+    bot.next_event(kind, |e| {
+        e.event == kind && e.interaction_id == Some(interaction)
+    })
+    .await
 }
 
 fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -67,9 +73,7 @@ fn input<'a>(modal: &'a Value, custom_id: &str) -> &'a Value {
 async fn the_declare_form_declares_an_incident(pool: PgPool) {
     let mut bot = TestBot::with_config(pool.clone(), &config()).await;
     let spec = discord_spec::load();
-    let ana = bot
-        .emulator
-        .member("ana", Some(&["ops".to_owned()]));
+    let ana = bot.emulator.member("ana", Some(&["ops".to_owned()]));
 
     let command = bot
         .emulator
@@ -159,15 +163,17 @@ async fn the_declare_form_declares_an_incident(pool: PgPool) {
         .submit_modal(dev, &fields(&[("title", "x"), ("severity", "sev1")]))
         .expect("submitted");
     let denied = bot.answer_to(command).await;
-    assert!(denied.content.contains("incident:declare"), "{}", denied.content);
+    assert!(
+        denied.content.contains("incident:declare"),
+        "{}",
+        denied.content
+    );
 }
 
 #[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
 async fn declare_incident_on_a_message_opens_the_form_pre_filled(pool: PgPool) {
     let mut bot = TestBot::with_config(pool.clone(), &config()).await;
-    let ana = bot
-        .emulator
-        .member("ana", Some(&["ops".to_owned()]));
+    let ana = bot.emulator.member("ana", Some(&["ops".to_owned()]));
     let message = bot
         .emulator
         .write_message(
@@ -197,7 +203,7 @@ async fn declare_incident_on_a_message_opens_the_form_pre_filled(pool: PgPool) {
         .expect("pre-filled")
         .to_owned();
     assert!(
-        description.starts_with("checkout returns 502 since 14:02\nseen by three customers (from https://discord.com/channels/"),
+        description.starts_with("checkout returns 502 since 14:02\nseen by three customers (from https://discord.com/channels/1000"),
         "{description}"
     );
     assert!(description.ends_with("by ana)"), "{description}");
@@ -207,7 +213,9 @@ async fn declare_incident_on_a_message_opens_the_form_pre_filled(pool: PgPool) {
         .expect("submitted");
     let declared = bot.answer_to(command).await;
     assert!(
-        declared.content.contains("#inc-1-checkout-returns-502-since-14-02"),
+        declared
+            .content
+            .contains("#inc-1-checkout-returns-502-since-14-02"),
         "{}",
         declared.content
     );
@@ -231,9 +239,7 @@ async fn declare_incident_on_a_message_opens_the_form_pre_filled(pool: PgPool) {
 async fn autocomplete_lists_the_configured_services_and_severities(pool: PgPool) {
     let mut bot = TestBot::with_config(pool, &config()).await;
     let spec = discord_spec::load();
-    let ana = bot
-        .emulator
-        .member("ana", Some(&["ops".to_owned()]));
+    let ana = bot.emulator.member("ana", Some(&["ops".to_owned()]));
     let mut ask = async |line: &str| -> EmulatorEvent {
         let interaction = bot
             .emulator
@@ -245,8 +251,11 @@ async fn autocomplete_lists_the_configured_services_and_severities(pool: PgPool)
     let services = ask("/deploy run service:").await;
     assert_eq!(services.content, "api\nworker");
     let callback = json!({ "type": 8, "data": { "choices": services.components } });
-    let problems =
-        discord_spec::violations(&spec, "ApplicationCommandAutocompleteCallbackRequest", &callback);
+    let problems = discord_spec::violations(
+        &spec,
+        "ApplicationCommandAutocompleteCallbackRequest",
+        &callback,
+    );
     assert!(problems.is_empty(), "{problems:#?}");
     assert_eq!(ask("/deploy run service:wor").await.content, "worker");
     assert_eq!(
@@ -259,5 +268,91 @@ async fn autocomplete_lists_the_configured_services_and_severities(pool: PgPool)
         .emulator
         .autocomplete(ana, bot.general, "/incident declare title:")
         .expect_err("title has no autocomplete");
-    assert!(no_autocomplete.0.contains("no autocomplete"), "{no_autocomplete}");
+    assert!(
+        no_autocomplete.0.contains("no autocomplete"),
+        "{no_autocomplete}"
+    );
+}
+
+/// The shell's lines for the same: `:write`, `:apps`, `:modal`, `:complete`.
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn the_shell_fills_in_forms_and_runs_message_commands(pool: PgPool) {
+    use std::process::Stdio;
+    let config = tempfile::NamedTempFile::new().expect("config file");
+    std::fs::write(config.path(), config_toml()).expect("write config");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsbot"))
+        .args([
+            "shell", "--json", "--user", "ana", "--roles", "ops", "--config",
+        ])
+        .arg(config.path())
+        .env("DATABASE_URL", support::database_url(&pool))
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start opsbot shell");
+    let script = "\
+:complete /incident declare severity:
+/incident declare
+:modal title=\"API down\" severity=sev9
+/incident declare
+:modal title=\"API down\" severity=sev1 services=api
+:modal title=x
+:write checkout is slow
+:apps Declare incident
+:modal severity=sev3
+";
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .expect("write script");
+    }
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the shell exits at end of input")
+        .expect("output");
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{logs}");
+    let events: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .filter(|e: &Value| e["channel"] != "incidents" && e["event"] != "channel_created")
+        .filter(|e: &Value| !e["channel"].as_str().is_some_and(|c| c.starts_with("inc-")))
+        .collect();
+    let summary: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["event"],
+                e["input"],
+                e["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    insta::assert_snapshot!(summary.join("\n"), @r#"
+    "choices" ":complete /incident declare severity:" sev1
+    "modal" "/incident declare" Declare an incident
+    "reply" ":modal title=\"API down\" severity=sev9" ❌ unknown severity `sev9`; configured: sev1, sev3
+    "modal" "/incident declare" Declare an incident
+    "reply" ":modal title=\"API down\" severity=sev1 services=api" Declared incident **#1 API down** (sev1): join #inc-1-api-down
+    "error" ":modal title=x" no form is open for you: a command or button opens one
+    "modal" ":apps Declare incident" Declare an incident
+    "reply" ":modal severity=sev3" Declared incident **#2 checkout is slow** (sev3): join #inc-2-checkout-is-slow
+    "#);
+    let form = &events[6];
+    assert_eq!(
+        form["components"][0]["components"][0]["value"],
+        "checkout is slow"
+    );
 }

@@ -108,8 +108,12 @@ pub async fn declare_from_message(
     } else {
         message.content.clone()
     };
-    let first_line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
-    let link = message.link();
+    let first_line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    // A message in an interaction's `resolved` carries no guild id: the link takes the command's.
+    let link = message.id.link(message.channel_id, ctx.guild_id());
     let description = format!("{} (from {link}, by {})", text.trim(), message.author.name);
     let defaults = DeclareForm {
         title: clip(first_line.trim(), TITLE_MAX),

@@ -183,12 +183,31 @@ impl Emulator {
             .map(|m| m.data.clone())
     }
 
+    /// The newest form open for `member_id`: the interaction that opened it (the bot answers
+    /// that one once the form is submitted) and the form's title.
+    pub fn open_form(&self, member_id: u64) -> Option<(u64, String)> {
+        self.shared
+            .state()
+            .modals
+            .iter()
+            .rev()
+            .find(|m| m.member_id == member_id)
+            .map(|m| {
+                let title = m.data["title"].as_str().unwrap_or_default().to_owned();
+                (m.interaction_id, title)
+            })
+    }
+
     /// Fills in and submits the newest modal open for `member_id`: `fields` are
     /// `(label or custom_id, value)`, case-insensitive; a field not given keeps the value the
     /// bot pre-filled. Refuses what Discord's client would not submit (a required field left
     /// empty, a value out of its length range, a field the modal does not have). Dispatches a
     /// MODAL_SUBMIT interaction; returns its id.
-    pub fn submit_modal(&self, member_id: u64, fields: &[(String, String)]) -> Result<u64, LineError> {
+    pub fn submit_modal(
+        &self,
+        member_id: u64,
+        fields: &[(String, String)],
+    ) -> Result<u64, LineError> {
         let mut state = self.shared.state();
         not_connected(&state)?;
         let Some(index) = state.modals.iter().rposition(|m| m.member_id == member_id) else {
@@ -277,7 +296,12 @@ impl Emulator {
     /// `line` in `channel_id`: the last option of the line (`/deploy run service:ap`) is the
     /// focused one. Dispatches an APPLICATION_COMMAND_AUTOCOMPLETE interaction; the choices
     /// arrive as a `choices` event. Returns the interaction id.
-    pub fn autocomplete(&self, member_id: u64, channel_id: u64, line: &str) -> Result<u64, LineError> {
+    pub fn autocomplete(
+        &self,
+        member_id: u64,
+        channel_id: u64,
+        line: &str,
+    ) -> Result<u64, LineError> {
         let mut state = self.shared.state();
         not_connected(&state)?;
         let guild = &mut state.guild;
@@ -305,7 +329,12 @@ impl Emulator {
     /// Runs the message context-menu command `name` (case-insensitive) on message
     /// `message_id`, as right-click → Apps → `name` does. Dispatches an APPLICATION_COMMAND
     /// interaction with `target_id` and the message under `resolved`; returns its id.
-    pub fn message_command(&self, member_id: u64, message_id: u64, name: &str) -> Result<u64, LineError> {
+    pub fn message_command(
+        &self,
+        member_id: u64,
+        message_id: u64,
+        name: &str,
+    ) -> Result<u64, LineError> {
         let mut state = self.shared.state();
         not_connected(&state)?;
         let guild = &mut state.guild;
@@ -314,17 +343,22 @@ impl Emulator {
             .iter()
             .filter(|c| c["type"] == MESSAGE_COMMAND)
             .collect();
-        let Some(command) = message_commands
-            .iter()
-            .find(|c| c["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name.trim())))
-        else {
+        let Some(command) = message_commands.iter().find(|c| {
+            c["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name.trim()))
+        }) else {
             let names: Vec<&str> = message_commands
                 .iter()
                 .filter_map(|c| c["name"].as_str())
                 .collect();
             return Err(LineError(format!(
                 "no message command \"{name}\"; message commands: {}",
-                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
             )));
         };
         let Some(message) = guild
@@ -333,7 +367,9 @@ impl Emulator {
             .filter(|m| m.visible_to.is_none_or(|v| v == member_id))
             .cloned()
         else {
-            return Err(LineError(format!("no message {message_id} that you can see")));
+            return Err(LineError(format!(
+                "no message {message_id} that you can see"
+            )));
         };
         let data = json!({
             "id": command["id"].as_str().map_or_else(|| command["id"].to_string(), str::to_owned),
@@ -365,16 +401,19 @@ impl Emulator {
     /// `member_id` writes `text` in `channel_id` (a plain message, for a context-menu command
     /// to act on). The bot reads no message content, so nothing is dispatched. Returns the
     /// message id.
-    pub fn write_message(&self, member_id: u64, channel_id: u64, text: &str) -> Result<u64, LineError> {
+    pub fn write_message(
+        &self,
+        member_id: u64,
+        channel_id: u64,
+        text: &str,
+    ) -> Result<u64, LineError> {
         let mut state = self.shared.state();
         let guild = &mut state.guild;
         if guild.channel(channel_id).is_none() {
             return Err(LineError(format!("no channel with id {channel_id}")));
         }
         if text.trim().is_empty() || text.chars().count() > 2000 {
-            return Err(LineError(
-                "a message has 1 to 2000 characters".to_owned(),
-            ));
+            return Err(LineError("a message has 1 to 2000 characters".to_owned()));
         }
         let id = guild.ids.issue();
         guild.messages.insert(

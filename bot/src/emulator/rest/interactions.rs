@@ -106,7 +106,10 @@ pub(super) async fn interaction_callback(
                 return error(
                     StatusCode::BAD_REQUEST,
                     50035,
-                    &format!("data.choices: Must be {} or fewer in length.", forms::CHOICES_MAX),
+                    &format!(
+                        "data.choices: Must be {} or fewer in length.",
+                        forms::CHOICES_MAX
+                    ),
                 );
             }
             let names: Vec<&str> = choices.iter().filter_map(|c| c["name"].as_str()).collect();

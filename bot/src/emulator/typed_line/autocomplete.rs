@@ -19,7 +19,9 @@ pub fn autocomplete_data(
 ) -> Result<Value, LineError> {
     let words = split_words(line.trim())?;
     let Some(typed_name) = words.first().and_then(|w| w.strip_prefix('/')) else {
-        return Err(error("autocomplete needs a command line, e.g. /deploy run service:"));
+        return Err(error(
+            "autocomplete needs a command line, e.g. /deploy run service:",
+        ));
     };
     let command = registered
         .iter()
@@ -56,7 +58,9 @@ pub fn autocomplete_data(
     let mut options = Vec::new();
     for (index, word) in earlier.iter().chain([last]).enumerate() {
         let (key, value) = word.split_once(':').ok_or_else(|| {
-            error(format!("\"{word}\" is not an option: give options as name:value"))
+            error(format!(
+                "\"{word}\" is not an option: give options as name:value"
+            ))
         })?;
         let option = schema
             .iter()
