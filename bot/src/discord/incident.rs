@@ -272,3 +272,47 @@ pub async fn postmortem(
         .map_err(Error::internal)?;
     Ok(())
 }
+
+/// Whether `custom_id` is a button of an incident channel (Rollback under its deploys).
+pub fn is_incident_button(custom_id: &str) -> bool {
+    custom_id.starts_with(opsbot_commands::incident::deploys::ROLLBACK_BUTTON)
+}
+
+/// Rollback pressed under an incident channel's recent deploys: `/rollback` of that service
+/// and environment; the rollback's status message is kept up to date like /rollback's.
+pub async fn button_pressed(
+    ctx: &serenity::Context,
+    data: &super::Data,
+    press: &serenity::ComponentInteraction,
+) -> Result<(), Error> {
+    let Some((incident, deploy)) =
+        opsbot_commands::incident::deploys::parse_rollback_button(&press.data.custom_id)
+    else {
+        return Err(Error::Invalid("this button is out of date".to_owned()));
+    };
+    let args = serde_json::json!({ "incident": incident, "deploy_id": deploy });
+    let inv = super::invocation::component_invocation(ctx, press, "rollback", args).await;
+    let desk = &data.desk;
+    let outcome = desk.incident_rollback(&inv, deploy).await?;
+    press
+        .create_response(
+            ctx,
+            serenity::CreateInteractionResponse::Message(render::update(&outcome.message)),
+        )
+        .await
+        .map_err(Error::internal)?;
+    match press.get_response(ctx).await {
+        Ok(posted) => {
+            desk.deploy_attach_message(
+                outcome.deploy.id,
+                posted.channel_id.get() as i64,
+                posted.id.get() as i64,
+            )
+            .await?;
+        }
+        Err(e) => {
+            tracing::warn!(deploy = outcome.deploy.id, error = %e, "could not read back the rollback's status message; it will not be edited live")
+        }
+    }
+    Ok(())
+}

@@ -143,6 +143,8 @@ async fn on_event(
         alerts::button_pressed(ctx, data, press).await
     } else if deploy::is_decision_button(&press.data.custom_id) {
         deploy::decision_pressed(ctx, data, press).await
+    } else if incident::is_incident_button(&press.data.custom_id) {
+        incident::button_pressed(ctx, data, press).await
     } else {
         Err(CommandError::Invalid(
             "this button belongs to nothing opsbot knows (any more)".to_owned(),
