@@ -221,7 +221,7 @@ impl Emulator {
             .iter()
             .map(|(id, input)| {
                 let label = input["label"].as_str().unwrap_or(id);
-                format!("{}", label.to_lowercase())
+                label.to_lowercase()
             })
             .collect::<Vec<_>>()
             .join(", ");
