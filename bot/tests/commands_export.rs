@@ -166,6 +166,7 @@ fn exported_commands_are_the_documented_ones() {
     /incident list
     /incident postmortem
     /Declare incident
+    /Add to incident timeline
     /alerts active
     /alerts silences
     /alerts silence

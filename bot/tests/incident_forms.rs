@@ -356,3 +356,77 @@ async fn the_shell_fills_in_forms_and_runs_message_commands(pool: PgPool) {
         "checkout is slow"
     );
 }
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn add_to_incident_timeline_copies_a_message_with_its_author(pool: PgPool) {
+    let mut bot = TestBot::with_config(pool.clone(), &config()).await;
+    let ana = bot.emulator.member("ana", Some(&["ops".to_owned()]));
+    bot.say(
+        "ana",
+        &["ops"],
+        "/incident declare title:\"API down\" severity:sev1",
+    )
+    .await;
+    let (channel, _) = bot
+        .emulator
+        .find_channel("inc-1-api-down")
+        .expect("channel");
+    let bo = bot.emulator.member("bo", Some(&["dev".to_owned()]));
+    let seen = bot
+        .emulator
+        .write_message(bo, channel, "error rate back under 1% after the restart")
+        .expect("written");
+
+    // Outside an incident channel there is no incident to add it to.
+    let elsewhere = bot
+        .emulator
+        .write_message(bo, bot.general, "unrelated")
+        .expect("written");
+    let command = bot
+        .emulator
+        .message_command(ana, elsewhere, "Add to incident timeline")
+        .expect("pressed");
+    let refused = bot.answer_to(command).await;
+    assert!(
+        refused.content.contains("not an incident channel"),
+        "{}",
+        refused.content
+    );
+
+    // Without incident:update: denied.
+    let command = bot
+        .emulator
+        .message_command(bo, seen, "Add to incident timeline")
+        .expect("pressed");
+    let denied = bot.answer_to(command).await;
+    assert!(
+        denied.content.contains("incident:update"),
+        "{}",
+        denied.content
+    );
+
+    let command = bot
+        .emulator
+        .message_command(ana, seen, "Add to incident timeline")
+        .expect("pressed");
+    bot.answer_to(command).await;
+    let text: String = sqlx::query_scalar(
+        "SELECT text FROM incident_events WHERE incident_id = 1 AND kind = 'note'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("the note");
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert!(text.starts_with(&format!("note: bo at {today} ")), "{text}");
+    assert!(
+        text.ends_with("UTC: error rate back under 1% after the restart"),
+        "{text}"
+    );
+    let outcomes: Vec<String> = sqlx::query_scalar(
+        "SELECT outcome FROM audit_events WHERE command = 'incident note' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("audit");
+    assert_eq!(outcomes, ["invalid", "denied", "ok"]);
+}

@@ -6,10 +6,13 @@
 //! - right-click a message → Apps → **Declare incident** opens the same form, its title and
 //!   description pre-filled from the message.
 //!
+//! - right-click a message in an incident's channel → Apps → **Add to incident timeline**
+//!   copies it, with its author and time, into the timeline (a note, `incident:update`).
+//!
 //! Submitting the form declares the incident exactly as `/incident declare title:… severity:…`
 //! does (same permission, same audit record under `incident declare`, args as filled in).
 
-use opsbot_commands::incident::DeclareRequest;
+use opsbot_commands::incident::{DeclareRequest, IncidentChange, Target};
 use poise::serenity_prelude as serenity;
 use serde_json::json;
 
@@ -121,4 +124,36 @@ pub async fn declare_from_message(
         ..DeclareForm::default()
     };
     declare_with_form(ctx, Some(defaults), Some(message.id.get())).await
+}
+
+/// Copy this message, with its author and time, into the incident's timeline (needs incident:update)
+#[poise::command(context_menu_command = "Add to incident timeline", guild_only)]
+pub async fn add_to_timeline(
+    ctx: Context<'_>,
+    #[description = "The message to copy"] message: serenity::Message,
+) -> Result<(), Error> {
+    let at = message.timestamp.format("%Y-%m-%d %H:%M UTC");
+    let text = format!(
+        "{} at {at}: {}",
+        message.author.name,
+        message.content.trim()
+    );
+    let mut inv = invocation(ctx).await;
+    inv.command = "incident note".to_owned();
+    inv.args = json!({
+        "from_message": message.id.get().to_string(),
+        "author": message.author.name,
+    });
+    let note = IncidentChange::Note {
+        text: clip(&text, DESCRIPTION_MAX),
+    };
+    let outcome = ctx
+        .data()
+        .desk
+        .incident_change(&inv, Target { id: None }, note)
+        .await?;
+    ctx.send(render::reply(&outcome.message))
+        .await
+        .map_err(Error::internal)?;
+    Ok(())
 }

@@ -42,6 +42,7 @@ pub fn commands() -> Vec<Command> {
         deploy::rollback(),
         incident::incident(),
         incident_form::declare_from_message(),
+        incident_form::add_to_timeline(),
         alerts::alerts(),
         audit::audit(),
         digest::digest(),
