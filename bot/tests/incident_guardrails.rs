@@ -1,8 +1,8 @@
 //! Incidents and deploys, and incidents across failures, through the emulator: the incident
 //! channel lists recent deploys of its services with a Rollback button each (the /rollback
 //! path and policy); a deploy freeze overridden is announced in the incident's channel;
-//! reminders fire once across two replicas; a channel Discord failed to create is created
-//! once by the reconciler.
+//! reminders fire once across two replicas; a channel Discord failed to create before opsbot
+//! stopped is created once by the reconciler after the restart.
 
 mod support;
 
@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use opsbot::config::Config;
+use opsbot::discord::GatewaySettings;
+use opsbot::emulator::Emulator;
 use opsbot::run::{HttpBind, Services};
 use sqlx::PgPool;
 use support::TestBot;
@@ -277,32 +279,86 @@ async fn a_reminder_fires_once_across_two_replicas(pool: PgPool) {
     second.stop().await.expect("stop");
 }
 
+/// A replica of the bot on `config`, connected to `emulator`, stopped by `stop` alone (the
+/// emulator keeps running, as Discord does when opsbot dies).
+async fn replica(config: &Config, emulator: &Emulator, stop: CancellationToken) -> Services {
+    let settings = GatewaySettings {
+        token: emulator.token().to_owned(),
+        guild_ids: vec![emulator.guild_id()],
+        api_base: emulator.base_url().to_owned(),
+        source: opsbot_commands::Source::Discord,
+    };
+    Services::start(config, Some(settings), HttpBind::Optional, stop)
+        .await
+        .expect("services")
+}
+
 #[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
-async fn a_channel_discord_failed_to_create_is_created_once_by_the_reconciler(pool: PgPool) {
-    let mut bot = TestBot::with_config(pool.clone(), &config()).await;
-    let guild = bot.emulator.guild_id();
-    // The incident commits, then Discord fails to create its channel (twice).
-    bot.emulator.script_failure(
+async fn a_channel_not_created_before_a_restart_is_created_once_after_it(pool: PgPool) {
+    let file = tempfile::NamedTempFile::new().expect("config file");
+    std::fs::write(file.path(), config()).expect("write config");
+    let env = BTreeMap::from([("DATABASE_URL".to_owned(), support::database_url(&pool))]);
+    let config = Config::load_with_env(Some(file.path()), &env).expect("config");
+    let discord = CancellationToken::new();
+    let _stop_discord = discord.clone().drop_guard();
+    let emulator = Emulator::start(opsbot::shell::guild_spec(&config), discord.clone())
+        .await
+        .expect("emulator");
+    let mut events = emulator.subscribe();
+    let guild = emulator.guild_id();
+    let first_life = discord.child_token();
+    let first = replica(&config, &emulator, first_life.clone()).await;
+    eventually("the bot registers its commands", async || {
+        emulator.commands_registered().then_some(())
+    })
+    .await;
+
+    // The incident commits, then Discord fails to create its channel; opsbot stops before
+    // its reconciler gets another chance.
+    emulator.script_failure(
         Some("POST"),
         &format!("/guilds/{guild}/channels"),
         500,
-        2,
+        1,
         0.0,
     );
-    let declared = bot
-        .say(
-            "ana",
-            &["ops"],
+    let ana = emulator.member("ana", Some(&["ops".to_owned()]));
+    let general = emulator.find_channel("general").expect("general").0;
+    let interaction = emulator
+        .type_line(
+            ana,
+            general,
             "/incident declare title:\"API down\" severity:sev3",
         )
-        .await;
+        .expect("typed");
+    let declared = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let event = events.recv().await.expect("events");
+            if event.interaction_id == Some(interaction) && event.event == "reply" {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the declare answer");
     assert!(
         declared.content.contains("its channel is being created"),
         "{}",
         declared.content
     );
+    first.stop().await.expect("stop");
+    assert!(emulator.find_channel("inc-1-api-down").is_none());
+    let unplaced: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM incidents WHERE channel_id IS NULL")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(unplaced, 1, "committed without a channel");
+
+    // After the restart the reconciler creates it, once.
+    let second = replica(&config, &emulator, discord.child_token()).await;
     let (channel, _) = eventually("the reconciler creates the channel", async || {
-        bot.emulator.find_channel("inc-1-api-down")
+        emulator.find_channel("inc-1-api-down")
     })
     .await;
     let stored: Option<i64> = sqlx::query_scalar("SELECT channel_id FROM incidents WHERE id = 1")
@@ -310,23 +366,31 @@ async fn a_channel_discord_failed_to_create_is_created_once_by_the_reconciler(po
         .await
         .expect("incident");
     assert_eq!(stored, Some(channel as i64));
-    // More reconciler rounds change nothing: still one channel.
-    let first = bot.services.as_ref().expect("services").desk.clone();
-    first.incident_reconcile().await.expect("reconcile");
-    first.incident_reconcile().await.expect("reconcile");
-    let channels: Vec<String> = bot
-        .emulator
+    // More reconciler rounds change nothing: still one channel, with its summary pinned.
+    second.desk.incident_reconcile().await.expect("reconcile");
+    second.desk.incident_reconcile().await.expect("reconcile");
+    let channels: Vec<String> = emulator
         .channels()
         .into_iter()
         .map(|c| c.1)
         .filter(|name| name.starts_with("inc-1-"))
         .collect();
     assert_eq!(channels, ["inc-1-api-down"]);
-    let creates = bot
-        .emulator
+    let creates = emulator
         .requests()
         .iter()
         .filter(|r| r.as_str() == format!("POST /api/v10/guilds/{guild}/channels"))
         .count();
-    assert_eq!(creates, 3, "two failed attempts, then one that created it");
+    assert_eq!(
+        creates, 2,
+        "the failed attempt before the restart, one after"
+    );
+    eventually("the summary is pinned", async || {
+        emulator
+            .channel_messages(channel)
+            .into_iter()
+            .find(|m| m["pinned"] == true)
+    })
+    .await;
+    second.stop().await.expect("stop");
 }
