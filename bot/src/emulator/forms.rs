@@ -453,3 +453,34 @@ impl Emulator {
             .map(|m| m.id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_modal;
+    use serde_json::json;
+
+    fn input(label: &str) -> serde_json::Value {
+        json!({ "type": 1, "components": [{ "type": 4, "custom_id": "f", "style": 1, "label": label }] })
+    }
+
+    #[test]
+    fn modals_are_checked_as_discord_checks_them() {
+        let ok = json!({ "custom_id": "1", "title": "Declare", "components": [input("Title")] });
+        assert_eq!(check_modal(&ok), Ok(()));
+        let long_title =
+            json!({ "custom_id": "1", "title": "x".repeat(46), "components": [input("T")] });
+        assert!(check_modal(&long_title).unwrap_err().contains("data.title"));
+        let six: Vec<_> = (0..6).map(|_| input("T")).collect();
+        let too_many = json!({ "custom_id": "1", "title": "t", "components": six });
+        assert!(
+            check_modal(&too_many)
+                .unwrap_err()
+                .contains("data.components")
+        );
+        let long_label =
+            json!({ "custom_id": "1", "title": "t", "components": [input(&"l".repeat(46))] });
+        assert!(check_modal(&long_label).unwrap_err().contains("label"));
+        let button = json!({ "custom_id": "1", "title": "t", "components": [{ "type": 1, "components": [{ "type": 2 }] }] });
+        assert!(check_modal(&button).is_err());
+    }
+}

@@ -91,3 +91,47 @@ pub fn autocomplete_data(
         "options": options,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::autocomplete_data;
+    use serde_json::json;
+
+    fn registered() -> Vec<serde_json::Value> {
+        vec![json!({
+            "id": "7", "name": "deploy", "type": 1,
+            "options": [{ "name": "run", "type": 1, "options": [
+                { "name": "service", "type": 3, "autocomplete": true, "required": true },
+                { "name": "version", "type": 3, "required": true },
+            ]}],
+        })]
+    }
+
+    #[test]
+    fn the_last_option_is_focused_inside_its_subcommand() {
+        let data =
+            autocomplete_data("/deploy run version:v1 service:ap", &registered(), 1).expect("data");
+        let options = &data["options"][0]["options"];
+        assert_eq!(data["options"][0]["name"], "run");
+        assert_eq!(
+            options[0],
+            json!({ "name": "version", "type": 3, "value": "v1" })
+        );
+        assert_eq!(
+            options[1],
+            json!({ "name": "service", "type": 3, "value": "ap", "focused": true })
+        );
+        let empty = autocomplete_data("/deploy run service:", &registered(), 1).expect("data");
+        assert_eq!(empty["options"][0]["options"][0]["value"], "");
+    }
+
+    #[test]
+    fn refusals_say_what_to_type() {
+        let refused = |line: &str| autocomplete_data(line, &registered(), 1).unwrap_err().0;
+        assert!(refused("/deploy run").contains("deploy run service:"));
+        assert!(refused("/deploy run version:").contains("no autocomplete"));
+        assert!(refused("/deploy run owner:").contains("unknown option"));
+        assert!(refused("/nope x:").contains("unknown command"));
+        assert!(refused("/deploy").contains("needs a subcommand"));
+    }
+}
