@@ -54,8 +54,11 @@ impl Default for GuildSpec {
 /// What happened in the emulated Discord that a person would see.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EmulatorEvent {
-    /// `reply`, `post`, `edit`, `channel_created`, `error`, or `refused` (a message Discord
-    /// would refuse: over 2000 characters, or an invalid `allowed_mentions`).
+    /// `reply`, `post`, `edit`, `channel_created`, `error`, `refused` (a message Discord
+    /// would refuse: over 2000 characters, or an invalid `allowed_mentions`), `modal` (a form
+    /// the bot opened: `content` is its title, `components` its rows) or `choices`
+    /// (autocomplete choices: their names a line each in `content`, the choices in
+    /// `components`).
     pub event: &'static str,
     /// The interaction this answers, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
