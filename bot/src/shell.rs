@@ -8,6 +8,10 @@
 //! :in general         switch channel (a name, an id, or `new`)
 //! :click Older        press a button on the newest message that has it
 //! :select Silence 4h  pick an option in the menu (by its placeholder) of the newest message
+//! :write checkout is down             write a plain message here (for :apps to act on)
+//! :apps Declare incident              a message command (Apps menu) on the newest message here
+//! :modal title="API down" severity=sev1   fill in and submit the form the bot opened
+//! :complete /deploy run service:      the autocomplete choices for the last option
 //! ```
 //!
 //! Replies, posts, edits, created channels and messages Discord would refuse (`refused`, with
@@ -21,14 +25,19 @@ use std::io::{IsTerminal as _, Write as _};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Secret};
 use crate::discord::GatewaySettings;
-use crate::emulator::{Emulator, EmulatorEvent, GuildSpec};
+use crate::emulator::{Emulator, GuildSpec};
 use crate::run::{HttpBind, Services};
+
+mod forms;
+mod output;
+
+pub use output::{ATTACHMENTS_DIR, event_json, event_text, save_attachments};
 
 /// How long the shell waits at end of input for answers still due.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -197,6 +206,10 @@ const HELP: &str = "\
 :in CHANNEL                     switch channel: a name, an id, or `new` (the newest channel)
 :click LABEL                    press the button with that label on the newest message that has one
 :select MENU OPTION             pick OPTION in the menu whose placeholder starts with MENU (e.g. :select Silence 4h)
+:write TEXT                     write a plain message in this channel (for :apps to act on)
+:apps COMMAND [MESSAGE_ID]      run a message command (Apps menu), on the newest message here by default
+:modal FIELD=VALUE ...          fill in and submit the open form (quote values with spaces: title=\"API down\")
+:complete /command ... option:  the autocomplete choices for the last option of the line
 :channels                       list channels
 :sleep SECONDS                  wait (for background work)
 :help                           this text
@@ -278,6 +291,7 @@ impl Session {
                     .collect();
                 self.info(&list.join("\n"));
             }
+            ":write" | ":apps" | ":modal" | ":complete" => self.forms_line(line).await,
             ":sleep" => match words
                 .next()
                 .and_then(|s| s.parse::<f64>().ok())
@@ -347,7 +361,9 @@ async fn print_events(emulator: Emulator, pending: Pending, json: bool) {
         let input = event.interaction_id.and_then(|id| {
             let mut pending = pending.lock().ok()?;
             match pending.get(&id).cloned() {
-                Some(line) if matches!(event.event, "reply" | "edit") => {
+                // A form popping up or autocomplete choices answer the line too; a form's
+                // submit is answered on the line that opened it (see `:modal`).
+                Some(line) if matches!(event.event, "reply" | "edit" | "modal" | "choices") => {
                     answered.insert(id);
                     pending.remove(&id);
                     Some(line)
@@ -363,144 +379,6 @@ async fn print_events(emulator: Emulator, pending: Pending, json: bool) {
         };
         write_out(&text);
     }
-}
-
-/// Where the shell saves the files attached to messages.
-pub const ATTACHMENTS_DIR: &str = ".opsbot/shell-attachments";
-
-/// Saves an event's attached files under `dir` (the shell uses [`ATTACHMENTS_DIR`]);
-/// returns their paths.
-pub fn save_attachments(event: &EmulatorEvent, dir: &std::path::Path) -> Vec<String> {
-    if event.files.is_empty() {
-        return Vec::new();
-    }
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        tracing::warn!(error = %e, dir = %dir.display(), "cannot create the attachments directory; attachments are not saved");
-        return Vec::new();
-    }
-    event
-        .files
-        .iter()
-        .filter_map(|(name, bytes)| {
-            // Names come from the bot; keep them to safe characters and inside the directory.
-            let safe: String = name
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            let path = dir
-                .join(format!(
-                    "{}-{}",
-                    event.message_id.unwrap_or_default(),
-                    safe.trim_start_matches('.')
-                ))
-                .display()
-                .to_string();
-            match std::fs::write(&path, bytes) {
-                Ok(()) => Some(path),
-                Err(e) => {
-                    tracing::warn!(error = %e, path, "cannot save an attachment");
-                    None
-                }
-            }
-        })
-        .collect()
-}
-
-/// One `--json` line; `attachments` are the paths the files were saved to.
-pub fn event_json(event: &EmulatorEvent, input: Option<&str>, attachments: &[String]) -> Value {
-    let mut value = json!({
-        "event": event.event,
-        "channel": event.channel,
-        "channel_id": event.channel_id.to_string(),
-        "content": event.content,
-        "embeds": event.embeds,
-        "components": event.components,
-        "attachments": attachments,
-        "ephemeral": event.ephemeral,
-    });
-    if let Some(input) = input {
-        value["input"] = json!(input);
-    }
-    if let Some(id) = event.message_id {
-        value["message_id"] = json!(id.to_string());
-    }
-    value
-}
-
-/// An event as text for people; `attachments` are the saved files.
-pub fn event_text(event: &EmulatorEvent, attachments: &[String]) -> String {
-    let mut text = match event.event {
-        "channel_created" => format!("+ channel #{} created", event.channel),
-        kind => format!(
-            "[{kind} in #{}{}]",
-            event.channel,
-            if event.ephemeral {
-                ", only you can see this"
-            } else {
-                ""
-            }
-        ),
-    };
-    if !event.content.is_empty() {
-        text.push('\n');
-        text.push_str(&event.content);
-    }
-    for embed in &event.embeds {
-        if let Some(title) = embed["title"].as_str() {
-            text.push_str(&format!("\n┃ {title}"));
-        }
-        if let Some(description) = embed["description"].as_str() {
-            for line in description.lines() {
-                text.push_str(&format!("\n┃ {line}"));
-            }
-        }
-        for field in embed["fields"].as_array().into_iter().flatten() {
-            text.push_str(&format!(
-                "\n┃ {}: {}",
-                field["name"].as_str().unwrap_or_default(),
-                field["value"].as_str().unwrap_or_default()
-            ));
-        }
-    }
-    for (index, (name, bytes)) in event.files.iter().enumerate() {
-        text.push_str(&format!(
-            "\n{}",
-            crate::emulator::attachments::describe(name, bytes)
-        ));
-        if let Some(path) = attachments.get(index) {
-            text.push_str(&format!(", saved as {path}"));
-        }
-    }
-    for row in &event.components {
-        let labels: Vec<String> = row["components"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| {
-                if c["type"] == 3 {
-                    let options: Vec<&str> = c["options"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|o| o["label"].as_str())
-                        .collect();
-                    let placeholder = c["placeholder"].as_str().unwrap_or("choose");
-                    return Some(format!("[{placeholder} ▾ {}]", options.join(" | ")));
-                }
-                c["label"].as_str().map(|l| format!("[{l}]"))
-            })
-            .collect();
-        if !labels.is_empty() {
-            text.push_str(&format!("\n{}", labels.join(" ")));
-        }
-    }
-    text
 }
 
 /// Lines from stdin: with line editing and history on a terminal, plain lines from a pipe.

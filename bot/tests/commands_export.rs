@@ -1,5 +1,6 @@
 //! `opsbot commands export` prints the registration JSON, and it fits Discord's limits
-//! (FIELD-NOTES: names `^[-_a-z0-9]{1,32}$`, descriptions 1-100 chars, ≤ 25 options and
+//! (FIELD-NOTES: names `^[-_a-z0-9]{1,32}$` (context-menu commands: 1-32 characters, no
+//! description), descriptions 1-100 chars, ≤ 25 options and
 //! choices, required options before optional ones, ≤ 100 commands, ≤ 8000 chars a command),
 //! and every STRING option has a `max_length` (without one Discord accepts 6,000 characters,
 //! and a refusal quoting such a value cannot be sent).
@@ -90,6 +91,20 @@ fn exported_commands_fit_discords_limits() {
     for command in commands {
         let name = command["name"].as_str().unwrap_or_default();
         let path = format!("/{name}");
+        // Message and user commands (types 3 and 2) are named as shown in the Apps menu
+        // (1-32 characters, spaces and capitals allowed) and have an empty description.
+        if command["type"].as_u64().unwrap_or(1) != 1 {
+            if !(1..=32).contains(&name.chars().count()) {
+                problems.push(format!("{path}: a name of 1-32 characters"));
+            }
+            if command["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty())
+            {
+                problems.push(format!("{path}: a context-menu command has no description"));
+            }
+            continue;
+        }
         check_name(name, &path, &mut problems);
         check_description(
             command["description"].as_str().unwrap_or_default(),
@@ -150,6 +165,8 @@ fn exported_commands_are_the_documented_ones() {
     /incident reopen
     /incident list
     /incident postmortem
+    /Declare incident
+    /Add to incident timeline
     /alerts active
     /alerts silences
     /alerts silence

@@ -85,16 +85,18 @@ fn choices(
 }
 
 /// Declare an incident: a channel, a pinned summary, responders paged (needs incident:declare)
+///
+/// With no options at all it opens a form instead (quick from a phone).
 #[poise::command(slash_command, guild_only)]
 pub async fn declare(
     ctx: Context<'_>,
-    #[description = "What is broken, in a few words"]
+    #[description = "What is broken, in a few words (leave every option out for a form)"]
     #[max_length = 100]
-    title: String,
+    title: Option<String>,
     #[description = "Severity"]
     #[autocomplete = "complete_severity"]
     #[max_length = 32]
-    severity: String,
+    severity: Option<String>,
     #[description = "Affected services, comma-separated"]
     #[max_length = 200]
     services: Option<String>,
@@ -103,10 +105,19 @@ pub async fn declare(
     #[max_length = 1000]
     description: Option<String>,
 ) -> Result<(), Error> {
+    let nothing_given = title.is_none()
+        && severity.is_none()
+        && services.is_none()
+        && commander.is_none()
+        && description.is_none();
+    if nothing_given {
+        return super::incident_form::declare_with_form(ctx, None, None).await;
+    }
     let inv = invocation(ctx).await;
+    // A missing title or severity is refused (and audited) by the domain, naming what to give.
     let request = DeclareRequest {
-        title,
-        severity,
+        title: title.unwrap_or_default(),
+        severity: severity.unwrap_or_default(),
         services: services.unwrap_or_default(),
         commander: commander.map(|u| (u.id.get() as i64, u.name.clone())),
         description: description.unwrap_or_default(),
@@ -259,5 +270,49 @@ pub async fn postmortem(
     ctx.send(render::reply(&message).attachment(file))
         .await
         .map_err(Error::internal)?;
+    Ok(())
+}
+
+/// Whether `custom_id` is a button of an incident channel (Rollback under its deploys).
+pub fn is_incident_button(custom_id: &str) -> bool {
+    custom_id.starts_with(opsbot_commands::incident::deploys::ROLLBACK_BUTTON)
+}
+
+/// Rollback pressed under an incident channel's recent deploys: `/rollback` of that service
+/// and environment; the rollback's status message is kept up to date like /rollback's.
+pub async fn button_pressed(
+    ctx: &serenity::Context,
+    data: &super::Data,
+    press: &serenity::ComponentInteraction,
+) -> Result<(), Error> {
+    let Some((incident, deploy)) =
+        opsbot_commands::incident::deploys::parse_rollback_button(&press.data.custom_id)
+    else {
+        return Err(Error::Invalid("this button is out of date".to_owned()));
+    };
+    let args = serde_json::json!({ "incident": incident, "deploy_id": deploy });
+    let inv = super::invocation::component_invocation(ctx, press, "rollback", args).await;
+    let desk = &data.desk;
+    let outcome = desk.incident_rollback(&inv, deploy).await?;
+    press
+        .create_response(
+            ctx,
+            serenity::CreateInteractionResponse::Message(render::update(&outcome.message)),
+        )
+        .await
+        .map_err(Error::internal)?;
+    match press.get_response(ctx).await {
+        Ok(posted) => {
+            desk.deploy_attach_message(
+                outcome.deploy.id,
+                posted.channel_id.get() as i64,
+                posted.id.get() as i64,
+            )
+            .await?;
+        }
+        Err(e) => {
+            tracing::warn!(deploy = outcome.deploy.id, error = %e, "could not read back the rollback's status message; it will not be edited live")
+        }
+    }
     Ok(())
 }

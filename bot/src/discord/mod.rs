@@ -8,6 +8,7 @@ mod deploy;
 mod digest;
 mod gateway;
 mod incident;
+mod incident_form;
 mod invocation;
 pub mod leader;
 mod metrics;
@@ -41,6 +42,8 @@ pub fn commands() -> Vec<Command> {
         deploy::deploy(),
         deploy::rollback(),
         incident::incident(),
+        incident_form::declare_from_message(),
+        incident_form::add_to_timeline(),
         alerts::alerts(),
         metrics::metrics(),
         audit::audit(),
@@ -143,6 +146,8 @@ async fn on_event(
         alerts::button_pressed(ctx, data, press).await
     } else if deploy::is_decision_button(&press.data.custom_id) {
         deploy::decision_pressed(ctx, data, press).await
+    } else if incident::is_incident_button(&press.data.custom_id) {
+        incident::button_pressed(ctx, data, press).await
     } else {
         Err(CommandError::Invalid(
             "this button belongs to nothing opsbot knows (any more)".to_owned(),

@@ -45,6 +45,7 @@ impl Emulator {
                 acknowledged: false,
                 ephemeral: false,
                 deferred: false,
+                kind: super::forms::APPLICATION_COMMAND,
             },
         );
         dispatch(&mut state, "INTERACTION_CREATE", payload);
@@ -227,6 +228,7 @@ fn component_interaction(
             acknowledged: false,
             ephemeral: message.visible_to.is_some(),
             deferred: false,
+            kind: super::forms::MESSAGE_COMPONENT,
         },
     );
     dispatch(state, "INTERACTION_CREATE", payload);

@@ -4,6 +4,7 @@
 //! the bot answered and posted ([`Emulator::subscribe`]).
 
 pub mod attachments;
+mod forms;
 mod gateway;
 pub mod guild;
 mod input;
@@ -54,8 +55,11 @@ impl Default for GuildSpec {
 /// What happened in the emulated Discord that a person would see.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EmulatorEvent {
-    /// `reply`, `post`, `edit`, `channel_created`, `error`, or `refused` (a message Discord
-    /// would refuse: over 2000 characters, or an invalid `allowed_mentions`).
+    /// `reply`, `post`, `edit`, `channel_created`, `error`, `refused` (a message Discord
+    /// would refuse: over 2000 characters, or an invalid `allowed_mentions`), `modal` (a form
+    /// the bot opened: `content` is its title, `components` its rows) or `choices`
+    /// (autocomplete choices: their names a line each in `content`, the choices in
+    /// `components`).
     pub event: &'static str,
     /// The interaction this answers, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,6 +105,9 @@ struct Interaction {
     ephemeral: bool,
     /// Acknowledged with "thinking…": the first follow-up fills that message in, as on Discord.
     deferred: bool,
+    /// Discord's interaction type: 2 application command, 3 component, 4 autocomplete,
+    /// 5 modal submit (each allows different callback types).
+    kind: u8,
 }
 
 #[derive(Debug, Default)]
@@ -112,6 +119,8 @@ struct State {
     /// Every REST request served, as `METHOD /path`, for tests.
     requests: Vec<String>,
     oauth: oauth::OAuthState,
+    /// Modals the bot opened and nobody submitted yet, oldest first.
+    modals: Vec<forms::OpenModal>,
 }
 
 #[derive(Debug)]
@@ -371,6 +380,7 @@ impl Emulator {
                 acknowledged: false,
                 ephemeral: false,
                 deferred: false,
+                kind: forms::APPLICATION_COMMAND,
             },
         );
         (id, token)

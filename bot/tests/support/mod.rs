@@ -6,6 +6,7 @@
 )]
 
 pub mod alertmanager;
+pub mod discord_spec;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

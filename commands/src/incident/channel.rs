@@ -78,6 +78,12 @@ impl Desk {
         placed.channel_id = Some(channel);
         let summary = view::summary(&placed, self.incidents(), Utc::now());
         let post = outbox::enqueue(&mut *tx, channel, &summary, None).await?;
+        // Once, with the channel: the recent deploys of its services, each with Rollback.
+        if let Some(deploys) =
+            super::deploys::recent_deploys_message(&mut *tx, &placed, Utc::now()).await?
+        {
+            outbox::enqueue(&mut *tx, channel, &deploys, None).await?;
+        }
         store::set_channel(&mut *tx, id, channel, post, &topic).await?;
         tx.commit().await?;
         Ok(Some(channel))

@@ -20,6 +20,7 @@
 mod channel;
 mod commands;
 pub mod dashboard;
+pub mod deploys;
 mod model;
 pub mod postmortem;
 pub mod reminders;

@@ -18,6 +18,10 @@ pub(super) fn store_commands(
             if command.get("type").is_none() {
                 command["type"] = json!(1);
             }
+            // Context-menu commands are registered without one; Discord answers "".
+            if command.get("description").is_none_or(Value::is_null) {
+                command["description"] = json!("");
+            }
             // Discord omits `guild_id` on global commands (it is never null).
             if let Some(g) = guild_id {
                 command["guild_id"] = json!(g.to_string());

@@ -1,6 +1,7 @@
 //! Interaction responses: the callback, the original response, follow-ups.
 
 use super::*;
+use crate::emulator::forms;
 
 pub(super) async fn interaction_callback(
     State(shared): Shared_,
@@ -8,19 +9,21 @@ pub(super) async fn interaction_callback(
     DiscordBody(body): DiscordBody,
 ) -> Response {
     let mut state = shared.state();
-    let Some((interaction_id, member_id, channel_id, acknowledged, clicked)) = state
-        .interactions
-        .get(&token)
-        .filter(|i| i.id == id)
-        .map(|i| {
-            (
-                i.id,
-                i.member_id,
-                i.channel_id,
-                i.acknowledged,
-                i.original_message_id,
-            )
-        })
+    let Some((interaction_id, member_id, channel_id, acknowledged, clicked, interaction_kind)) =
+        state
+            .interactions
+            .get(&token)
+            .filter(|i| i.id == id)
+            .map(|i| {
+                (
+                    i.id,
+                    i.member_id,
+                    i.channel_id,
+                    i.acknowledged,
+                    i.original_message_id,
+                    i.kind,
+                )
+            })
     else {
         return error(StatusCode::NOT_FOUND, 10062, "Unknown interaction");
     };
@@ -35,6 +38,14 @@ pub(super) async fn interaction_callback(
     let data = body.get("data").cloned().unwrap_or_else(|| json!({}));
     if let Err(refused) = check_message_body(&shared, &data, Some(interaction_id)) {
         return refused;
+    }
+    // Discord answers an autocomplete interaction only with choices, and choices only to one.
+    if (interaction_kind == forms::AUTOCOMPLETE) != (kind == 8) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            40000,
+            "Interaction response type not allowed for this interaction type",
+        );
     }
     match kind {
         // CHANNEL_MESSAGE_WITH_SOURCE, DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
@@ -63,7 +74,8 @@ pub(super) async fn interaction_callback(
             }
         }
         // DEFERRED_UPDATE_MESSAGE: the bot edits the clicked message later (PATCH @original).
-        6 if clicked.is_some() => {}
+        // After a modal submit: closes the form.
+        6 if clicked.is_some() || interaction_kind == forms::MODAL_SUBMIT => {}
         // UPDATE_MESSAGE: edits the message the pressed button is on.
         7 => {
             let Some(message_id) = clicked else {
@@ -87,8 +99,45 @@ pub(super) async fn interaction_callback(
                 Sent::Interaction,
             );
         }
-        // APPLICATION_COMMAND_AUTOCOMPLETE_RESULT: nothing visible.
-        8 => {}
+        // APPLICATION_COMMAND_AUTOCOMPLETE_RESULT: the client lists the choices.
+        8 => {
+            let choices = data["choices"].as_array().cloned().unwrap_or_default();
+            if choices.len() > forms::CHOICES_MAX {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    50035,
+                    &format!(
+                        "data.choices: Must be {} or fewer in length.",
+                        forms::CHOICES_MAX
+                    ),
+                );
+            }
+            let names: Vec<&str> = choices.iter().filter_map(|c| c["name"].as_str()).collect();
+            shared.emit(forms::event(
+                "choices",
+                interaction_id,
+                names.join("\n"),
+                choices.clone(),
+            ));
+        }
+        // MODAL: a form pops up for the member; another interaction submits it.
+        9 if interaction_kind != forms::MODAL_SUBMIT => {
+            if let Err(problem) = forms::check_modal(&data) {
+                return error(StatusCode::BAD_REQUEST, 50035, &problem);
+            }
+            state.modals.push(forms::OpenModal {
+                interaction_id,
+                member_id,
+                channel_id,
+                data: data.clone(),
+            });
+            shared.emit(forms::event(
+                "modal",
+                interaction_id,
+                data["title"].as_str().unwrap_or_default().to_owned(),
+                data["components"].as_array().cloned().unwrap_or_default(),
+            ));
+        }
         other => {
             return error(
                 StatusCode::BAD_REQUEST,

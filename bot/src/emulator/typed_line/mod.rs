@@ -11,8 +11,11 @@
 //! member who is not in the guild) are refused here with a message listing what is valid, so
 //! the bot only ever sees interactions Discord could have sent.
 
+mod autocomplete;
 mod options;
 mod resolve;
+
+pub use autocomplete::autocomplete_data;
 
 use options::*;
 use resolve::*;

@@ -1,0 +1,148 @@
+//! What the shell prints: each emulator event as text for people or as one JSON line, and the
+//! attached files it saves.
+
+use serde_json::{Value, json};
+
+use crate::emulator::EmulatorEvent;
+
+use super::forms;
+
+/// Where the shell saves the files attached to messages.
+pub const ATTACHMENTS_DIR: &str = ".opsbot/shell-attachments";
+
+/// Saves an event's attached files under `dir` (the shell uses [`ATTACHMENTS_DIR`]);
+/// returns their paths.
+pub fn save_attachments(event: &EmulatorEvent, dir: &std::path::Path) -> Vec<String> {
+    if event.files.is_empty() {
+        return Vec::new();
+    }
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        tracing::warn!(error = %e, dir = %dir.display(), "cannot create the attachments directory; attachments are not saved");
+        return Vec::new();
+    }
+    event
+        .files
+        .iter()
+        .filter_map(|(name, bytes)| {
+            // Names come from the bot; keep them to safe characters and inside the directory.
+            let safe: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let path = dir
+                .join(format!(
+                    "{}-{}",
+                    event.message_id.unwrap_or_default(),
+                    safe.trim_start_matches('.')
+                ))
+                .display()
+                .to_string();
+            match std::fs::write(&path, bytes) {
+                Ok(()) => Some(path),
+                Err(e) => {
+                    tracing::warn!(error = %e, path, "cannot save an attachment");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// One `--json` line; `attachments` are the paths the files were saved to.
+pub fn event_json(event: &EmulatorEvent, input: Option<&str>, attachments: &[String]) -> Value {
+    let mut value = json!({
+        "event": event.event,
+        "channel": event.channel,
+        "channel_id": event.channel_id.to_string(),
+        "content": event.content,
+        "embeds": event.embeds,
+        "components": event.components,
+        "attachments": attachments,
+        "ephemeral": event.ephemeral,
+    });
+    if let Some(input) = input {
+        value["input"] = json!(input);
+    }
+    if let Some(id) = event.message_id {
+        value["message_id"] = json!(id.to_string());
+    }
+    value
+}
+
+/// An event as text for people; `attachments` are the saved files.
+pub fn event_text(event: &EmulatorEvent, attachments: &[String]) -> String {
+    let mut text = match event.event {
+        "channel_created" => format!("+ channel #{} created", event.channel),
+        "modal" => return forms::modal_text(event),
+        "choices" => return format!("[choices]\n{}", event.content),
+        kind => format!(
+            "[{kind} in #{}{}]",
+            event.channel,
+            if event.ephemeral {
+                ", only you can see this"
+            } else {
+                ""
+            }
+        ),
+    };
+    if !event.content.is_empty() {
+        text.push('\n');
+        text.push_str(&event.content);
+    }
+    for embed in &event.embeds {
+        if let Some(title) = embed["title"].as_str() {
+            text.push_str(&format!("\n┃ {title}"));
+        }
+        if let Some(description) = embed["description"].as_str() {
+            for line in description.lines() {
+                text.push_str(&format!("\n┃ {line}"));
+            }
+        }
+        for field in embed["fields"].as_array().into_iter().flatten() {
+            text.push_str(&format!(
+                "\n┃ {}: {}",
+                field["name"].as_str().unwrap_or_default(),
+                field["value"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    for (index, (name, bytes)) in event.files.iter().enumerate() {
+        text.push_str(&format!(
+            "\n{}",
+            crate::emulator::attachments::describe(name, bytes)
+        ));
+        if let Some(path) = attachments.get(index) {
+            text.push_str(&format!(", saved as {path}"));
+        }
+    }
+    for row in &event.components {
+        let labels: Vec<String> = row["components"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                if c["type"] == 3 {
+                    let options: Vec<&str> = c["options"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|o| o["label"].as_str())
+                        .collect();
+                    let placeholder = c["placeholder"].as_str().unwrap_or("choose");
+                    return Some(format!("[{placeholder} ▾ {}]", options.join(" | ")));
+                }
+                c["label"].as_str().map(|l| format!("[{l}]"))
+            })
+            .collect();
+        if !labels.is_empty() {
+            text.push_str(&format!("\n{}", labels.join(" ")));
+        }
+    }
+    text
+}
