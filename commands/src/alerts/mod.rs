@@ -16,11 +16,13 @@
 //!   until resolved", `/alerts silence` and `/alerts silences`, made in Alertmanager through
 //!   [`silence`] (its v2 API client), [`silence_commands`], [`silence_upkeep`];
 //!   [`commands`]: `/alerts active`; [`correlation`]: the deploy an alert follows and its
-//!   Rollback button; [`threads`]: the full list of a long group in a thread.
+//!   Rollback button; [`threads`]: the full list of a long group in a thread;
+//!   [`dashboard`]: the dashboard's Alerts page.
 
 pub mod ack;
 pub mod commands;
 pub mod correlation;
+pub mod dashboard;
 pub mod ingest;
 pub mod payload;
 pub mod routing;

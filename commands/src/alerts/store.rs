@@ -519,3 +519,36 @@ pub async fn ended_silences(pool: &PgPool, limit: i64) -> Result<Vec<(i64, Strin
     .fetch_all(pool)
     .await
 }
+
+/// Groups of any status (or `status`) matching `labels` (common labels or any alert's),
+/// newest first, for the dashboard.
+pub async fn groups_with_labels(
+    pool: &PgPool,
+    status: Option<&str>,
+    labels: &Labels,
+    limit: i64,
+) -> Result<Vec<AlertGroup>, sqlx::Error> {
+    let select = format!(
+        "SELECT {GROUP_COLUMNS} FROM alert_groups g WHERE ($1::text IS NULL OR status = $1)
+           AND (g.common_labels @> $2 OR EXISTS (
+                SELECT 1 FROM alert_instances i WHERE i.group_id = g.id AND i.labels @> $2))
+         ORDER BY first_seen_at DESC, id DESC LIMIT $3"
+    );
+    sqlx::query_as::<_, AlertGroup>(sqlx::AssertSqlSafe(select))
+        .bind(status)
+        .bind(sqlx::types::Json(labels))
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}
+
+/// The values label `label` takes in stored alerts, sorted (for the dashboard's filters).
+pub async fn label_values(pool: &PgPool, label: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT v FROM (SELECT labels->>$1 AS v FROM alert_instances) s
+         WHERE v IS NOT NULL ORDER BY v LIMIT 200",
+    )
+    .bind(label)
+    .fetch_all(pool)
+    .await
+}
