@@ -10,7 +10,8 @@
 //! (`alerts:ack`).
 //!
 //! - [`payload`]: the webhook payload (version 4); [`ingest`]: authentication, refusals and
-//!   the one transaction that stores a delivery with its outbox rows.
+//!   the one transaction that stores a delivery with its outbox rows; [`batch`]: concurrent
+//!   deliveries share that transaction (group commit).
 //! - [`routing`]: matchers and routes; [`store`]: the tables; [`view`]: the message.
 //! - [`ack`]: the Ack button; [`silencing`]: the Silence picker, Unsilence, "Ack + silence
 //!   until resolved", `/alerts silence` and `/alerts silences`, made in Alertmanager through
@@ -20,6 +21,7 @@
 //!   [`dashboard`]: the dashboard's Alerts page.
 
 pub mod ack;
+pub mod batch;
 pub mod commands;
 pub mod correlation;
 pub mod dashboard;
@@ -63,6 +65,8 @@ pub struct AlertsCatalog {
     pub role_ids: std::collections::BTreeMap<String, i64>,
     /// The guild whose roles the routes mention.
     pub guild_id: Option<i64>,
+    /// Webhook deliveries waiting to be stored together ([`batch`]).
+    pub ingest_queue: std::sync::Arc<batch::IngestQueue>,
 }
 
 impl Default for AlertsCatalog {
@@ -76,6 +80,7 @@ impl Default for AlertsCatalog {
             upkeep_wake: Default::default(),
             role_ids: Default::default(),
             guild_id: None,
+            ingest_queue: Default::default(),
         }
     }
 }
@@ -122,6 +127,8 @@ impl Desk {
     }
 }
 
+#[cfg(test)]
+mod batch_tests;
 #[cfg(test)]
 mod silence_tests;
 #[cfg(test)]
