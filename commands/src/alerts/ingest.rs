@@ -309,8 +309,9 @@ impl Desk {
             }
         };
         let mut changes = Vec::new();
-        for alert in &payload.alerts {
-            if let Some(change) = store::upsert_alert(&mut *tx, group.id, alert).await? {
+        let stored = store::upsert_alerts(&mut *tx, group.id, &payload.alerts).await?;
+        for (alert, change) in payload.alerts.iter().zip(stored) {
+            if let Some(change) = change {
                 changes.push((change, alert.fingerprint.clone()));
             }
         }
