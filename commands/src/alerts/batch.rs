@@ -1,8 +1,9 @@
 //! Group commit for webhook deliveries. Alertmanager delivers concurrently (one request per
 //! group and receiver); a commit each would bound ingestion by the disk's commit rate. So a
-//! request hands its parsed delivery to one writer task and awaits its own answer; the
+//! request hands its parsed delivery to the writers and awaits its own answer; a free
 //! writer takes every delivery queued meanwhile (up to [`BATCH_MAX`]) and stores them in
 //! one transaction, each with its own audit event and outbox rows, in arrival order.
+//! [`WRITERS`] writers run, so one batch's round trips and commit overlap the next one's.
 //!
 //! A batch that fails as a whole (one bad delivery, a deadlock, a lost connection) is
 //! retried one delivery per transaction, so a delivery that fails alone fails alone; a
@@ -19,6 +20,8 @@ use crate::actor::Source;
 use crate::desk::Desk;
 use crate::error::CommandError;
 
+/// Writer tasks (each one transaction at a time, on its own connection).
+pub const WRITERS: usize = 4;
 /// Deliveries stored in one transaction at most.
 pub const BATCH_MAX: usize = 64;
 /// Deliveries waiting for the writer at most; more wait to be queued.
@@ -51,7 +54,10 @@ pub(crate) async fn store_batched(desk: &Desk, payload: Payload, prepared: Prepa
     let queue: &Arc<IngestQueue> = &desk.alerts().ingest_queue;
     let sender = queue.sender.get_or_init(|| {
         let (sender, receiver) = mpsc::channel(QUEUE_MAX);
-        tokio::spawn(writer(desk.clone(), receiver));
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        for _ in 0..WRITERS {
+            tokio::spawn(writer(desk.clone(), receiver.clone()));
+        }
         sender
     });
     let (reply, answer) = oneshot::channel();
@@ -80,9 +86,14 @@ pub(crate) async fn store_batched(desk: &Desk, payload: Payload, prepared: Prepa
     }
 }
 
-async fn writer(desk: Desk, mut receiver: mpsc::Receiver<Job>) {
+/// Takes what is queued (the queue is this writer's while it waits), then writes it.
+async fn writer(desk: Desk, receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
     let mut batch = Vec::with_capacity(BATCH_MAX);
-    while receiver.recv_many(&mut batch, BATCH_MAX).await > 0 {
+    loop {
+        let taken = receiver.lock().await.recv_many(&mut batch, BATCH_MAX).await;
+        if taken == 0 {
+            break;
+        }
         metrics::histogram!("opsbot_alert_ingest_batch_size").record(batch.len() as f64);
         write(&desk, std::mem::take(&mut batch)).await;
     }
