@@ -433,6 +433,7 @@ impl super::Config {
                 .collect(),
             alertmanager: self.alertmanager_client(),
             upkeep_wake: Default::default(),
+            ingest_queue: Default::default(),
             role_ids: Default::default(),
             guild_id: self
                 .discord

@@ -4,6 +4,7 @@
 //! `/webhooks/deploy/{id}` (signed reports of webhook-backend deployers).
 
 mod alertmanager;
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod client;
@@ -57,6 +58,7 @@ pub fn router(state: WebState) -> Router {
         .route("/deploys/{id}", get(pages::deploy_page))
         .route("/incidents", get(incidents::incidents_page))
         .route("/incidents/{id}", get(incidents::incident_page))
+        .route("/alerts", get(alerts::alerts_page))
         .merge(api::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -225,79 +225,112 @@ impl Desk {
         }
     }
 
-    /// Stores a parsed delivery with its audit event and outbox rows, in one transaction.
+    /// Stores a parsed delivery with its audit event and outbox rows, in one transaction:
+    /// the transaction of whatever deliveries arrive at the same time ([`super::batch`]).
     pub async fn store_delivery(&self, payload: &Payload) -> Result<IngestOutcome, CommandError> {
-        self.store_group_state(payload, WEBHOOK_COMMAND, Source::Webhook)
-            .await
+        let Some(prepared) = self.prepare(payload).await else {
+            return Ok(IngestOutcome::NOTHING);
+        };
+        super::batch::store_batched(self, payload.clone(), prepared).await
     }
 
-    /// As [`Desk::store_delivery`], audited as `command` from `source` (the alert loop
-    /// stores a resolve Alertmanager muted).
+    /// As [`Desk::store_delivery`], alone in its own transaction, audited as `command` from
+    /// `source` (the alert loop stores a resolve Alertmanager muted).
     pub(crate) async fn store_group_state(
         &self,
         payload: &Payload,
         command: &str,
         source: Source,
     ) -> Result<IngestOutcome, CommandError> {
-        let catalog = self.alerts();
-        let Some((index, route)) = routing::route(&catalog.routes, &payload.common_labels) else {
-            return Ok(IngestOutcome {
-                group_id: None,
-                changed: 0,
-                queued: 0,
-            });
+        let Some(prepared) = self.prepare(payload).await else {
+            return Ok(IngestOutcome::NOTHING);
         };
+        self.store_alone(payload, &prepared, command, source).await
+    }
+
+    /// One delivery in its own transaction.
+    pub(crate) async fn store_alone(
+        &self,
+        payload: &Payload,
+        prepared: &Prepared,
+        command: &str,
+        source: Source,
+    ) -> Result<IngestOutcome, CommandError> {
+        let mut tx = self.pool.begin().await?;
+        let (outcome, after) = self
+            .store_in(&mut tx, payload, prepared, command, source)
+            .await?;
+        tx.commit().await?;
+        self.after_commit(after);
+        Ok(outcome)
+    }
+
+    /// The route of `payload` and who its message mentions (looked up before any
+    /// transaction starts); `None` when nothing is to be stored (no route, or `drop`).
+    pub(crate) async fn prepare(&self, payload: &Payload) -> Option<Prepared> {
+        let catalog = self.alerts();
+        let (index, route) = routing::route(&catalog.routes, &payload.common_labels)?;
         if route.mode == Mode::Drop {
-            return Ok(IngestOutcome {
-                group_id: None,
-                changed: 0,
-                queued: 0,
-            });
+            return None;
         }
         let mention = if route.mode == Mode::Immediate {
             self.route_mentions(index).await
         } else {
             Vec::new()
         };
-        let mut tx = self.pool.begin().await?;
+        Some(Prepared { index, mention })
+    }
+
+    /// Stores one delivery in `tx` (which the caller commits): the outcome, and whether the
+    /// alert loop must be woken once committed.
+    pub(crate) async fn store_in(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        payload: &Payload,
+        prepared: &Prepared,
+        command: &str,
+        source: Source,
+    ) -> Result<(IngestOutcome, After), CommandError> {
+        let catalog = self.alerts();
+        let Some(route) = catalog.routes.get(prepared.index) else {
+            return Ok((IngestOutcome::NOTHING, After::default()));
+        };
+        let mention = &prepared.mention;
         let any_firing = payload.alerts.iter().any(|a| a.status == Status::Firing);
-        let index = i32::try_from(index).unwrap_or(i32::MAX);
+        let index = i32::try_from(prepared.index).unwrap_or(i32::MAX);
         // A group nobody has seen firing: only a firing delivery opens it.
         let (group, created) = if any_firing {
-            store::lock_or_create_firing(&mut tx, payload, route.channel, index).await?
+            store::lock_or_create_firing(&mut *tx, payload, route.channel, index).await?
         } else {
-            match existing_firing(&mut tx, payload, route.channel).await? {
+            match existing_firing(&mut *tx, payload, route.channel).await? {
                 Some(group) => (group, false),
-                None => {
-                    return Ok(IngestOutcome {
-                        group_id: None,
-                        changed: 0,
-                        queued: 0,
-                    });
-                }
+                None => return Ok((IngestOutcome::NOTHING, After::default())),
             }
         };
         let mut changes = Vec::new();
-        for alert in &payload.alerts {
-            if let Some(change) = store::upsert_alert(&mut tx, group.id, alert).await? {
+        let stored = store::upsert_alerts(&mut *tx, group.id, &payload.alerts).await?;
+        for (alert, change) in payload.alerts.iter().zip(stored) {
+            if let Some(change) = change {
                 changes.push((change, alert.fingerprint.clone()));
             }
         }
         if changes.is_empty() && !created {
-            // A redelivery: nothing changed, nothing to post.
-            tx.rollback().await?;
-            return Ok(IngestOutcome {
-                group_id: Some(group.id),
-                changed: 0,
-                queued: 0,
-            });
+            // A redelivery: nothing changed (the upserts wrote nothing), nothing to post.
+            return Ok((
+                IngestOutcome {
+                    group_id: Some(group.id),
+                    changed: 0,
+                    queued: 0,
+                },
+                After::default(),
+            ));
         }
         let correlated = if created {
-            super::correlation::correlate(&mut tx, self, group.id, payload).await?
+            super::correlation::correlate(&mut *tx, self, group.id, payload).await?
         } else {
             None
         };
-        let group = store::refresh_group(&mut tx, group.id, payload).await?;
+        let group = store::refresh_group(&mut *tx, group.id, payload).await?;
         let alerts = store::instances(&mut *tx, group.id).await?;
         let joined = changes
             .iter()
@@ -338,16 +371,16 @@ impl Desk {
         }
         // Silences "until resolved" are due now; queued with the resolve, so never lost.
         let expire_silences =
-            !group.is_firing() && store::due_on_resolve(&mut tx, group.id).await? > 0;
+            !group.is_firing() && store::due_on_resolve(&mut *tx, group.id).await? > 0;
         let mut queued = 0;
         let mut chart = None;
         if route.mode == Mode::Immediate {
-            let message = view::group_message(&group, &alerts, &mention);
+            let message = view::group_message(&group, &alerts, mention);
             match group.post_outbox_id {
                 None => {
                     let post =
                         outbox::enqueue(&mut *tx, group.channel_id, &message, Some(event)).await?;
-                    store::set_post(&mut tx, group.id, post).await?;
+                    store::set_post(&mut *tx, group.id, post).await?;
                     queued += 1;
                     chart = alert_chart(payload, &group, post);
                 }
@@ -368,7 +401,7 @@ impl Desk {
         let mut wake = expire_silences;
         if route.mode == Mode::Immediate {
             if group.thread_id.is_none() && view::overflows(&group, &alerts) {
-                store::want_thread(&mut tx, group.id).await?;
+                store::want_thread(&mut *tx, group.id).await?;
                 wake = true;
             }
             if let Some(thread) = group.thread_id
@@ -379,19 +412,35 @@ impl Desk {
                 outbox::enqueue(&mut *tx, thread, &line, Some(event)).await?;
             }
         }
-        tx.commit().await?;
-        if wake {
-            catalog.upkeep_wake.notify_one();
+        Ok((
+            IngestOutcome {
+                group_id: Some(group.id),
+                changed: changes.len(),
+                queued,
+            },
+            After { wake, chart },
+        ))
+    }
+
+    /// What a stored delivery asks for once its transaction committed: wake the alert loop,
+    /// draw its chart in the background.
+    pub(crate) fn after_commit(&self, after: After) {
+        if after.wake {
+            self.alerts().upkeep_wake.notify_one();
         }
-        if let Some(chart) = chart {
+        if let Some(chart) = after.chart {
             self.chart_alert_later(chart);
         }
-        Ok(IngestOutcome {
-            group_id: Some(group.id),
-            changed: changes.len(),
-            queued,
-        })
     }
+}
+
+/// What a delivery's transaction leaves to do after it commits.
+#[derive(Debug, Default)]
+pub(crate) struct After {
+    /// The alert loop has work (a silence to expire, a thread to start).
+    pub wake: bool,
+    /// The chart the new message gets.
+    pub chart: Option<AlertChart>,
 }
 
 /// The chart a new group's message gets: its first firing alert whose rule's expression is
@@ -410,6 +459,23 @@ fn alert_chart(payload: &Payload, group: &store::AlertGroup, post: i64) -> Optio
                 starts_at: a.starts_at,
             })
         })
+}
+
+/// What a delivery needs decided before its transaction: its route and the roles its
+/// message mentions.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub index: usize,
+    pub mention: Vec<i64>,
+}
+
+impl IngestOutcome {
+    /// Nothing stored (no route, `drop`, or a resolve of a group never seen firing).
+    pub const NOTHING: IngestOutcome = IngestOutcome {
+        group_id: None,
+        changed: 0,
+        queued: 0,
+    };
 }
 
 async fn existing_firing(

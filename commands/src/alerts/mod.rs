@@ -10,17 +10,21 @@
 //! (`alerts:ack`).
 //!
 //! - [`payload`]: the webhook payload (version 4); [`ingest`]: authentication, refusals and
-//!   the one transaction that stores a delivery with its outbox rows.
+//!   the one transaction that stores a delivery with its outbox rows; [`batch`]: concurrent
+//!   deliveries share that transaction (group commit).
 //! - [`routing`]: matchers and routes; [`store`]: the tables; [`view`]: the message.
 //! - [`ack`]: the Ack button; [`silencing`]: the Silence picker, Unsilence, "Ack + silence
 //!   until resolved", `/alerts silence` and `/alerts silences`, made in Alertmanager through
 //!   [`silence`] (its v2 API client), [`silence_commands`], [`silence_upkeep`];
 //!   [`commands`]: `/alerts active`; [`correlation`]: the deploy an alert follows and its
-//!   Rollback button; [`threads`]: the full list of a long group in a thread.
+//!   Rollback button; [`threads`]: the full list of a long group in a thread;
+//!   [`dashboard`]: the dashboard's Alerts page.
 
 pub mod ack;
+pub mod batch;
 pub mod commands;
 pub mod correlation;
+pub mod dashboard;
 pub mod ingest;
 pub mod payload;
 pub mod routing;
@@ -61,6 +65,8 @@ pub struct AlertsCatalog {
     pub role_ids: std::collections::BTreeMap<String, i64>,
     /// The guild whose roles the routes mention.
     pub guild_id: Option<i64>,
+    /// Webhook deliveries waiting to be stored together ([`batch`]).
+    pub ingest_queue: std::sync::Arc<batch::IngestQueue>,
 }
 
 impl Default for AlertsCatalog {
@@ -74,6 +80,7 @@ impl Default for AlertsCatalog {
             upkeep_wake: Default::default(),
             role_ids: Default::default(),
             guild_id: None,
+            ingest_queue: Default::default(),
         }
     }
 }
@@ -120,6 +127,8 @@ impl Desk {
     }
 }
 
+#[cfg(test)]
+mod batch_tests;
 #[cfg(test)]
 mod silence_tests;
 #[cfg(test)]

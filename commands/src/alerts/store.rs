@@ -179,6 +179,80 @@ pub async fn upsert_alert(
     )
 }
 
+/// [`upsert_alert`] for every alert of a delivery in one statement (one round trip): the
+/// change of each, in the order given. Alerts repeating one occurrence (fingerprint and
+/// start) within the delivery are stored one at a time instead, exactly as before.
+pub async fn upsert_alerts(
+    tx: &mut PgConnection,
+    group_id: i64,
+    alerts: &[Alert],
+) -> Result<Vec<Option<Change>>, sqlx::Error> {
+    let mut seen = std::collections::HashSet::new();
+    if alerts.len() < 2
+        || !alerts
+            .iter()
+            .all(|a| seen.insert((&a.fingerprint, a.starts_at.timestamp_micros())))
+    {
+        let mut changes = Vec::with_capacity(alerts.len());
+        for alert in alerts {
+            changes.push(upsert_alert(&mut *tx, group_id, alert).await?);
+        }
+        return Ok(changes);
+    }
+    let rows: Vec<(String, DateTime<Utc>, bool, String)> = sqlx::query_as(
+        "INSERT INTO alert_instances AS a (group_id, fingerprint, starts_at, status, ends_at, labels, annotations, generator_url)
+         SELECT $1, f, s, st, e, l, an, g
+         FROM unnest($2::text[], $3::timestamptz[], $4::text[], $5::timestamptz[], $6::jsonb[], $7::jsonb[], $8::text[])
+              AS t(f, s, st, e, l, an, g)
+         ON CONFLICT (group_id, fingerprint, starts_at) DO UPDATE
+            SET status = EXCLUDED.status, ends_at = EXCLUDED.ends_at, labels = EXCLUDED.labels,
+                annotations = EXCLUDED.annotations, generator_url = EXCLUDED.generator_url, updated_at = now()
+            WHERE a.status = 'firing'
+              AND (a.status, a.ends_at) IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.ends_at)
+         RETURNING a.fingerprint, a.starts_at, (xmax = 0) AS inserted, a.status",
+    )
+    .bind(group_id)
+    .bind(alerts.iter().map(|a| a.fingerprint.clone()).collect::<Vec<_>>())
+    .bind(alerts.iter().map(|a| a.starts_at).collect::<Vec<_>>())
+    .bind(alerts.iter().map(|a| a.status.as_str()).collect::<Vec<_>>())
+    .bind(alerts.iter().map(|a| a.ends_at).collect::<Vec<_>>())
+    .bind(
+        alerts
+            .iter()
+            .map(|a| sqlx::types::Json(&a.labels))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        alerts
+            .iter()
+            .map(|a| sqlx::types::Json(&a.annotations))
+            .collect::<Vec<_>>(),
+    )
+    .bind(alerts.iter().map(|a| a.generator_url.clone()).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(alerts
+        .iter()
+        .map(|alert| {
+            rows.iter()
+                .find(|(f, s, _, _)| {
+                    // Postgres keeps microseconds; Alertmanager sends nanoseconds.
+                    *f == alert.fingerprint
+                        && (alert.starts_at - *s)
+                            .num_nanoseconds()
+                            .is_some_and(|n| n.abs() < 1000)
+                })
+                .map(
+                    |(_, _, inserted, status)| match (*inserted, status.as_str()) {
+                        (true, _) => Change::New(alert.status),
+                        (false, "resolved") => Change::Resolved,
+                        (false, _) => Change::Updated,
+                    },
+                )
+        })
+        .collect())
+}
+
 /// The alerts of a group, firing first, then by start.
 pub async fn instances(
     db: impl sqlx::PgExecutor<'_>,
@@ -516,6 +590,39 @@ pub async fn ended_silences(pool: &PgPool, limit: i64) -> Result<Vec<(i64, Strin
          WHERE silence_id IS NOT NULL AND silenced_until <= now() ORDER BY silenced_until LIMIT $1",
     )
     .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Groups of any status (or `status`) matching `labels` (common labels or any alert's),
+/// newest first, for the dashboard.
+pub async fn groups_with_labels(
+    pool: &PgPool,
+    status: Option<&str>,
+    labels: &Labels,
+    limit: i64,
+) -> Result<Vec<AlertGroup>, sqlx::Error> {
+    let select = format!(
+        "SELECT {GROUP_COLUMNS} FROM alert_groups g WHERE ($1::text IS NULL OR status = $1)
+           AND (g.common_labels @> $2 OR EXISTS (
+                SELECT 1 FROM alert_instances i WHERE i.group_id = g.id AND i.labels @> $2))
+         ORDER BY first_seen_at DESC, id DESC LIMIT $3"
+    );
+    sqlx::query_as::<_, AlertGroup>(sqlx::AssertSqlSafe(select))
+        .bind(status)
+        .bind(sqlx::types::Json(labels))
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}
+
+/// The values label `label` takes in stored alerts, sorted (for the dashboard's filters).
+pub async fn label_values(pool: &PgPool, label: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT v FROM (SELECT labels->>$1 AS v FROM alert_instances) s
+         WHERE v IS NOT NULL ORDER BY v LIMIT 200",
+    )
+    .bind(label)
     .fetch_all(pool)
     .await
 }

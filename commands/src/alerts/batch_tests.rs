@@ -1,0 +1,76 @@
+//! Group commit ([`super::batch`]): concurrent deliveries share one transaction, each gets
+//! its own answer, and one that fails alone fails alone.
+
+use sqlx::PgPool;
+
+use super::tests::{TOKEN, count, delivery, desk};
+
+fn group_payload(group: &str, service: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "version": "4", "groupKey": format!("{{}}:{{alertname=\"{group}\"}}"), "status": "firing",
+        "receiver": "opsbot", "groupLabels": {"alertname": group},
+        "commonLabels": {"alertname": group, "service": service, "severity": "critical"},
+        "commonAnnotations": {}, "externalURL": "http://am:9093", "truncatedAlerts": 0,
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": group, "service": service, "severity": "critical"},
+            "annotations": {"summary": format!("{group} fires")},
+            "startsAt": "2026-12-01T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "", "fingerprint": format!("fp-{group}"),
+        }],
+    }))
+    .expect("json")
+}
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn concurrent_deliveries_share_a_commit_and_fail_alone(pool: PgPool) {
+    let desk = desk(pool.clone());
+    let auth = format!("Bearer {TOKEN}");
+    let bodies: Vec<Vec<u8>> = (0..8)
+        .map(|i| group_payload(&format!("A{i}"), "api"))
+        .collect();
+    let answers = futures_util::future::join_all(
+        bodies
+            .iter()
+            .map(|b| desk.alertmanager_delivery(delivery(Some(&auth), b))),
+    )
+    .await;
+    for answer in &answers {
+        let outcome = answer.as_ref().expect("stored");
+        assert_eq!((outcome.changed, outcome.queued), (1, 1), "{outcome:?}");
+    }
+    let ids: std::collections::BTreeSet<_> = answers
+        .iter()
+        .map(|a| a.as_ref().expect("stored").group_id)
+        .collect();
+    assert_eq!(ids.len(), 8, "each delivery gets its own group back");
+    // Rows written by one transaction carry its id: fewer transactions than deliveries.
+    let transactions = count(&pool, "SELECT count(DISTINCT xmin::text) FROM alert_groups").await;
+    assert!(transactions < 8, "{transactions} commits for 8 deliveries");
+
+    // Redelivered together with new groups, one of which Postgres refuses (a NUL in a
+    // label): that one fails, the others are stored once, the redeliveries change nothing.
+    let mut bodies = bodies;
+    bodies.push(group_payload("B0", "web"));
+    bodies.push(group_payload("B1", "bad\u{0}label"));
+    bodies.push(group_payload("B2", "web"));
+    let answers = futures_util::future::join_all(
+        bodies
+            .iter()
+            .map(|b| desk.alertmanager_delivery(delivery(Some(&auth), b))),
+    )
+    .await;
+    for (i, answer) in answers.iter().enumerate() {
+        match i {
+            0..=7 => assert_eq!(answer.as_ref().expect("redelivery").queued, 0),
+            9 => assert!(answer.is_err(), "{answer:?}"),
+            _ => assert_eq!(answer.as_ref().expect("stored").queued, 1),
+        }
+    }
+    assert_eq!(count(&pool, "SELECT count(*) FROM alert_groups").await, 10);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM outbox").await,
+        10,
+        "one message per stored group, none for redeliveries"
+    );
+}
