@@ -1,4 +1,4 @@
-//! Digests end to end: two `opsbot run` processes on one database and one emulator, with a
+//! Digests end to end: three `opsbot run` processes on one database and one emulator, with a
 //! digest every two seconds, post exactly one message per fire time over several fires, and
 //! their windows chain without a gap; `opsbot digest run` posts one more through the outbox
 //! (delivered by a running replica, audited); `opsbot digest list` prints the next fire times
@@ -83,7 +83,7 @@ fn windows(messages: &[serde_json::Value], except: Option<i64>) -> Vec<(i64, i64
 }
 
 #[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
-async fn two_replicas_post_one_digest_per_fire_time(pool: PgPool) {
+async fn three_replicas_post_one_digest_per_fire_time(pool: PgPool) {
     let shutdown = CancellationToken::new();
     let spec = GuildSpec::default();
     let guild_id = spec.guild_id;
@@ -97,7 +97,7 @@ async fn two_replicas_post_one_digest_per_fire_time(pool: PgPool) {
     let db = database_url(&pool);
 
     let mut replicas = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let child = opsbot(&path, &db)
             .args(["run", "--log-format", "json"])
             .env("OPSBOT_HTTP_LISTEN", free_addr().to_string())
