@@ -25,6 +25,7 @@ mod events;
 mod incidents;
 mod metrics;
 mod problem;
+mod scalars;
 mod secret;
 mod services;
 mod values;

@@ -467,8 +467,8 @@ fn config_check_names_what_it_loaded() {
 #[test]
 fn short_dashboard_tokens_and_session_secrets_are_refused() {
     let text = "[http]\ndashboard_tokens = [\"env:LONG_TOKEN\", \"env:SHORT_TOKEN\"]\nsession_secret = \"env:SESSION_SECRET\"\n";
-    let long = "x".repeat(values::MIN_WEB_SECRET_BYTES);
-    let short = "y".repeat(values::MIN_WEB_SECRET_BYTES - 1);
+    let long = "x".repeat(scalars::MIN_WEB_SECRET_BYTES);
+    let short = "y".repeat(scalars::MIN_WEB_SECRET_BYTES - 1);
     let errors = load_text(
         text,
         &[
