@@ -9,6 +9,7 @@ use opsbot_commands::deploy::{Deploy, DeployRequest, StatusReport, parse_button,
 use poise::serenity_prelude as serenity;
 use serde_json::json;
 
+use super::autocomplete::{CHOICES_MAX, choices};
 use super::invocation::component_invocation;
 use super::{Context, Data, Error, invocation, render};
 use crate::discord::render::message::truncate;
@@ -345,22 +346,6 @@ fn live_line(w: &opsbot_commands::deploy::backends::kubernetes::LiveWorkload) ->
     }
 }
 
-/// Autocomplete choices are capped by Discord at 25.
-const CHOICES_MAX: usize = 25;
-
-fn choices(
-    names: impl Iterator<Item = String>,
-    partial: &str,
-) -> serenity::CreateAutocompleteResponse {
-    let partial = partial.to_lowercase();
-    let choices = names
-        .filter(|n| n.to_lowercase().contains(&partial))
-        .take(CHOICES_MAX)
-        .map(serenity::AutocompleteChoice::from)
-        .collect();
-    serenity::CreateAutocompleteResponse::new().set_choices(choices)
-}
-
 async fn complete_service(ctx: Context<'_>, partial: &str) -> serenity::CreateAutocompleteResponse {
     choices(ctx.data().desk.deploys().services.keys().cloned(), partial)
 }
@@ -375,7 +360,7 @@ async fn complete_environment(
         Some(service) => service.environments.clone(),
         None => deploys.environment_names(),
     };
-    choices(names.into_iter(), partial)
+    choices(names, partial)
 }
 
 /// The `service` option typed so far in the command being completed.
@@ -402,5 +387,5 @@ async fn complete_version(ctx: Context<'_>, partial: &str) -> serenity::CreateAu
         .deploy_versions(service.as_deref(), partial, CHOICES_MAX as i64)
         .await
         .unwrap_or_default();
-    choices(versions.into_iter(), partial)
+    choices(versions, partial)
 }

@@ -5,9 +5,6 @@ use poise::serenity_prelude as serenity;
 
 use super::{Context, Error, invocation, render};
 
-/// Most choices Discord shows for an autocompleted option.
-const CHOICES_MAX: usize = 25;
-
 /// Scheduled digests
 #[poise::command(slash_command, guild_only, subcommands("preview"), subcommand_required)]
 pub async fn digest(_ctx: Context<'_>) -> Result<(), Error> {
@@ -36,17 +33,12 @@ pub async fn preview(
 }
 
 async fn complete_digest(ctx: Context<'_>, partial: &str) -> serenity::CreateAutocompleteResponse {
-    let partial = partial.to_lowercase();
-    let choices = ctx
+    let names = ctx
         .data()
         .desk
         .digests()
         .digests
         .iter()
-        .map(|d| d.name.clone())
-        .filter(|n| n.contains(&partial))
-        .take(CHOICES_MAX)
-        .map(serenity::AutocompleteChoice::from)
-        .collect();
-    serenity::CreateAutocompleteResponse::new().set_choices(choices)
+        .map(|d| d.name.clone());
+    super::autocomplete::choices(names, partial)
 }

@@ -6,6 +6,7 @@
 use opsbot_commands::incident::{DeclareRequest, IncidentChange, Target};
 use poise::serenity_prelude as serenity;
 
+use super::autocomplete::choices;
 use super::{Context, Error, invocation, render};
 
 /// Declare and run incidents, each in its own channel
@@ -68,20 +69,7 @@ async fn complete_role(ctx: Context<'_>, partial: &str) -> serenity::CreateAutoc
     } else {
         roles.iter().map(|r| r.name.clone()).collect()
     };
-    choices(names.into_iter(), partial)
-}
-
-fn choices(
-    names: impl Iterator<Item = String>,
-    partial: &str,
-) -> serenity::CreateAutocompleteResponse {
-    let partial = partial.to_lowercase();
-    let choices = names
-        .filter(|n| n.to_lowercase().contains(&partial))
-        .take(25)
-        .map(serenity::AutocompleteChoice::from)
-        .collect();
-    serenity::CreateAutocompleteResponse::new().set_choices(choices)
+    choices(names, partial)
 }
 
 /// Declare an incident: a channel, a pinned summary, responders paged (needs incident:declare)

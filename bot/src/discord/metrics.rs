@@ -9,11 +9,8 @@
 use opsbot_commands::metrics::{MetricsAnswer, PROMQL_MAX};
 use poise::serenity_prelude as serenity;
 
+use super::autocomplete::{self, CHOICES_MAX};
 use super::{Context, Error, invocation, render};
-
-/// Discord allows this many autocomplete choices, each at most 100 characters.
-const CHOICES_MAX: usize = 25;
-const CHOICE_LENGTH_MAX: usize = 100;
 
 /// PromQL answered as tables and charts
 #[poise::command(
@@ -92,13 +89,7 @@ async fn complete_promql(ctx: Context<'_>, partial: &str) -> serenity::CreateAut
         .desk
         .metric_names_matching(word, CHOICES_MAX)
         .await;
-    let choices = names
-        .into_iter()
-        .map(|name| format!("{before}{name}"))
-        .filter(|choice| choice.chars().count() <= CHOICE_LENGTH_MAX)
-        .map(serenity::AutocompleteChoice::from)
-        .collect();
-    serenity::CreateAutocompleteResponse::new().set_choices(choices)
+    autocomplete::exactly(names.into_iter().map(|name| format!("{before}{name}")))
 }
 
 /// `partial` split before the metric name it ends with (letters, digits, `_`, `:`).
@@ -112,18 +103,7 @@ fn split_last_name(partial: &str) -> (&str, &str) {
 }
 
 async fn complete_service(ctx: Context<'_>, partial: &str) -> serenity::CreateAutocompleteResponse {
-    let partial = partial.to_lowercase();
-    let choices = ctx
-        .data()
-        .desk
-        .metrics_services()
-        .into_iter()
-        .filter(|n| n.to_lowercase().contains(&partial))
-        .filter(|n| n.chars().count() <= CHOICE_LENGTH_MAX)
-        .take(CHOICES_MAX)
-        .map(serenity::AutocompleteChoice::from)
-        .collect();
-    serenity::CreateAutocompleteResponse::new().set_choices(choices)
+    autocomplete::choices(ctx.data().desk.metrics_services(), partial)
 }
 
 #[cfg(test)]

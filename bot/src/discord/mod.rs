@@ -3,6 +3,7 @@
 
 mod alerts;
 mod audit;
+mod autocomplete;
 pub mod chat;
 mod deploy;
 mod digest;
