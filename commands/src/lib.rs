@@ -14,6 +14,7 @@ pub mod desk;
 pub mod digest;
 pub mod error;
 pub mod events;
+pub mod http_client;
 pub mod incident;
 pub mod lease;
 pub mod metrics;

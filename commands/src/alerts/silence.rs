@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+pub use crate::http_client::Auth as AlertmanagerAuth;
 use chrono::{DateTime, Utc};
-use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::routing::{Matcher, Op};
@@ -17,18 +17,6 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Alertmanager's default `--data.retention` is 120 h; a silence longer than a month is
 /// almost certainly a typo (`/alerts silence duration:300d`).
 pub const MAX_SILENCE: Duration = Duration::from_secs(31 * 24 * 3600);
-
-/// How opsbot proves itself to Alertmanager.
-#[derive(Debug, Clone, Default)]
-pub enum AlertmanagerAuth {
-    #[default]
-    None,
-    Basic {
-        username: String,
-        password: SecretString,
-    },
-    Bearer(SecretString),
-}
 
 /// `[alertmanager]`, as the domain needs it.
 #[derive(Debug, Clone)]
@@ -162,11 +150,7 @@ pub struct Alertmanager {
 
 impl Alertmanager {
     pub fn new(settings: AlertmanagerSettings) -> Result<Alertmanager, CommandError> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
-            .build()
-            .map_err(CommandError::internal)?;
+        let http = crate::http_client::client(settings.timeout)?;
         Ok(Alertmanager { settings, http })
     }
 
@@ -242,13 +226,7 @@ impl Alertmanager {
         request: reqwest::RequestBuilder,
         silence_id: Option<&str>,
     ) -> Result<Vec<u8>, AlertmanagerError> {
-        let request = match &self.settings.auth {
-            AlertmanagerAuth::None => request,
-            AlertmanagerAuth::Basic { username, password } => {
-                request.basic_auth(username, Some(password.expose_secret()))
-            }
-            AlertmanagerAuth::Bearer(token) => request.bearer_auth(token.expose_secret()),
-        };
+        let request = self.settings.auth.apply(request);
         let mut response = request.send().await.map_err(|e| self.transport(e))?;
         let status = response.status();
         let mut body = Vec::new();

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use crate::http_client::Auth as PrometheusAuth;
 use chrono::{DateTime, Utc};
-use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use crate::error::CommandError;
@@ -17,18 +17,6 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_RANGE_SERIES: usize = 500;
 /// Prometheus refuses more than 11,000 points per series; opsbot stays below.
 pub const MAX_POINTS: i64 = 11_000;
-
-/// How opsbot proves itself to Prometheus.
-#[derive(Debug, Clone, Default)]
-pub enum PrometheusAuth {
-    #[default]
-    None,
-    Basic {
-        username: String,
-        password: SecretString,
-    },
-    Bearer(SecretString),
-}
 
 /// `[prometheus]`, as the domain needs it.
 #[derive(Debug, Clone)]
@@ -148,11 +136,7 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn new(settings: PrometheusSettings) -> Result<Prometheus, CommandError> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
-            .build()
-            .map_err(CommandError::internal)?;
+        let http = crate::http_client::client(settings.timeout)?;
         Ok(Prometheus { settings, http })
     }
 
@@ -257,13 +241,7 @@ impl Prometheus {
         } else {
             self.http.post(&url).form(params)
         };
-        request = match &self.settings.auth {
-            PrometheusAuth::None => request,
-            PrometheusAuth::Basic { username, password } => {
-                request.basic_auth(username, Some(password.expose_secret()))
-            }
-            PrometheusAuth::Bearer(token) => request.bearer_auth(token.expose_secret()),
-        };
+        request = self.settings.auth.apply(request);
         let response = request.send().await.map_err(|e| self.transport(e))?;
         let status = response.status();
         if matches!(status.as_u16(), 401 | 403) {
