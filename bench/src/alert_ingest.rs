@@ -18,6 +18,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use opsbot::config::Config;
 use opsbot::run::{HttpBind, Services};
+use opsbot_bench::{load_average, ms, percentile};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -42,18 +43,6 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     server: String,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
 /// Delivery `n`: a new group of 10 firing alerts, shaped like Alertmanager's own.
@@ -136,12 +125,6 @@ async fn raw_batched(pool: &sqlx::PgPool, deliveries: usize) -> anyhow::Result<f
         tx.commit().await?;
     }
     Ok((deliveries * ALERTS_PER_DELIVERY) as f64 / start.elapsed().as_secs_f64())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 #[tokio::main]

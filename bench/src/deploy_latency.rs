@@ -22,6 +22,7 @@ use opsbot::config::Config;
 use opsbot::discord::GatewaySettings;
 use opsbot::emulator::Emulator;
 use opsbot::run::{HttpBind, Services};
+use opsbot_bench::{ms, peak_rss_mib, percentile};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -42,31 +43,6 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     server: String,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
-
-/// Peak resident memory of this process (bot, emulator and load generator together).
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// p50/p99 of single-row INSERT + COMMIT on its own connection, `n` times.

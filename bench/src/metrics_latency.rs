@@ -24,6 +24,7 @@ use opsbot::config::Config;
 use opsbot::discord::GatewaySettings;
 use opsbot::emulator::Emulator;
 use opsbot::run::{HttpBind, Services};
+use opsbot_bench::{ms, percentile};
 use opsbot_commands::metrics::chart::{Plot, render};
 use opsbot_commands::metrics::table::series_names;
 use opsbot_commands::metrics::{Series, Unit};
@@ -46,18 +47,6 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     server: String,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
 /// Ten series of 1,000 points each, one minute apart, with a gap in every third series.
