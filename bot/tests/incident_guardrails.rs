@@ -407,3 +407,56 @@ async fn a_channel_not_created_before_a_restart_is_created_once_after_it(pool: P
     .await;
     second.stop().await.expect("stop");
 }
+
+/// Discord creates the channel but its answer is lost: the declare says the channel is on its
+/// way, and the reconciler adopts the channel Discord made (by its name) instead of making a
+/// second one.
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn a_channel_whose_answer_was_lost_is_adopted_not_made_twice(pool: PgPool) {
+    let mut bot = TestBot::with_config(pool.clone(), &config()).await;
+    let guild = bot.emulator.guild_id();
+    bot.emulator
+        .script_lost_answer(Some("POST"), &format!("/guilds/{guild}/channels"), 1);
+    let declared = bot
+        .say(
+            "ana",
+            &["ops"],
+            "/incident declare title:\"Queue stuck\" severity:sev3",
+        )
+        .await;
+    assert!(
+        declared.content.contains("its channel is being created"),
+        "{}",
+        declared.content
+    );
+    let (made, _) = bot
+        .emulator
+        .find_channel("inc-1-queue-stuck")
+        .expect("Discord made the channel");
+    let desk = &bot.services.as_ref().expect("services").desk;
+    desk.incident_reconcile().await.expect("reconcile");
+    desk.incident_reconcile().await.expect("reconcile");
+    let stored: Option<i64> = sqlx::query_scalar("SELECT channel_id FROM incidents WHERE id = 1")
+        .fetch_one(&pool)
+        .await
+        .expect("incident");
+    assert_eq!(stored, Some(made as i64), "the channel Discord made, adopted");
+    let channels = bot
+        .emulator
+        .channels()
+        .into_iter()
+        .filter(|c| c.1.starts_with("inc-1-"))
+        .count();
+    assert_eq!(channels, 1);
+    let creates = bot
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.as_str() == format!("POST /api/v10/guilds/{guild}/channels"))
+        .count();
+    assert_eq!(creates, 1, "never asked to create it again");
+    eventually("the summary is posted in the adopted channel", async || {
+        (!bot.emulator.channel_messages(made).is_empty()).then_some(())
+    })
+    .await;
+}

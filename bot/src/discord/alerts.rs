@@ -6,6 +6,8 @@
 //! - **Silence for…** (a select menu: 30m, 1h, 4h, 24h, until resolved) and **Unsilence**
 //!   (`alerts:silence`): a real silence in Alertmanager; the message shows "silenced by @x
 //!   until …".
+//! - **Declare incident**: the declare form pre-filled from the group (`incident:declare`);
+//!   the incident links the group (see `incident_form`).
 //! - **Rollback** (on a group correlated with a deploy): `/rollback` of that service and
 //!   environment, under the same policy (`deploy:<env>`, locks, freezes, approvals).
 //! - `/alerts active [service] [severity]`, `/alerts silences` (each with an **Expire**
@@ -28,6 +30,7 @@ pub fn is_alert_button(custom_id: &str) -> bool {
         view::UNSILENCE_BUTTON,
         view::EXPIRE_BUTTON,
         view::ROLLBACK_BUTTON,
+        view::DECLARE_INCIDENT_BUTTON,
     ]
     .iter()
     .any(|prefix| custom_id.starts_with(prefix))
@@ -59,6 +62,8 @@ pub async fn button_pressed(
             )
             .await
             .map_err(Error::internal);
+    } else if let Some(group_id) = view::parse_group(id, view::DECLARE_INCIDENT_BUTTON) {
+        return super::incident_form::declare_from_alert(ctx, data, press, group_id).await;
     } else if let Some(group_id) = view::parse_group(id, view::ROLLBACK_BUTTON) {
         let inv =
             component_invocation(ctx, press, "rollback", json!({ "group_id": group_id })).await;

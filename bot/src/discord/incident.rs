@@ -109,6 +109,7 @@ pub async fn declare(
         services: services.unwrap_or_default(),
         commander: commander.map(|u| (u.id.get() as i64, u.name.clone())),
         description: description.unwrap_or_default(),
+        alert_group: None,
     };
     let outcome = ctx.data().desk.incident_declare(&inv, request).await?;
     ctx.send(render::reply(&outcome.message))

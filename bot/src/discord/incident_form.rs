@@ -9,6 +9,9 @@
 //! - right-click a message in an incident's channel → Apps → **Add to incident timeline**
 //!   copies it, with its author and time, into the timeline (a note, `incident:update`).
 //!
+//! - **Declare incident** under an alert message opens the form pre-filled from the alert
+//!   group; the incident then links the group (its message names the incident).
+//!
 //! Submitting the form declares the incident exactly as `/incident declare title:… severity:…`
 //! does (same permission, same audit record under `incident declare`, args as filled in).
 
@@ -16,7 +19,8 @@ use opsbot_commands::incident::{DeclareRequest, IncidentChange, Target};
 use poise::serenity_prelude as serenity;
 use serde_json::json;
 
-use super::{Context, Error, invocation, render};
+use super::invocation::component_invocation;
+use super::{Context, Data, Error, invocation, render};
 
 /// How long the form waits for a submit: Discord's interaction token lives 15 minutes, after
 /// which the bot could not answer anyway.
@@ -83,6 +87,7 @@ pub async fn declare_with_form(
         services: form.services.unwrap_or_default(),
         commander: None,
         description: form.description.unwrap_or_default(),
+        alert_group: None,
     };
     let outcome = ctx.data().desk.incident_declare(&inv, request).await?;
     ctx.send(render::reply(&outcome.message))
@@ -153,6 +158,74 @@ pub async fn add_to_timeline(
         .incident_change(&inv, Target { id: None }, note)
         .await?;
     ctx.send(render::reply(&outcome.message))
+        .await
+        .map_err(Error::internal)?;
+    Ok(())
+}
+
+/// The Declare incident button under an alert message: checks the permission and the group
+/// before the form opens, then declares from the submitted form, linking the group. The
+/// answer is a follow-up of the press (its first response is the form).
+pub async fn declare_from_alert(
+    ctx: &serenity::Context,
+    data: &Data,
+    press: &serenity::ComponentInteraction,
+    group_id: i64,
+) -> Result<(), Error> {
+    let open = component_invocation(
+        ctx,
+        press,
+        "incident declare",
+        json!({ "alert_group": group_id, "form": true }),
+    )
+    .await;
+    let defaults = data.desk.alert_declare_form(&open, group_id).await?;
+    let form = DeclareForm {
+        title: defaults.title,
+        severity: defaults.severity,
+        services: Some(defaults.services).filter(|s| !s.is_empty()),
+        description: Some(defaults.description).filter(|s| !s.is_empty()),
+    };
+    let Some(form) = poise::execute_modal_on_component_interaction(
+        ctx,
+        press.clone(),
+        Some(form),
+        Some(FORM_TIMEOUT),
+    )
+    .await
+    .map_err(Error::internal)?
+    else {
+        return Ok(());
+    };
+    let mut inv = open;
+    inv.args = json!({
+        "title": form.title,
+        "severity": form.severity,
+        "services": form.services,
+        "description": form.description,
+        "form": true,
+        "alert_group": group_id,
+    });
+    let request = DeclareRequest {
+        title: form.title,
+        severity: form.severity.trim().to_owned(),
+        services: form.services.unwrap_or_default(),
+        commander: None,
+        description: form.description.unwrap_or_default(),
+        alert_group: Some(group_id),
+    };
+    let followup = match data.desk.incident_declare(&inv, request).await {
+        Ok(outcome) => render::followup(&outcome.message),
+        // Another replica answered it.
+        Err(Error::Replayed(_)) => return Ok(()),
+        // The press's first response was the form: a refusal is a follow-up too.
+        Err(e) => serenity::CreateInteractionResponseFollowup::new()
+            .content(render::error_text(&e))
+            .allowed_mentions(render::no_pings())
+            .ephemeral(true),
+    };
+    press
+        .create_followup(ctx, followup)
         .await
         .map_err(Error::internal)?;
     Ok(())

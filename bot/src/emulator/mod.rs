@@ -91,6 +91,9 @@ struct ScriptedFailure {
     status: u16,
     retry_after: f64,
     remaining: u32,
+    /// The request is served, then its answer is replaced by the failure: what a client
+    /// sees when Discord acted but the answer never arrived.
+    after: bool,
 }
 
 #[derive(Debug)]
@@ -338,6 +341,21 @@ impl Emulator {
             status,
             retry_after,
             remaining: times,
+            after: false,
+        });
+    }
+
+    /// Makes the next `times` requests whose path contains `path` (and method, if given)
+    /// take effect and then answer 504 instead of their result: Discord did it, but the
+    /// answer was lost on the way.
+    pub fn script_lost_answer(&self, method: Option<&str>, path: &str, times: u32) {
+        self.shared.state().failures.push(ScriptedFailure {
+            method: method.map(str::to_uppercase),
+            path: path.to_owned(),
+            status: 504,
+            retry_after: 0.0,
+            remaining: times,
+            after: true,
         });
     }
 

@@ -330,8 +330,19 @@ impl Desk {
         } else {
             None
         };
-        let group = store::refresh_group(&mut *tx, group.id, payload).await?;
-        let alerts = store::instances(&mut *tx, group.id).await?;
+        // A group this delivery created holds exactly the delivery's alerts, as firing as
+        // it was inserted: what a refresh and a read-back would return is known already.
+        let fresh = created
+            && correlated.is_none()
+            && changes.len() == payload.alerts.len()
+            && changes.iter().all(|(c, _)| matches!(c, Change::New(_)));
+        let (group, alerts) = if fresh {
+            (group, store::instances_as_stored(&payload.alerts))
+        } else {
+            let group = store::refresh_group(&mut *tx, group.id, payload).await?;
+            let alerts = store::instances(&mut *tx, group.id).await?;
+            (group, alerts)
+        };
         let joined = changes
             .iter()
             .filter(|(c, _)| matches!(c, Change::New(_)))

@@ -122,7 +122,45 @@ pub fn parse(body: &[u8]) -> Result<Payload, PayloadError> {
             "alerts[{i}]: `fingerprint` is empty"
         )));
     }
+    if let Some(field) = nul_field(&payload) {
+        return Err(PayloadError::Shape(format!(
+            "`{field}` contains a NUL character (\\u0000), which opsbot cannot store; remove it from the alert rule"
+        )));
+    }
     Ok(payload)
+}
+
+/// The first field (as a path) holding a NUL character: Postgres text cannot store one.
+fn nul_field(payload: &Payload) -> Option<String> {
+    fn in_labels(labels: &Labels, path: &str) -> Option<String> {
+        labels
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+            .map(|(k, _)| format!("{path}.{}", k.replace('\0', "\\u0000")))
+    }
+    let top = [
+        ("groupKey", &payload.group_key),
+        ("receiver", &payload.receiver),
+        ("externalURL", &payload.external_url),
+    ];
+    if let Some((name, _)) = top.iter().find(|(_, v)| v.contains('\0')) {
+        return Some((*name).to_owned());
+    }
+    in_labels(&payload.group_labels, "groupLabels")
+        .or_else(|| in_labels(&payload.common_labels, "commonLabels"))
+        .or_else(|| in_labels(&payload.common_annotations, "commonAnnotations"))
+        .or_else(|| {
+            payload.alerts.iter().enumerate().find_map(|(i, a)| {
+                if a.fingerprint.contains('\0') {
+                    return Some(format!("alerts[{i}].fingerprint"));
+                }
+                if a.generator_url.contains('\0') {
+                    return Some(format!("alerts[{i}].generatorURL"));
+                }
+                in_labels(&a.labels, &format!("alerts[{i}].labels"))
+                    .or_else(|| in_labels(&a.annotations, &format!("alerts[{i}].annotations")))
+            })
+        })
 }
 
 #[cfg(test)]
@@ -174,5 +212,31 @@ mod tests {
         assert!(why.contains("status"), "{why}");
         let no_key = br#"{"version":"4","groupKey":"","status":"firing","alerts":[]}"#;
         assert!(matches!(parse(no_key), Err(PayloadError::Shape(_))));
+    }
+
+    #[test]
+    fn a_nul_anywhere_is_refused_naming_the_field() {
+        let alert = |labels: &str, annotations: &str| {
+            format!(
+                r#"{{"version":"4","groupKey":"g","status":"firing","commonLabels":{{"a":"b"}},"alerts":[{{"status":"firing","labels":{labels},"annotations":{annotations},"startsAt":"2026-12-01T00:00:00Z","fingerprint":"f1"}}]}}"#
+            )
+        };
+        let cases = [
+            (alert(r#"{"instance":"web\u00001"}"#, "{}"), "alerts[0].labels.instance"),
+            (alert("{}", r#"{"sum\u0000":"x"}"#), "alerts[0].annotations.sum\\u0000"),
+        ];
+        for (body, field) in cases {
+            let Err(PayloadError::Shape(why)) = parse(body.as_bytes()) else {
+                panic!("expected a refusal of {body}");
+            };
+            assert!(why.contains(field), "{why} should name {field}");
+            assert!(why.contains("NUL"), "{why}");
+        }
+        let key = br#"{"version":"4","groupKey":"g\u0000","status":"firing","alerts":[]}"#;
+        let Err(PayloadError::Shape(why)) = parse(key) else {
+            panic!("expected a refusal");
+        };
+        assert!(why.contains("`groupKey`"), "{why}");
+        assert!(parse(alert(r#"{"instance":"web1"}"#, "{}").as_bytes()).is_ok());
     }
 }

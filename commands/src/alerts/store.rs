@@ -36,6 +36,18 @@ pub struct AlertGroup {
     pub thread_id: Option<i64>,
     /// The deploy the group correlates with (`alert_groups.correlated_deploy_id`).
     pub correlated: Option<sqlx::types::Json<CorrelatedDeploy>>,
+    /// The incident declared from the group's message (`alert_groups.incident_id`).
+    pub incident: Option<sqlx::types::Json<LinkedIncident>>,
+}
+
+/// What an alert message says about the incident declared from it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct LinkedIncident {
+    pub id: i64,
+    pub title: String,
+    pub slug: String,
+    pub channel_id: Option<i64>,
+    pub guild_id: Option<i64>,
 }
 
 /// What an alert message says about the deploy it correlates with.
@@ -81,7 +93,10 @@ const GROUP_COLUMNS: &str = "id, group_key, channel_id, status, receiver, group_
      (SELECT json_build_object('id', d.id, 'service', d.service, 'environment', d.environment, \
         'version', d.version, 'by', d.requested_by_name, 'by_id', d.requested_by_id, \
         'started_at', d.started_at, 'link', d.link) \
-      FROM deploys d WHERE d.id = correlated_deploy_id) AS correlated";
+      FROM deploys d WHERE d.id = correlated_deploy_id) AS correlated, \
+     (SELECT json_build_object('id', i.id, 'title', i.title, 'slug', i.slug, \
+        'channel_id', i.channel_id, 'guild_id', i.guild_id) \
+      FROM incidents i WHERE i.id = incident_id) AS incident";
 
 /// The firing group of `group_key` in `channel_id`, locked for this transaction; created
 /// (from `payload`) when there is none.
@@ -261,11 +276,38 @@ pub async fn instances(
     sqlx::query_as(
         "SELECT fingerprint, starts_at, status, ends_at, labels, annotations, generator_url
          FROM alert_instances WHERE group_id = $1
-         ORDER BY status = 'firing' DESC, starts_at, fingerprint",
+         ORDER BY status = 'firing' DESC, starts_at, fingerprint COLLATE \"C\"",
     )
     .bind(group_id)
     .fetch_all(db)
     .await
+}
+
+/// What [`instances`] returns for a group that holds exactly `alerts`, each stored new, without
+/// reading them back: times at Postgres's microsecond precision, in the same order.
+pub fn instances_as_stored(alerts: &[Alert]) -> Vec<AlertInstance> {
+    let micros = |t: DateTime<Utc>| {
+        DateTime::<Utc>::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+    };
+    let mut stored: Vec<AlertInstance> = alerts
+        .iter()
+        .map(|a| AlertInstance {
+            fingerprint: a.fingerprint.clone(),
+            starts_at: micros(a.starts_at),
+            status: a.status.as_str().to_owned(),
+            ends_at: a.ends_at.map(micros),
+            labels: sqlx::types::Json(a.labels.clone()),
+            annotations: sqlx::types::Json(a.annotations.clone()),
+            generator_url: a.generator_url.clone(),
+        })
+        .collect();
+    stored.sort_by(|a, b| {
+        b.is_firing()
+            .cmp(&a.is_firing())
+            .then(a.starts_at.cmp(&b.starts_at))
+            .then_with(|| a.fingerprint.cmp(&b.fingerprint))
+    });
+    stored
 }
 
 /// Refreshes the group's common labels and annotations from the newest delivery and, when

@@ -276,3 +276,27 @@ async fn ack_is_once_and_needs_the_permission(pool: PgPool) {
 
 use crate::desk::Invocation;
 use crate::error::CommandError;
+
+/// The message of a new group is built without reading its alerts back: what it is built
+/// from must be what Postgres holds (times at microseconds, firing first, then by start).
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn a_new_groups_alerts_as_built_are_the_alerts_as_stored(pool: PgPool) {
+    let body = serde_json::json!({
+        "version": "4", "groupKey": "g-order", "status": "firing", "receiver": "opsbot",
+        "commonLabels": {"alertname": "Disk"},
+        "alerts": [
+            {"status": "resolved", "labels": {"i": "a"}, "startsAt": "2026-12-01T10:00:00.123456789Z",
+             "endsAt": "2026-12-01T10:05:00.987654321Z", "fingerprint": "fa"},
+            {"status": "firing", "labels": {"i": "b"}, "startsAt": "2026-12-01T10:00:02.5Z", "fingerprint": "fb"},
+            {"status": "firing", "labels": {"i": "c"}, "startsAt": "2026-12-01T10:00:01.000000999Z", "fingerprint": "fc"},
+            {"status": "firing", "labels": {"i": "d"}, "startsAt": "2026-12-01T10:00:01.000000999Z", "fingerprint": "fB"},
+            {"status": "firing", "labels": {"i": "e"}, "startsAt": "2026-12-01T10:00:01.000000999Z", "fingerprint": "fa"},
+        ],
+    });
+    let payload = payload::parse(&serde_json::to_vec(&body).expect("json")).expect("parses");
+    let desk = desk(pool.clone());
+    let outcome = desk.store_delivery(&payload).await.expect("stored");
+    let group = outcome.group_id.expect("a group");
+    let read_back = store::instances(&pool, group).await.expect("read");
+    assert_eq!(store::instances_as_stored(&payload.alerts), read_back);
+}

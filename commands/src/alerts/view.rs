@@ -21,6 +21,9 @@ pub const SILENCE_PICKER: &str = "alerts-silence:";
 pub const UNSILENCE_BUTTON: &str = "alerts-unsilence:";
 /// Prefix of the Rollback button of a group correlated with a deploy: `alerts-rollback:<id>`.
 pub const ROLLBACK_BUTTON: &str = "alerts-rollback:";
+/// Prefix of the Declare incident button (a form pre-filled from the group; the incident
+/// then links the group): `alerts-declare:<group id>`.
+pub const DECLARE_INCIDENT_BUTTON: &str = "alerts-declare:";
 /// Prefix of an Expire button under `/alerts silences`: `alerts-expire:<silence id>`.
 pub const EXPIRE_BUTTON: &str = "alerts-expire:";
 /// The Silence picker's placeholder (the shell picks with `:select Silence 4h`).
@@ -180,6 +183,22 @@ pub fn group_message(group: &AlertGroup, alerts: &[AlertInstance], mention: &[i6
         });
     }
 
+    if let Some(incident) = &group.incident {
+        let incident = &incident.0;
+        let label = crate::incident::channel_name(incident.id, &incident.slug);
+        let value = match (incident.guild_id, incident.channel_id) {
+            (Some(guild), Some(channel)) => Text::new().link(
+                format!("#{label}"),
+                format!("https://discord.com/channels/{guild}/{channel}"),
+            ),
+            _ => Text::new().strong(format!("#{label}")),
+        };
+        fields.push(Field {
+            name: "incident".to_owned(),
+            value: value.plain(format!(" {}", cut(&incident.title, 200))),
+            inline: false,
+        });
+    }
     if let Some(deploy) = &group.correlated {
         fields.push(Field {
             name: "after deploy".to_owned(),
@@ -260,6 +279,13 @@ pub fn buttons(group: &AlertGroup) -> Vec<Button> {
         buttons.push(Button {
             label: format!("Rollback {} in {}", deploy.0.service, deploy.0.environment),
             custom_id: format!("{ROLLBACK_BUTTON}{}", group.id),
+            style: ButtonStyle::Danger,
+        });
+    }
+    if group.is_firing() && group.incident.is_none() {
+        buttons.push(Button {
+            label: "Declare incident".to_owned(),
+            custom_id: format!("{DECLARE_INCIDENT_BUTTON}{}", group.id),
             style: ButtonStyle::Danger,
         });
     }

@@ -85,6 +85,7 @@ impl Desk {
             outbox::enqueue(&mut *tx, channel, &deploys, None).await?;
         }
         store::set_channel(&mut *tx, id, channel, post, &topic).await?;
+        super::from_alert::show_channel(self, &mut tx, id).await?;
         tx.commit().await?;
         Ok(Some(channel))
     }

@@ -27,6 +27,9 @@ pub struct DeclareRequest {
     /// Member id and name.
     pub commander: Option<(i64, String)>,
     pub description: String,
+    /// The alert group this incident is declared from (its message's Declare incident
+    /// button): linked in the same transaction.
+    pub alert_group: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +139,13 @@ impl Desk {
         };
         self.authorize(inv, "incident:declare", "declare incidents")
             .await?;
+        let alert_mention = match request.alert_group {
+            Some(group_id) => match self.declarable_group(group_id).await {
+                Ok(group) => self.group_mentions(&group).await,
+                Err(e) => return Err(self.refuse(inv, e).await),
+            },
+            None => Vec::new(),
+        };
         let title = request.title.trim();
         let slug = model::slug(title);
         let correlation_id = Uuid::new_v4();
@@ -177,6 +187,10 @@ impl Desk {
                 Some(event_id),
             )
             .await?;
+        }
+        if let Some(group_id) = request.alert_group {
+            super::from_alert::link_in(&mut tx, &alert_mention, id, group_id, actor, event_id)
+                .await?;
         }
         let incident = store::by_id(&mut tx, id, false).await?.ok_or_else(|| {
             CommandError::internal("the incident vanished in its own transaction")

@@ -19,6 +19,7 @@
 
 mod channel;
 mod commands;
+mod from_alert;
 pub mod dashboard;
 pub mod deploys;
 mod model;
@@ -30,7 +31,8 @@ pub mod view;
 
 pub use channel::RECONCILE_INTERVAL;
 pub use commands::{ChangeOutcome, DeclareOutcome, DeclareRequest, IncidentChange, Target};
-pub use model::{Incident, IncidentRole, Status};
+pub use from_alert::DeclareDefaults;
+pub use model::{Incident, IncidentRole, Status, channel_name};
 pub use timeline::{Entry, EntryKind};
 
 use std::collections::BTreeMap;

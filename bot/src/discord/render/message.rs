@@ -261,6 +261,18 @@ impl Rendered {
         reply
     }
 
+    /// As a follow-up of an interaction whose first response was something else (a form).
+    pub fn followup(&self) -> serenity::CreateInteractionResponseFollowup {
+        let mut followup = serenity::CreateInteractionResponseFollowup::new()
+            .embeds(self.serenity_embeds())
+            .components(self.serenity_rows())
+            .allowed_mentions(self.serenity_mentions());
+        if !self.content.is_empty() {
+            followup = followup.content(&self.content);
+        }
+        followup
+    }
+
     /// As the new content of the message a button is on.
     pub fn update(&self) -> serenity::CreateInteractionResponseMessage {
         serenity::CreateInteractionResponseMessage::new()

@@ -58,6 +58,11 @@ pub fn reply(message: &Message) -> poise::CreateReply {
     message::render(message).reply()
 }
 
+/// A platform-neutral message as a follow-up of an interaction answered with a form.
+pub fn followup(message: &Message) -> serenity::CreateInteractionResponseFollowup {
+    message::render(message).followup()
+}
+
 /// A platform-neutral message replacing the message a button is on.
 pub fn update(message: &Message) -> serenity::CreateInteractionResponseMessage {
     message::render(message).update()

@@ -119,7 +119,7 @@ pub(super) async fn gatekeeper(State(shared): Shared_, request: Request, next: N
         });
         failure.map(|f| {
             f.remaining -= 1;
-            (f.status, f.retry_after)
+            (f.status, f.retry_after, f.after)
         })
     };
     // Interaction callbacks and webhooks authenticate with the interaction token, OAuth2
@@ -144,8 +144,12 @@ pub(super) async fn gatekeeper(State(shared): Shared_, request: Request, next: N
             return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
         }
     }
-    if let Some((status, retry_after)) = scripted {
+    if let Some((status, retry_after, after)) = scripted {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if after {
+            let _served = next.run(request).await;
+            return error(status, 0, "scripted failure: the answer was lost");
+        }
         if status == StatusCode::TOO_MANY_REQUESTS {
             let mut response = (
                 status,
