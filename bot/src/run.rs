@@ -19,15 +19,14 @@ use crate::web::{WebState, router};
 use crate::{sealer, telemetry};
 use opsbot_commands::deploy::tracker;
 use opsbot_commands::events;
-use opsbot_commands::lease::{LeaseKeeper, Leases};
+use opsbot_commands::lease::Leases;
 
 /// How often a replica renews its `replicas` row and its lease gauges.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// Leases whose `opsbot_lease_held{lease}` gauge every replica reports (0 or 1).
-const KNOWN_LEASES: [&str; 10] = [
+const KNOWN_LEASES: [&str; 9] = [
     "audit sealer",
     "audit checkpoint",
-    "outbox dispatcher",
     "deploy tracker",
     "incident reconciler",
     "incident reminders",
@@ -410,14 +409,12 @@ impl Services {
                     secrecy::SecretString::from(settings.token.clone()),
                     DispatchSettings::default(),
                 )?;
-                tasks.spawn(dispatcher.run_leased(
-                    LeaseKeeper::new(
-                        leases.clone(),
-                        "outbox dispatcher",
-                        background::lease_ttl(DispatchSettings::default().poll_interval),
-                    ),
-                    shutdown.clone(),
-                ));
+                // Every replica drains the outbox (a channel by one dispatcher at a time).
+                tasks.spawn(
+                    dispatcher
+                        .with_claimer(leases.holder())
+                        .run(shutdown.clone()),
+                );
                 match config.discord.gateway {
                     GatewayMode::Off => gateway.set_standby(
                         "[discord] gateway = \"off\": this replica never connects to Discord",

@@ -713,7 +713,7 @@ async fn a_dead_dispatchers_lease_is_taken_over(pool: PgPool) {
         .await;
     let id = enqueue(&pool, 7, &Message::text("hello")).await;
     // A dispatcher claims the row and dies without recording anything.
-    let claimed = outbox::claim_due(&pool, 10, Duration::from_secs(2))
+    let claimed = outbox::claim_due(&pool, 10, Duration::from_secs(2), uuid::Uuid::new_v4())
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);

@@ -122,7 +122,10 @@ async fn declare_incident_on_an_alert_opens_the_form_pre_filled_and_links_the_gr
     assert!(bot.emulator.modal(denied).is_none());
 
     let ana = bot.emulator.member("ana", Some(&["ops".to_owned()]));
-    let press = bot.emulator.click(ana, "Declare incident").expect("pressed");
+    let press = bot
+        .emulator
+        .click(ana, "Declare incident")
+        .expect("pressed");
     bot.next_event("the form", |e| {
         e.event == "modal" && e.interaction_id == Some(press)
     })
@@ -136,7 +139,9 @@ async fn declare_incident_on_an_alert_opens_the_form_pre_filled_and_links_the_gr
     assert_eq!(prefilled(&modal, "services"), "api");
     let description = prefilled(&modal, "description");
     assert!(
-        description.starts_with("Declared from alert group 1 (3 firing).\n- api-0:8080 since 2026-12-01 10:00 UTC"),
+        description.starts_with(
+            "Declared from alert group 1 (3 firing).\n- api-0:8080 since 2026-12-01 10:00 UTC"
+        ),
         "{description}"
     );
 
@@ -145,7 +150,9 @@ async fn declare_incident_on_an_alert_opens_the_form_pre_filled_and_links_the_gr
         .expect("submitted");
     let declared = bot.answer_to(press).await;
     assert!(
-        declared.content.contains("#inc-1-higherrorrate-5xx-above-5-on-api"),
+        declared
+            .content
+            .contains("#inc-1-higherrorrate-5xx-above-5-on-api"),
         "{}",
         declared.content
     );
@@ -168,12 +175,11 @@ async fn declare_incident_on_an_alert_opens_the_form_pre_filled_and_links_the_gr
     .await
     .expect("linked");
     assert_eq!((linked, severity.as_str()), (Some(1), "sev1"));
-    let timeline: Vec<(String, String)> = sqlx::query_as(
-        "SELECT kind, text FROM incident_events WHERE incident_id = 1 ORDER BY id",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("timeline");
+    let timeline: Vec<(String, String)> =
+        sqlx::query_as("SELECT kind, text FROM incident_events WHERE incident_id = 1 ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("timeline");
     assert!(
         timeline.iter().any(|(kind, text)| kind == "alert"
             && text == "declared from alert group 1: HighErrorRate (3 firing)"),

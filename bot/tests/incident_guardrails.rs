@@ -440,7 +440,11 @@ async fn a_channel_whose_answer_was_lost_is_adopted_not_made_twice(pool: PgPool)
         .fetch_one(&pool)
         .await
         .expect("incident");
-    assert_eq!(stored, Some(made as i64), "the channel Discord made, adopted");
+    assert_eq!(
+        stored,
+        Some(made as i64),
+        "the channel Discord made, adopted"
+    );
     let channels = bot
         .emulator
         .channels()

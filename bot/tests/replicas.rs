@@ -1,7 +1,8 @@
 //! Several replicas on one database: real `opsbot run` processes against one emulator. Only
 //! the holder of the `discord gateway` lease connects; killing it (SIGKILL) hands the gateway
 //! to a standby within 15 seconds and commands keep working, answered once; a leader whose
-//! database connection is cut stops its gateway, and a standby takes over.
+//! database connection is cut stops its gateway, and a standby takes over; every replica
+//! drains the outbox, one channel at a time.
 
 mod support;
 
@@ -272,5 +273,88 @@ async fn a_leader_that_loses_the_database_stops_its_gateway(pool: PgPool) {
     }
     let answers = whoami_answers(&emulator, "cy").await;
     assert_eq!(answers.len(), 1, "{answers:?}");
+    shutdown.cancel();
+}
+
+/// Every replica drains the outbox: messages queued for six channels are delivered exactly
+/// once each, in order within each channel, by more than one replica.
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn every_replica_drains_the_outbox_one_channel_at_a_time(pool: PgPool) {
+    use opsbot_commands::chat::Message;
+    let shutdown = CancellationToken::new();
+    let channels: Vec<(u64, String)> = (1..=6)
+        .map(|n| (700_000_000_000_000_000 + n, format!("room-{n}")))
+        .collect();
+    let spec = GuildSpec {
+        channels: channels.clone(),
+        ..GuildSpec::default()
+    };
+    let emulator = Emulator::start(spec, shutdown.clone())
+        .await
+        .expect("emulator");
+    let url = database_url(&pool);
+    let replicas: Vec<Replica> = (0..3).map(|_| replica(&url, &emulator)).collect();
+    let client = reqwest::Client::new();
+    one_leader(
+        &client,
+        &replicas.iter().collect::<Vec<_>>(),
+        Duration::from_secs(60),
+    )
+    .await;
+
+    const PER_CHANNEL: usize = 10;
+    for (channel, _) in &channels {
+        for n in 0..PER_CHANNEL {
+            opsbot_commands::outbox::enqueue(
+                &pool,
+                *channel as i64,
+                &Message::text(format!("message {n}")),
+                None,
+            )
+            .await
+            .expect("enqueue");
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE status <> 'sent'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{pending} messages never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (channel, name) in &channels {
+        let texts: Vec<String> = emulator
+            .channel_messages(*channel)
+            .iter()
+            .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let expected: Vec<String> = (0..PER_CHANNEL).map(|n| format!("message {n}")).collect();
+        assert_eq!(texts, expected, "#{name}: each once, in order");
+    }
+    let claimers: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT claimed_by) FROM outbox WHERE status = 'sent'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    eprintln!("delivered by {claimers} replicas");
+    assert!(claimers >= 2, "delivered by {claimers} replica(s) only");
+    let known: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox o WHERE NOT EXISTS (SELECT 1 FROM replicas r WHERE r.id = o.claimed_by)",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(
+        known, 0,
+        "every claimer is a replica of the heartbeat table"
+    );
     shutdown.cancel();
 }

@@ -1,6 +1,7 @@
-//! The one way a replica-exclusive job (the audit sealer, the outbox dispatcher, the deploy
-//! tracker; next the gateway leader and digest schedules) makes sure only one replica runs it
-//! at a time: a named lease row in Postgres with a holder and an expiry.
+//! The one way a replica-exclusive job (the audit sealer, the deploy tracker, the gateway
+//! leader, digest schedules, ...) makes sure only one replica runs it at a time: a named lease
+//! row in Postgres with a holder and an expiry. (The outbox is not such a job: every replica
+//! drains it, a channel at a time; see `crate::outbox::claim_due`.)
 //!
 //! - [`Leases::acquire`] takes a free or expired lease (or renews our own) and returns a
 //!   [`LeaseHeld`]: the proof the job's functions require.

@@ -6,10 +6,14 @@
 //!   Rows are claimed with `FOR UPDATE SKIP LOCKED` and a lease, so two dispatchers (replicas)
 //!   never hold the same row; a dispatcher stops working on its batch before the lease could
 //!   run out under it ([`REQUEST_TIMEOUT`] + [`RECORD_MARGIN`] before the end).
-//! - **Rate limits.** At most one request per `min_request_spacing` (Discord's global 50/s); a
-//!   429 is retried after exactly its `retry_after`; a global 429 pauses every delivery of this
-//!   dispatcher; an exhausted bucket (`X-RateLimit-Remaining: 0`) holds that channel until
-//!   `X-RateLimit-Reset-After`.
+//! - **Every replica drains.** Each `opsbot run` with a Discord token runs a dispatcher. A
+//!   channel is drained by one of them at a time (`outbox::claim_due`), so its messages keep
+//!   their order, and an edit waits for its post wherever that post is.
+//! - **Rate limits.** Discord's global limit (50 requests per second per bot) is shared: each
+//!   dispatcher keeps `min_request_spacing` × the number of live replicas (their heartbeats)
+//!   between its requests. A 429 is retried after exactly its `retry_after`; a global 429
+//!   pauses every delivery of this dispatcher; an exhausted bucket
+//!   (`X-RateLimit-Remaining: 0`) holds that channel until `X-RateLimit-Reset-After`.
 //! - **Failures.** 5xx, 401, timeouts and connection errors are retried with jittered exponential
 //!   backoff; after `max_attempts` such failures, or at once for any other 4xx, the row is
 //!   dead-lettered: `status = 'dead'`, an audit event (`outbox deliver`, outcome `error`) and an
@@ -28,7 +32,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use opsbot_commands::Source;
 use opsbot_commands::audit::{self, NewEvent, Outcome};
-use opsbot_commands::lease::LeaseKeeper;
 use opsbot_commands::outbox::{self, OutboxItem};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
@@ -113,7 +116,16 @@ pub struct Dispatcher {
     channels_url: String,
     settings: DispatchSettings,
     pacing: Pacing,
+    /// This dispatcher's id in `outbox.claimed_by` (the replica's lease holder id).
+    claimer: uuid::Uuid,
+    /// When the number of live replicas was last read (it sets the shared spacing).
+    peers_read: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
 }
+
+/// How often the number of live replicas is read again.
+const PEERS_REFRESH: Duration = Duration::from_secs(5);
+/// A replica whose heartbeat (every 5 s) is older than this is not counted.
+const PEER_FRESHNESS_SECONDS: f64 = 15.0;
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -181,7 +193,42 @@ impl Dispatcher {
             channels_url: format!("{base}/api/v10/channels/"),
             pacing: Pacing::new(settings.min_request_spacing),
             settings,
+            claimer: uuid::Uuid::new_v4(),
+            peers_read: std::sync::Arc::default(),
         })
+    }
+
+    /// Claims rows as `claimer` (the replica's id in `replicas` and `leases`).
+    pub fn with_claimer(mut self, claimer: uuid::Uuid) -> Dispatcher {
+        self.claimer = claimer;
+        self
+    }
+
+    /// Shares Discord's global limit with the other live replicas: re-reads their number
+    /// every [`PEERS_REFRESH`] (a failed read keeps the last share).
+    async fn share_global_limit(&self) {
+        {
+            let mut read = self
+                .peers_read
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if read.is_some_and(|at| at.elapsed() < PEERS_REFRESH) {
+                return;
+            }
+            *read = Some(Instant::now());
+        }
+        let live: Result<i64, sqlx::Error> = sqlx::query_scalar(
+            "SELECT count(*) FROM replicas WHERE seen_at > now() - make_interval(secs => $1)",
+        )
+        .bind(PEER_FRESHNESS_SECONDS)
+        .fetch_one(&self.pool)
+        .await;
+        match live {
+            Ok(live) => self
+                .pacing
+                .share(u32::try_from(live.max(1)).unwrap_or(u32::MAX)),
+            Err(e) => tracing::debug!(error = %e, "could not count the live replicas"),
+        }
     }
 
     /// One pass: claims due rows, delivers them in id order and records each result. Returns
@@ -193,36 +240,13 @@ impl Dispatcher {
 
     /// Delivers until `shutdown` is cancelled: a pass every `poll_interval`, or straight away
     /// after a full batch. Database errors are logged and retried. On shutdown the message in
-    /// flight is finished and recorded; the rest of its batch waits for its lease to end.
-    pub async fn run(self, shutdown: CancellationToken) {
-        self.run_inner(None, shutdown).await;
-    }
-
-    /// [`Dispatcher::run`] on the replica that holds `lease` only (the others stand by), so
-    /// that one process paces every request against Discord's per-bot rate limits; its last
-    /// successful pass is `opsbot_background_last_success_timestamp_seconds{loop="outbox
+    /// flight is finished and recorded; the rest of its batch waits for its lease to end. Its
+    /// last successful pass is `opsbot_background_last_success_timestamp_seconds{loop="outbox
     /// dispatcher"}`.
-    pub async fn run_leased(self, lease: LeaseKeeper, shutdown: CancellationToken) {
-        self.run_inner(Some(lease), shutdown).await;
-    }
-
-    async fn run_inner(self, mut lease: Option<LeaseKeeper>, shutdown: CancellationToken) {
-        tracing::info!(url = %self.channels_url, "outbox dispatcher started");
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(url = %self.channels_url, claimer = %self.claimer, "outbox dispatcher started");
         let mut db_errors: u32 = 0;
         while !shutdown.is_cancelled() {
-            if let Some(keeper) = lease.as_mut() {
-                match keeper.hold().await {
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => {
-                        if !sleep_until(Instant::now() + self.settings.poll_interval, &shutdown)
-                            .await
-                        {
-                            break;
-                        }
-                        continue;
-                    }
-                }
-            }
             let wait = match self.pass(&shutdown).await {
                 Ok(pass) => {
                     crate::background::succeeded("outbox dispatcher");
@@ -250,8 +274,17 @@ impl Dispatcher {
                 break;
             }
         }
-        if let Some(keeper) = lease.as_mut() {
-            keeper.release().await;
+        match outbox::release_claims(&self.pool, self.claimer).await {
+            Ok(0) => {}
+            Ok(released) => {
+                tracing::info!(
+                    released,
+                    "outbox rows not delivered before stopping are free for other replicas"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release this dispatcher's outbox rows; they wait for their lease to end");
+            }
         }
         tracing::info!("outbox dispatcher stopped");
     }
@@ -263,11 +296,17 @@ impl Dispatcher {
         {
             return Ok(Pass::default());
         }
+        self.share_global_limit().await;
         // Taken before the claim, so this deadline falls no later than the lease in Postgres.
         let lease_end = Instant::now() + self.settings.lease;
-        let items = outbox::claim_due(&self.pool, self.settings.batch, self.settings.lease)
-            .await
-            .context("claiming due outbox rows")?;
+        let items = outbox::claim_due(
+            &self.pool,
+            self.settings.batch,
+            self.settings.lease,
+            self.claimer,
+        )
+        .await
+        .context("claiming due outbox rows")?;
         let mut pass = Pass {
             claimed: items.len(),
             delivered: 0,

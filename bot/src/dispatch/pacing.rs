@@ -1,8 +1,9 @@
 //! When the next request may go out: Discord's global limit (50 requests per second per bot),
 //! a global 429's pause, and per-channel buckets that reported `X-RateLimit-Remaining: 0`.
 //!
-//! Shared by every clone of one dispatcher; another process keeps its own pacing (Discord's
-//! 429s, which every dispatcher honours, cover what they cannot see of each other).
+//! Shared by every clone of one dispatcher. Other replicas' dispatchers keep their own
+//! pacing; the global limit is split between them ([`Pacing::share`]), and Discord's 429s,
+//! which every dispatcher honours, cover what they cannot see of each other.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,8 +17,10 @@ pub(super) struct Pacing {
     state: Arc<Mutex<State>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
+    /// Dispatchers sharing the global limit (this one included); at least 1.
+    share: u32,
     /// The slot of the most recent request handed out.
     last_request: Option<Instant>,
     /// No request at all before this (a global 429).
@@ -31,8 +34,23 @@ impl Pacing {
     pub(super) fn new(spacing: Duration) -> Pacing {
         Pacing {
             spacing,
-            state: Arc::default(),
+            state: Arc::new(Mutex::new(State {
+                share: 1,
+                last_request: None,
+                paused_until: None,
+                channel_blocked_until: HashMap::new(),
+            })),
         }
+    }
+
+    /// `dispatchers` share the global limit: this one keeps that many spacings between its
+    /// requests.
+    pub(super) fn share(&self, dispatchers: u32) {
+        let mut state = self.lock();
+        if state.share != dispatchers.max(1) {
+            tracing::debug!(dispatchers, "sharing Discord's global rate limit");
+        }
+        state.share = dispatchers.max(1);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -53,7 +71,7 @@ impl Pacing {
         let mut state = self.lock();
         let mut at = Instant::now();
         if let Some(last) = state.last_request {
-            at = at.max(last + self.spacing);
+            at = at.max(last + self.spacing.saturating_mul(state.share));
         }
         if let Some(paused) = state.paused_until {
             at = at.max(paused);

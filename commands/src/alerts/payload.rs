@@ -222,8 +222,14 @@ mod tests {
             )
         };
         let cases = [
-            (alert(r#"{"instance":"web\u00001"}"#, "{}"), "alerts[0].labels.instance"),
-            (alert("{}", r#"{"sum\u0000":"x"}"#), "alerts[0].annotations.sum\\u0000"),
+            (
+                alert(r#"{"instance":"web\u00001"}"#, "{}"),
+                "alerts[0].labels.instance",
+            ),
+            (
+                alert("{}", r#"{"sum\u0000":"x"}"#),
+                "alerts[0].annotations.sum\\u0000",
+            ),
         ];
         for (body, field) in cases {
             let Err(PayloadError::Shape(why)) = parse(body.as_bytes()) else {

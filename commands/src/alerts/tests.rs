@@ -204,7 +204,10 @@ async fn refusals_store_nothing(pool: PgPool) {
         .await
         .expect_err("400");
     assert_eq!(e.refusal, Refusal::BadRequest);
-    assert!(e.to_string().contains("alerts[0].annotations.summary"), "{e}");
+    assert!(
+        e.to_string().contains("alerts[0].annotations.summary"),
+        "{e}"
+    );
     let raw_nul = b"{\"version\":\"4\",\"groupKey\":\"g\0\"}";
     let e = desk
         .alertmanager_delivery(delivery(Some(&auth), raw_nul))
@@ -269,7 +272,11 @@ async fn ack_is_once_and_needs_the_permission(pool: PgPool) {
         .await
         .expect("acked");
     assert!(
-        !acked.message.buttons.iter().any(|b| b.label.starts_with("Ack")),
+        !acked
+            .message
+            .buttons
+            .iter()
+            .any(|b| b.label.starts_with("Ack")),
         "no Ack once acked: {:?}",
         acked.message.buttons
     );

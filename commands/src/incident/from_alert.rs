@@ -97,11 +97,12 @@ impl Desk {
         alerts: &[alert_store::AlertInstance],
     ) -> DeclareDefaults {
         let label = |key: &str| {
-            group.common_labels.0.get(key).cloned().or_else(|| {
-                alerts
-                    .iter()
-                    .find_map(|a| a.labels.0.get(key).cloned())
-            })
+            group
+                .common_labels
+                .0
+                .get(key)
+                .cloned()
+                .or_else(|| alerts.iter().find_map(|a| a.labels.0.get(key).cloned()))
         };
         let name = label("alertname").unwrap_or_else(|| "alert".to_owned());
         let summary = group
@@ -109,7 +110,11 @@ impl Desk {
             .0
             .get("summary")
             .cloned()
-            .or_else(|| alerts.iter().find_map(|a| a.annotations.0.get("summary").cloned()));
+            .or_else(|| {
+                alerts
+                    .iter()
+                    .find_map(|a| a.annotations.0.get("summary").cloned())
+            });
         let title = match summary {
             Some(summary) if !summary.trim().is_empty() => format!("{name}: {}", summary.trim()),
             _ => format!("{name} firing"),
@@ -313,7 +318,10 @@ mod tests {
     async fn a_group_becomes_one_incident_and_only_while_it_fires(pool: PgPool) {
         let desk = desk(pool.clone());
         let firing = group(&pool, "firing").await;
-        let defaults = desk.alert_declare_form(&inv(1), firing).await.expect("form");
+        let defaults = desk
+            .alert_declare_form(&inv(1), firing)
+            .await
+            .expect("form");
         assert_eq!(defaults.title, "Disk firing");
         assert_eq!(defaults.severity, "sev1", "the label names a severity");
 
@@ -335,7 +343,10 @@ mod tests {
             "{form:?}"
         );
         let missing = desk.alert_declare_form(&inv(6), 999).await;
-        assert!(matches!(missing, Err(CommandError::NotFound(_))), "{missing:?}");
+        assert!(
+            matches!(missing, Err(CommandError::NotFound(_))),
+            "{missing:?}"
+        );
 
         let incidents: i64 = sqlx::query_scalar("SELECT count(*) FROM incidents")
             .fetch_one(&pool)

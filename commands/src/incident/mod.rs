@@ -19,9 +19,9 @@
 
 mod channel;
 mod commands;
-mod from_alert;
 pub mod dashboard;
 pub mod deploys;
+mod from_alert;
 mod model;
 pub mod postmortem;
 pub mod reminders;
