@@ -17,6 +17,7 @@ use crate::discord::{GatewaySettings, GatewayStatus, leader};
 use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::web::{WebState, router};
 use crate::{sealer, telemetry};
+use opsbot_commands::admission::{self, Admission};
 use opsbot_commands::deploy::tracker;
 use opsbot_commands::events;
 use opsbot_commands::lease::Leases;
@@ -145,6 +146,13 @@ impl Services {
         desk = desk.with_incidents(config.incident_catalog());
         desk = desk.with_digests(config.digest_catalog());
         desk = desk.with_metrics(config.metrics_catalog())?;
+        // Commands in flight: a few per database connection; past that, "busy, try again".
+        let max_connections = usize::try_from(config.database.max_connections).unwrap_or(10);
+        let in_flight = config.discord.max_in_flight.map_or(
+            admission::IN_FLIGHT_PER_CONNECTION.saturating_mul(max_connections),
+            |n| usize::try_from(n).unwrap_or(usize::MAX),
+        );
+        desk = desk.with_admission(Admission::new(in_flight, admission::DEFAULT_WAIT));
         if let Some(settings) = &discord {
             desk = desk.with_chat(std::sync::Arc::new(SerenityChat::new(settings)));
         }

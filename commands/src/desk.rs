@@ -120,6 +120,8 @@ pub struct Desk {
     pub(crate) chat: Option<Arc<dyn Chat>>,
     /// Unauthenticated refusals, counted and sampled into the trail (see [`RefusalSampler`]).
     pub(crate) refusals: RefusalSampler,
+    /// How many commands this replica works on at once (see [`crate::admission`]).
+    pub(crate) admission: Arc<crate::admission::Admission>,
     /// Each feature's state (the deploy catalog, ...), by type: a new feature adds its own
     /// type here with [`Desk::with_feature`], never a field every other feature sees.
     features: Features,
@@ -141,8 +143,15 @@ impl Desk {
             roles,
             chat: None,
             refusals: RefusalSampler::default(),
+            admission: Arc::default(),
             features: Features::default(),
         }
+    }
+
+    /// Sets how many commands this replica works on at once ([`crate::admission`]).
+    pub fn with_admission(mut self, admission: crate::admission::Admission) -> Desk {
+        self.admission = Arc::new(admission);
+        self
     }
 
     /// Registers a feature's state (one value per type; a second call replaces the first).
@@ -200,7 +209,8 @@ impl Desk {
 
     /// Writes the sampled refusals of ended minutes (all of them with `all`) to the trail.
     pub async fn flush_refusals(&self, all: bool) -> Result<usize, CommandError> {
-        self.refusals.flush(&self.pool, all).await
+        let sampled = self.refusals.flush(&self.pool, all).await?;
+        Ok(sampled + self.flush_shed(all).await?)
     }
 
     /// Checks `permission`; a denial is audited (outcome `denied`) before it is returned.

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod actor;
+pub mod admission;
 pub mod alerts;
 pub mod audit;
 pub mod chat;

@@ -88,6 +88,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "client_id",
             "client_secret",
             "gateway",
+            "max_in_flight",
         ],
     ),
     ("environments", &[]),
@@ -180,6 +181,9 @@ pub struct DiscordConfig {
     pub client_secret: Option<Secret>,
     /// Whether this replica may run the gateway. Default [`GatewayMode::Leader`].
     pub gateway: GatewayMode,
+    /// Commands and button presses one replica works on at once; past that (after a short
+    /// wait) "busy, try again". Default: 8 per database connection.
+    pub max_in_flight: Option<u32>,
 }
 
 /// `[discord] gateway`: which replica connects to Discord's gateway.
@@ -264,6 +268,7 @@ impl Default for Config {
                 client_id: None,
                 client_secret: None,
                 gateway: GatewayMode::Leader,
+                max_in_flight: None,
             },
             database: DatabaseConfig {
                 url: None,
@@ -531,6 +536,7 @@ struct RawDiscord {
     client_id: Option<Value>,
     client_secret: Option<Value>,
     gateway: Option<Value>,
+    max_in_flight: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

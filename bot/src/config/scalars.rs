@@ -268,23 +268,32 @@ impl Values<'_> {
     }
 
     pub(super) fn max_connections(&mut self, value: Value) -> Option<u32> {
-        const PATH: &str = "database.max_connections";
-        let hint = Some(format!(
-            "a number from 1 to {MAX_CONNECTIONS_LIMIT}; the default 10 is plenty for one bot"
-        ));
+        self.count(
+            "database.max_connections",
+            value,
+            MAX_CONNECTIONS_LIMIT,
+            "the default 10 is plenty for one bot",
+        )
+    }
+
+    /// An integer from 1 to `max` at `path`; `advice` follows the range in the hint.
+    pub(super) fn count(
+        &mut self,
+        path: &str,
+        value: Value,
+        max: i64,
+        advice: &str,
+    ) -> Option<u32> {
+        let hint = Some(format!("a number from 1 to {max}; {advice}"));
         match value {
-            Value::Integer(n) if (1..=MAX_CONNECTIONS_LIMIT).contains(&n) => u32::try_from(n).ok(),
+            Value::Integer(n) if (1..=max).contains(&n) => u32::try_from(n).ok(),
             Value::Integer(n) => {
-                self.report(
-                    PATH,
-                    format!("{n} is out of range 1..={MAX_CONNECTIONS_LIMIT}"),
-                    hint,
-                );
+                self.report(path, format!("{n} is out of range 1..={max}"), hint);
                 None
             }
             other => {
                 self.report(
-                    PATH,
+                    path,
                     format!("expected an integer, found {} {other}", other.type_str()),
                     hint,
                 );

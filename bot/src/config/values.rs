@@ -220,6 +220,14 @@ impl Values<'_> {
                     })
                     .unwrap_or(defaults.discord.gateway),
             },
+            max_in_flight: raw.discord.max_in_flight.and_then(|value| {
+                self.count(
+                    "discord.max_in_flight",
+                    value,
+                    100_000,
+                    "by default 8 per database connection",
+                )
+            }),
         };
         let database = DatabaseConfig {
             url: raw

@@ -62,19 +62,23 @@ impl serenity::prelude::TypeMapKey for Door {
     type Value = Source;
 }
 
+/// The door of this connection: `discord`, or `shell`.
+pub async fn door_of(ctx: &serenity::Context) -> Source {
+    ctx.data
+        .read()
+        .await
+        .get::<Door>()
+        .copied()
+        .unwrap_or(Source::Discord)
+}
+
 async fn actor(
     ctx: &serenity::Context,
     guild_id: Option<serenity::GuildId>,
     user: &serenity::User,
     role_ids: &[serenity::RoleId],
 ) -> Actor {
-    let source = ctx
-        .data
-        .read()
-        .await
-        .get::<Door>()
-        .copied()
-        .unwrap_or(Source::Discord);
+    let source = door_of(ctx).await;
     Actor {
         id: snowflake(user.id.get()),
         name: user.name.clone(),

@@ -91,11 +91,7 @@ fn framework_options() -> poise::FrameworkOptions<Data, Error> {
     poise::FrameworkOptions {
         commands: commands(),
         on_error: |error| Box::pin(on_error(error)),
-        pre_command: |ctx| {
-            Box::pin(async move {
-                ctx.set_invocation_data(Instant::now()).await;
-            })
-        },
+
         post_command: |ctx| Box::pin(observe_latency(ctx)),
         // Input no command accepts (a NUL byte) is refused and audited before any command runs.
         command_check: Some(|ctx| Box::pin(admit(ctx))),
@@ -117,9 +113,28 @@ fn framework_options() -> poise::FrameworkOptions<Data, Error> {
 /// The options are checked first, so that the full invocation (member, role names) is built
 /// only for a refusal, not twice for every command.
 async fn admit(ctx: Context<'_>) -> Result<bool, Error> {
+    let started = Instant::now();
     let poise::Context::Application(app) = ctx else {
         return Ok(true);
     };
+    // A place among the commands in flight, held until the command ends; none: "busy".
+    // (poise runs this check once per command level: `/metrics query` asks twice.)
+    if ctx.invocation_data::<InFlight>().await.is_some() {
+        return Ok(true);
+    }
+    let entry = ctx
+        .data()
+        .desk
+        .enter(
+            &ctx.command().qualified_name,
+            invocation::door_of(ctx.serenity_context()).await,
+        )
+        .await?;
+    ctx.set_invocation_data(InFlight {
+        started,
+        _entry: entry,
+    })
+    .await;
     if opsbot_commands::desk::nul_option_in(&invocation::options_json(app.args)).is_none() {
         return Ok(true);
     }
@@ -141,18 +156,14 @@ async fn on_event(
     else {
         return Ok(());
     };
-    let result = if press.data.custom_id.starts_with(audit::OLDER_BUTTON) {
-        audit::older_pressed(ctx, data, press).await
-    } else if alerts::is_alert_button(&press.data.custom_id) {
-        alerts::button_pressed(ctx, data, press).await
-    } else if deploy::is_decision_button(&press.data.custom_id) {
-        deploy::decision_pressed(ctx, data, press).await
-    } else if incident::is_incident_button(&press.data.custom_id) {
-        incident::button_pressed(ctx, data, press).await
-    } else {
-        Err(CommandError::Invalid(
-            "this button belongs to nothing opsbot knows (any more)".to_owned(),
-        ))
+    // A place among the commands in flight, held while the press is handled; none: "busy".
+    let result = match data
+        .desk
+        .enter("button press", invocation::door_of(ctx).await)
+        .await
+    {
+        Err(busy) => Err(busy),
+        Ok(_place) => route_press(ctx, data, press).await,
     };
     if let Err(error) = result {
         let reply = serenity::CreateInteractionResponseMessage::new()
@@ -169,13 +180,41 @@ async fn on_event(
     Ok(())
 }
 
+/// What a running command holds: when it was admitted, and its place among the commands in
+/// flight (freed when poise drops the invocation's data).
+struct InFlight {
+    started: Instant,
+    _entry: opsbot_commands::admission::Entry,
+}
+
+/// The feature a press belongs to, by the prefix of its custom id.
+async fn route_press(
+    ctx: &serenity::Context,
+    data: &Data,
+    press: &serenity::ComponentInteraction,
+) -> Result<(), Error> {
+    if press.data.custom_id.starts_with(audit::OLDER_BUTTON) {
+        audit::older_pressed(ctx, data, press).await
+    } else if alerts::is_alert_button(&press.data.custom_id) {
+        alerts::button_pressed(ctx, data, press).await
+    } else if deploy::is_decision_button(&press.data.custom_id) {
+        deploy::decision_pressed(ctx, data, press).await
+    } else if incident::is_incident_button(&press.data.custom_id) {
+        incident::button_pressed(ctx, data, press).await
+    } else {
+        Err(CommandError::Invalid(
+            "this button belongs to nothing opsbot knows (any more)".to_owned(),
+        ))
+    }
+}
+
 async fn observe_latency(ctx: Context<'_>) {
-    if let Some(started) = ctx.invocation_data::<Instant>().await {
+    if let Some(in_flight) = ctx.invocation_data::<InFlight>().await {
         ::metrics::histogram!(
             "opsbot_command_duration_seconds",
             "command" => ctx.command().qualified_name.clone()
         )
-        .record(started.elapsed().as_secs_f64());
+        .record(in_flight.started.elapsed().as_secs_f64());
     }
 }
 
