@@ -224,11 +224,13 @@ async fn everything_but_health_needs_authentication(pool: PgPool) {
     }
     for page in [
         "/",
+        "/overview",
         "/events/1",
         "/chain",
         "/deploys",
         "/deploys/1",
         "/events/stream",
+        "/no/such/page",
     ] {
         let answer = get(&state, page, &[]).await;
         assert_eq!(answer.status, StatusCode::SEE_OTHER, "{page}");
@@ -238,7 +240,12 @@ async fn everything_but_health_needs_authentication(pool: PgPool) {
             answer.location()
         );
     }
-    for api in ["/api/audit", "/api/audit.csv", "/api/audit.jsonl"] {
+    for api in [
+        "/api/audit",
+        "/api/audit.csv",
+        "/api/audit.jsonl",
+        "/api/overview",
+    ] {
         let answer = get(&state, api, &[]).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{api}");
         assert!(answer.body.contains("Bearer"), "{}", answer.body);
@@ -1063,6 +1070,8 @@ async fn every_route_refuses_and_audits_a_member_without_the_permission(pool: Pg
     // With `audit:read`: every page but the chain check, which needs `audit:verify`.
     for (uri, status) in [
         ("/".to_owned(), StatusCode::OK),
+        ("/overview".to_owned(), StatusCode::OK),
+        ("/api/overview".to_owned(), StatusCode::OK),
         ("/deploys".to_owned(), StatusCode::OK),
         (format!("/events/{seeded}"), StatusCode::OK),
         ("/api/audit".to_owned(), StatusCode::OK),
@@ -1085,6 +1094,8 @@ async fn every_route_refuses_and_audits_a_member_without_the_permission(pool: Pg
     );
     let routes = [
         "/".to_owned(),
+        "/overview".to_owned(),
+        "/api/overview".to_owned(),
         format!("/events/{seeded}"),
         "/events/stream".to_owned(),
         "/chain".to_owned(),
@@ -1124,6 +1135,8 @@ async fn every_route_refuses_and_audits_a_member_without_the_permission(pool: Pg
     insta::assert_snapshot!(summary.join("\n"), @r#"
     web audit verify {"page":"/chain"}: you need the `audit:verify` permission to verify the audit chain
     web dashboard {"page":"/"}: you need the `audit:read` permission to read the audit log
+    web dashboard {"page":"/overview"}: you need the `audit:read` permission to read the audit log
+    web overview api {}: you need the `audit:read` permission to read the audit log
     web dashboard {"page":"event"}: you need the `audit:read` permission to read the audit log
     web dashboard {"page":"live tail"}: you need the `audit:read` permission to read the audit log
     web audit verify {"page":"/chain"}: you need the `audit:verify` permission to verify the audit chain

@@ -7,9 +7,12 @@ mod alertmanager;
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod chart;
 pub mod client;
 mod deploy_webhook;
+pub mod errors;
 pub mod incidents;
+pub mod overview;
 pub mod pages;
 
 use std::time::Duration;
@@ -50,6 +53,8 @@ pub fn status_of(error: &CommandError) -> StatusCode {
 pub fn router(state: WebState) -> Router {
     // Everything a person or script reads needs a login or a dashboard token.
     let protected = Router::new()
+        .route("/overview", get(overview::overview_page))
+        .route("/api/overview", get(overview::overview_api))
         .route("/", get(pages::audit_log))
         .route("/events/stream", get(pages::live_tail))
         .route("/events/{id}", get(pages::event_page))
@@ -77,6 +82,15 @@ pub fn router(state: WebState) -> Router {
         .route("/static/app.js", get(pages::app_js))
         .route("/static/app.css", get(pages::app_css))
         .merge(protected)
+        .fallback_service(
+            Router::new()
+                .fallback(errors::not_found)
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::require_auth,
+                ))
+                .with_state(state.clone()),
+        )
         .layer(axum::middleware::from_fn(auth::security_headers))
         .with_state(state)
 }

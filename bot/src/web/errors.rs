@@ -1,0 +1,109 @@
+//! Pages that fail well: every refusal and failure of a dashboard page is a page in the
+//! dashboard's layout and navigation (`templates/error.html`) with its status — 400 saying
+//! what was wrong with the address ("`abc` is not a deploy id", never a parser's text), 403,
+//! 404 for unknown paths and ids, 503 when the database is not answering. API paths
+//! (`/api/...`) answer JSON instead.
+
+use askama::Template;
+use axum::Extension;
+use axum::Json;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use opsbot_commands::CommandError;
+
+use super::auth::Principal;
+use super::pages::render;
+use super::status_of;
+
+#[derive(Debug, Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub who: String,
+    pub csrf: String,
+    pub status: u16,
+    pub heading: &'static str,
+    /// Shown as code before the message (the value at fault), when there is one.
+    pub subject: String,
+    pub message: String,
+}
+
+fn heading(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "That address does not work",
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "Not for you",
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::CONFLICT => "Conflict",
+        StatusCode::SERVICE_UNAVAILABLE => "The database is not answering",
+        _ => "Something went wrong",
+    }
+}
+
+/// A page with `status` saying `` `subject` message ``.
+pub fn page(who: Option<&Principal>, status: StatusCode, subject: &str, message: &str) -> Response {
+    let mut response = render(&ErrorPage {
+        who: who.map(|w| w.name.clone()).unwrap_or_default(),
+        csrf: who.map(|w| w.csrf.clone()).unwrap_or_default(),
+        status: status.as_u16(),
+        heading: heading(status),
+        subject: subject.to_owned(),
+        message: message.to_owned(),
+    });
+    if response.status() == StatusCode::OK {
+        *response.status_mut() = status;
+    }
+    response
+}
+
+/// A domain error as a page: its status and its text for the person who asked.
+pub fn domain(who: Option<&Principal>, error: &CommandError) -> Response {
+    let status = status_of(error);
+    if status.is_server_error() {
+        tracing::warn!(error = %error, "dashboard page failed");
+    }
+    page(who, status, "", &error.to_string())
+}
+
+/// 400 for a path segment that is not an id: "`abc` is not a deploy id".
+pub fn not_an_id(who: &Principal, given: &str, what: &str) -> Response {
+    let shown: String = given.chars().take(100).collect();
+    page(
+        Some(who),
+        StatusCode::BAD_REQUEST,
+        &shown,
+        &format!("is not {what} id; ids are whole numbers, as in the lists"),
+    )
+}
+
+/// The id in a path segment (a positive whole number), if it is one.
+pub fn id_of(given: &str) -> Option<i64> {
+    given.parse::<i64>().ok().filter(|id| *id > 0)
+}
+
+/// 404 for `what` (e.g. "deploy 12") that does not exist.
+pub fn no_such(who: &Principal, what: &str, list: &str) -> Response {
+    page(
+        Some(who),
+        StatusCode::NOT_FOUND,
+        "",
+        &format!("There is no {what}. {list}"),
+    )
+}
+
+/// Every path no route serves (behind the login like every page).
+pub async fn not_found(who: Option<Extension<Principal>>, request: Request) -> Response {
+    let path: String = request.uri().path().chars().take(200).collect();
+    if path.starts_with("/api/") {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": format!("no API at {path}; see /api/audit and /api/overview") })),
+        )
+            .into_response();
+    }
+    page(
+        who.as_ref().map(|Extension(w)| w),
+        StatusCode::NOT_FOUND,
+        &path,
+        "is not a page of this dashboard; the navigation above lists them",
+    )
+}
