@@ -573,7 +573,8 @@ async fn the_live_tail_streams_new_events(pool: PgPool) {
     use futures_util::StreamExt as _;
     let state = state(&pool, None);
     let first = event(&pool, "ana", "whoami", json!({}), Outcome::Ok).await;
-    let request = Request::get(format!("/events/stream?after={first}"))
+    // The live tail keeps the page's filters: only denied events come through.
+    let request = Request::get(format!("/events/stream?after={first}&outcome=denied"))
         .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
         .body(Body::empty())
         .expect("request");
@@ -589,7 +590,9 @@ async fn the_live_tail_streams_new_events(pool: PgPool) {
             .and_then(|v| v.to_str().ok()),
         Some("text/event-stream")
     );
-    // Committed after the page was rendered: it must arrive through the stream.
+    // Committed after the page was rendered: it must arrive through the stream, and the
+    // event that does not match must not.
+    event(&pool, "carol", "whoami", json!({}), Outcome::Ok).await;
     event(
         &pool,
         "bo",
@@ -622,7 +625,9 @@ async fn the_live_tail_streams_new_events(pool: PgPool) {
     assert_eq!(rows[0]["actor"], "bo");
     assert_eq!(rows[0]["outcome"], "denied");
     // Data, not markup: the page's script sets it with textContent.
-    assert_eq!(rows[0]["args"], r#"{"service":"<b>api</b>"}"#);
+    assert_eq!(rows[0]["chips"], json!([["service", "<b>api</b>"]]));
+    assert_eq!(rows[0]["actor_href"], "/?actor=7");
+    assert_eq!(rows[0]["command_href"], "/?command=deploy+run");
 }
 
 /// `next` values a crafted login link could carry that must not lead off our origin (or

@@ -6,8 +6,7 @@
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
 use opsbot_commands::incident::Incident;
 use opsbot_commands::incident::dashboard::IncidentFilter;
@@ -159,20 +158,23 @@ pub struct IncidentDetailPage {
 pub async fn incident_page(
     State(state): State<WebState>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Response {
     let view = match view_of(&state, &who, "incident").await {
         Ok(view) => view,
         Err(refused) => return refused,
     };
+    let Some(id) = super::errors::id_of(&id) else {
+        return super::errors::not_an_id(&who, &id, "an incident");
+    };
     let page = match state.desk.dashboard_incident(&view, id).await {
         Ok(Some(page)) => page,
         Ok(None) => {
-            return (
-                StatusCode::NOT_FOUND,
-                Html(format!("<!doctype html><title>opsbot</title><p>There is no incident {id}. <a href=\"/incidents\">All incidents</a></p>")),
-            )
-                .into_response();
+            return super::errors::no_such(
+                &who,
+                &format!("incident {id}"),
+                "The incidents page lists them all.",
+            );
         }
         Err(e) => return error_page(&e),
     };

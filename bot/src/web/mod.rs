@@ -6,11 +6,15 @@
 mod alertmanager;
 pub mod alerts;
 pub mod api;
+mod audit_filters;
+pub mod audit_log;
 pub mod auth;
 pub mod chart;
 pub mod client;
 mod deploy_webhook;
+mod deploys;
 pub mod errors;
+mod event_row;
 pub mod incidents;
 pub mod overview;
 pub mod pages;
@@ -55,12 +59,12 @@ pub fn router(state: WebState) -> Router {
     let protected = Router::new()
         .route("/overview", get(overview::overview_page))
         .route("/api/overview", get(overview::overview_api))
-        .route("/", get(pages::audit_log))
-        .route("/events/stream", get(pages::live_tail))
-        .route("/events/{id}", get(pages::event_page))
+        .route("/", get(audit_log::audit_log))
+        .route("/events/stream", get(audit_log::live_tail))
+        .route("/events/{id}", get(audit_log::event_page))
         .route("/chain", get(pages::chain_page))
-        .route("/deploys", get(pages::deploys_page))
-        .route("/deploys/{id}", get(pages::deploy_page))
+        .route("/deploys", get(deploys::deploys_page))
+        .route("/deploys/{id}", get(deploys::deploy_page))
         .route("/incidents", get(incidents::incidents_page))
         .route("/incidents/{id}", get(incidents::incident_page))
         .route("/alerts", get(alerts::alerts_page))

@@ -108,7 +108,7 @@ pub async fn newer_matching(
         .bind(q.until)
         .bind(b.text)
         .bind(after_id)
-        .bind(limit.clamp(1, QUERY_MAX_LIMIT))
+        .bind(limit.clamp(1, QUERY_MAX_LIMIT + 1))
         .fetch_all(pool)
         .await
 }
