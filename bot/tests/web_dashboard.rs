@@ -229,6 +229,7 @@ async fn everything_but_health_needs_authentication(pool: PgPool) {
         "/chain",
         "/deploys",
         "/deploys/1",
+        "/deploys/matrix",
         "/events/stream",
         "/no/such/page",
     ] {
@@ -1078,6 +1079,7 @@ async fn every_route_refuses_and_audits_a_member_without_the_permission(pool: Pg
         ("/overview".to_owned(), StatusCode::OK),
         ("/api/overview".to_owned(), StatusCode::OK),
         ("/deploys".to_owned(), StatusCode::OK),
+        ("/deploys/matrix".to_owned(), StatusCode::OK),
         (format!("/events/{seeded}"), StatusCode::OK),
         ("/api/audit".to_owned(), StatusCode::OK),
         ("/api/audit.csv".to_owned(), StatusCode::OK),
@@ -1106,6 +1108,7 @@ async fn every_route_refuses_and_audits_a_member_without_the_permission(pool: Pg
         "/chain".to_owned(),
         "/deploys".to_owned(),
         "/deploys/1".to_owned(),
+        "/deploys/matrix".to_owned(),
         "/api/audit".to_owned(),
         "/api/audit.csv".to_owned(),
         "/api/audit.jsonl".to_owned(),
@@ -1147,6 +1150,7 @@ async fn every_route_refuses_and_audits_a_member_without_the_permission(pool: Pg
     web audit verify {"page":"/chain"}: you need the `audit:verify` permission to verify the audit chain
     web dashboard {"page":"/deploys"}: you need the `audit:read` permission to read the audit log
     web dashboard {"page":"deploy"}: you need the `audit:read` permission to read the audit log
+    web dashboard {"page":"/deploys/matrix"}: you need the `audit:read` permission to read the audit log
     web audit api {}: you need the `audit:read` permission to read the audit log
     web audit export csv {}: you need the `audit:read` permission to read the audit log
     web audit export jsonl {}: you need the `audit:read` permission to read the audit log

@@ -112,7 +112,7 @@ fn parse_source(text: &str) -> Result<String, ApiError> {
         .map_err(|why| ApiError::new("source", why))
 }
 
-fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+pub(super) fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));
     }

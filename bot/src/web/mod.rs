@@ -64,6 +64,7 @@ pub fn router(state: WebState) -> Router {
         .route("/events/{id}", get(audit_log::event_page))
         .route("/chain", get(pages::chain_page))
         .route("/deploys", get(deploys::deploys_page))
+        .route("/deploys/matrix", get(deploys::matrix_page))
         .route("/deploys/{id}", get(deploys::deploy_page))
         .route("/incidents", get(incidents::incidents_page))
         .route("/incidents/{id}", get(incidents::incident_page))

@@ -76,7 +76,7 @@ impl DeployRow {
     }
 }
 
-async fn select_deploys(
+pub(super) async fn select_deploys(
     db: impl PgExecutor<'_>,
     filter: &'static str,
     bind: impl FnOnce(
