@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -287,8 +287,8 @@ pub struct EventPage {
 pub async fn event_page(
     State(state): State<WebState>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<String>,
-    Query(at): Query<StoryQuery>,
+    super::errors::PagePath(id): super::errors::PagePath<String>,
+    errors::PageQuery(at): errors::PageQuery<StoryQuery>,
 ) -> Response {
     let view = match view_of(&state, &who, "event").await {
         Ok(view) => view,

@@ -6,7 +6,7 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
@@ -239,8 +239,8 @@ pub struct DeployPage {
 pub async fn deploy_page(
     State(state): State<WebState>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<String>,
-    Query(at): Query<StoryQuery>,
+    super::errors::PagePath(id): super::errors::PagePath<String>,
+    errors::PageQuery(at): errors::PageQuery<StoryQuery>,
 ) -> Response {
     let view = match view_of(&state, &who, "deploy").await {
         Ok(view) => view,

@@ -107,3 +107,65 @@ pub async fn not_found(who: Option<Extension<Principal>>, request: Request) -> R
         "is not a page of this dashboard; the navigation above lists them",
     )
 }
+
+/// `Query<T>` whose rejection is a 400 page of the dashboard, not axum's parser text.
+#[derive(Debug)]
+pub struct PageQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for PageQuery<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(PageQuery(value)),
+            Err(rejection) => {
+                tracing::debug!(error = %rejection, "a page's query string was refused");
+                let who = parts.extensions.get::<Principal>().cloned();
+                Err(page(
+                    who.as_ref(),
+                    StatusCode::BAD_REQUEST,
+                    "",
+                    "This address's parameters are not understood here (a value of the wrong kind, or text that is not UTF-8); use the page's own links and filters.",
+                ))
+            }
+        }
+    }
+}
+
+/// `Path<T>` whose rejection is a 400 page of the dashboard, not axum's parser text.
+#[derive(Debug)]
+pub struct PagePath<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for PagePath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(PagePath(value)),
+            Err(rejection) => {
+                tracing::debug!(error = %rejection, "a page's path was refused");
+                let who = parts.extensions.get::<Principal>().cloned();
+                Err(page(
+                    who.as_ref(),
+                    StatusCode::BAD_REQUEST,
+                    "",
+                    "This address is not understood (it is not valid UTF-8 text); use the page's own links.",
+                ))
+            }
+        }
+    }
+}

@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
 use opsbot_commands::incident::Incident;
@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::WebState;
 use super::auth::Principal;
-use super::pages::{error_page, render, view_of};
+use super::pages::{render, view_of};
 
 fn iso(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -81,7 +81,7 @@ pub struct ListQuery {
 pub async fn incidents_page(
     State(state): State<WebState>,
     Extension(who): Extension<Principal>,
-    Query(q): Query<ListQuery>,
+    super::errors::PageQuery(q): super::errors::PageQuery<ListQuery>,
 ) -> Response {
     let view = match view_of(&state, &who, "/incidents").await {
         Ok(view) => view,
@@ -94,7 +94,7 @@ pub async fn incidents_page(
     };
     let incidents = match state.desk.dashboard_incidents(&view, &filter).await {
         Ok(incidents) => incidents,
-        Err(e) => return error_page(&e),
+        Err(e) => return super::errors::domain(Some(&who), &e),
     };
     let now = Utc::now();
     let severity = filter.severity.clone().unwrap_or_default();
@@ -158,7 +158,7 @@ pub struct IncidentDetailPage {
 pub async fn incident_page(
     State(state): State<WebState>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<String>,
+    super::errors::PagePath(id): super::errors::PagePath<String>,
 ) -> Response {
     let view = match view_of(&state, &who, "incident").await {
         Ok(view) => view,
@@ -176,7 +176,7 @@ pub async fn incident_page(
                 "The incidents page lists them all.",
             );
         }
-        Err(e) => return error_page(&e),
+        Err(e) => return super::errors::domain(Some(&who), &e),
     };
     let incident = &page.incident;
     let channel_url = match (incident.guild_id, incident.channel_id) {

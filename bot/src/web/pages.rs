@@ -52,12 +52,6 @@ pub async fn view_of(
         .map_err(|e| super::errors::domain(Some(who), &e))
 }
 
-/// A domain error as a page of the dashboard: its status, and its text for the person who
-/// asked.
-pub fn error_page(error: &CommandError) -> Response {
-    super::errors::domain(None, error)
-}
-
 /// Where a story page starts: after event `story_after` (the first page without it).
 #[derive(Debug, Default, Deserialize)]
 pub struct StoryQuery {
