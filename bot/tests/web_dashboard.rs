@@ -231,7 +231,6 @@ async fn everything_but_health_needs_authentication(pool: PgPool) {
         "/deploys/1",
         "/deploys/matrix",
         "/events/stream",
-        "/no/such/page",
     ] {
         let answer = get(&state, page, &[]).await;
         assert_eq!(answer.status, StatusCode::SEE_OTHER, "{page}");
@@ -269,6 +268,18 @@ async fn everything_but_health_needs_authentication(pool: PgPool) {
         .await;
         assert_eq!(right.status, StatusCode::OK, "{api}");
     }
+    // A path that is no page is a 404 for anyone: it reveals nothing, and a redirect to the
+    // login would replace a login form's CSRF cookie whenever a browser asks for a stray asset.
+    let missing = get(&state, "/no/such/page", &[]).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(
+        missing.body.contains("is not a page of this dashboard"),
+        "{}",
+        missing.body
+    );
+    assert!(!missing.body.contains("Log out"), "nobody is named");
+    let missing_api = get(&state, "/api/nothing", &[]).await;
+    assert_eq!(missing_api.status, StatusCode::NOT_FOUND);
     // Bearer tokens open pages too (scripts, monitoring).
     let page = send(
         &state,

@@ -5,11 +5,11 @@
 //! (`/api/...`) answer JSON instead.
 
 use askama::Template;
-use axum::Extension;
 use axum::Json;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::SignedCookieJar;
 use opsbot_commands::CommandError;
 
 use super::auth::Principal;
@@ -90,8 +90,10 @@ pub fn no_such(who: &Principal, what: &str, list: &str) -> Response {
     )
 }
 
-/// Every path no route serves (behind the login like every page).
-pub async fn not_found(who: Option<Extension<Principal>>, request: Request) -> Response {
+/// Every path no route serves. It needs no login (it reveals only that a path is not ours,
+/// and a redirect to the login page here would replace a login form's CSRF cookie whenever
+/// a browser asks for a stray asset); a session cookie only names who is looking.
+pub async fn not_found(jar: SignedCookieJar, request: Request) -> Response {
     let path: String = request.uri().path().chars().take(200).collect();
     if path.starts_with("/api/") {
         return (
@@ -100,8 +102,9 @@ pub async fn not_found(who: Option<Extension<Principal>>, request: Request) -> R
         )
             .into_response();
     }
+    let who = super::auth::session(&jar);
     page(
-        who.as_ref().map(|Extension(w)| w),
+        who.as_ref(),
         StatusCode::NOT_FOUND,
         &path,
         "is not a page of this dashboard; the navigation above lists them",

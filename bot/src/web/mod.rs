@@ -87,15 +87,8 @@ pub fn router(state: WebState) -> Router {
         .route("/static/app.js", get(pages::app_js))
         .route("/static/app.css", get(pages::app_css))
         .merge(protected)
-        .fallback_service(
-            Router::new()
-                .fallback(errors::not_found)
-                .layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    auth::require_auth,
-                ))
-                .with_state(state.clone()),
-        )
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .fallback(errors::not_found)
         .layer(axum::middleware::from_fn(auth::security_headers))
         .with_state(state)
 }
