@@ -13,29 +13,50 @@ use super::{
     RefusalDay, ServiceKeys,
 };
 
-/// Deploys that finished in `[from, until)`, per service and overall (`service` NULL).
+/// Deploys that finished in `[from, until)`, per service and overall (`service` NULL). The
+/// failed changes are found from the few rollbacks and incidents of the window, each looking
+/// back `$4` seconds over `deploys_finished_idx`, not by probing once per deploy. `OFFSET 0`
+/// keeps each look-back a per-row index probe: flattened, the planner misjudges the range
+/// join and merge-joins every deploy against every rollback.
 const DEPLOY_STATS: &str = r#"
-SELECT d.service AS service, GROUPING(d.service) AS overall,
+WITH changes AS (
+    SELECT d.id, d.service, d.state, d.requested_at, d.finished_at
+    FROM deploys d
+    WHERE d.finished_at >= $1 AND d.finished_at < $2 AND d.state IN ('succeeded', 'failed')
+      AND ($3::text IS NULL OR d.environment = $3)
+),
+rollbacks AS (
+    SELECT r.id, r.service, r.environment, r.requested_at, r.rollback_of
+    FROM deploys r
+    WHERE r.is_rollback AND r.requested_at >= $1
+),
+followed AS (
+    SELECT r.rollback_of AS id FROM rollbacks r WHERE r.rollback_of IS NOT NULL
+    UNION
+    SELECT d.id FROM rollbacks r CROSS JOIN LATERAL (
+        SELECT d.id FROM deploys d
+        WHERE d.finished_at > r.requested_at - $4 * interval '1 second'
+          AND d.finished_at <= r.requested_at
+          AND d.service = r.service AND d.environment = r.environment AND d.id <> r.id
+        OFFSET 0) d
+    WHERE r.requested_at < $2 + $4 * interval '1 second'
+    UNION
+    SELECT d.id FROM incidents i CROSS JOIN LATERAL (
+        SELECT d.id FROM deploys d
+        WHERE d.finished_at > i.started_at - $4 * interval '1 second'
+          AND d.finished_at <= i.started_at
+          AND d.service = ANY (i.services)
+        OFFSET 0) d
+    WHERE i.started_at >= $1 AND i.started_at < $2 + $4 * interval '1 second'
+)
+SELECT c.service AS service, GROUPING(c.service) AS overall,
        count(*) AS changes,
-       count(*) FILTER (WHERE d.state = 'succeeded') AS succeeded,
-       count(*) FILTER (WHERE d.state = 'failed'
-           OR EXISTS (SELECT 1 FROM deploys r
-                      WHERE r.rollback_of = d.id)
-           OR EXISTS (SELECT 1 FROM deploys r
-                      WHERE r.is_rollback AND r.service = d.service AND r.environment = d.environment
-                        AND r.requested_at >= d.finished_at
-                        AND r.requested_at < d.finished_at + $4 * interval '1 second'
-                        AND r.id <> d.id)
-           OR EXISTS (SELECT 1 FROM incidents i
-                      WHERE i.started_at >= d.finished_at
-                        AND i.started_at < d.finished_at + $4 * interval '1 second'
-                        AND d.service = ANY (i.services))) AS failed_changes,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.finished_at - d.requested_at)::float8)
-           FILTER (WHERE d.state = 'succeeded') AS lead_time_secs
-FROM deploys d
-WHERE d.finished_at >= $1 AND d.finished_at < $2 AND d.state IN ('succeeded', 'failed')
-  AND ($3::text IS NULL OR d.environment = $3)
-GROUP BY GROUPING SETS ((d.service), ())
+       count(*) FILTER (WHERE c.state = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE c.state = 'failed' OR f.id IS NOT NULL) AS failed_changes,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM c.finished_at - c.requested_at)::float8)
+           FILTER (WHERE c.state = 'succeeded') AS lead_time_secs
+FROM changes c LEFT JOIN (SELECT DISTINCT id FROM followed) f ON f.id = c.id
+GROUP BY GROUPING SETS ((c.service), ())
 "#;
 
 /// Incidents resolved in `[from, until)`: overall, then per service they name.
