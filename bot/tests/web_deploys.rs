@@ -171,6 +171,16 @@ async fn the_deploy_list_filters_and_marks_rollbacks_and_overrides(pool: PgPool)
     let (status, body) = get(&state, &format!("/deploys/{v2}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("deployed through a freeze window"), "{body}");
+    sqlx::query("UPDATE deploys SET guild_id = 100, channel_id = 200, status_message_id = 300 WHERE id = $1")
+        .bind(v2)
+        .execute(&pool)
+        .await
+        .expect("message ids");
+    let (_, body) = get(&state, &format!("/deploys/{v2}")).await;
+    assert!(
+        body.contains("<a href=\"https://discord.com/channels/100/200/300\" rel=\"noreferrer\" id=\"discord-link\">"),
+        "{body}"
+    );
     let (_, body) = get(&state, &format!("/deploys/{back}")).await;
     assert!(
         body.contains(&format!(

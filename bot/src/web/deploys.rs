@@ -233,6 +233,9 @@ pub struct DeployPage {
     pub backend: String,
     pub detail: String,
     pub link: String,
+    /// The status message in Discord (or its channel, before the message is known), when
+    /// the guild and channel are known.
+    pub message_href: String,
     pub story: StoryPage,
 }
 
@@ -276,6 +279,11 @@ pub async fn deploy_page(
             .clone()
             .filter(|l| l.starts_with("https://") || l.starts_with("http://"))
             .unwrap_or_default(),
+        message_href: super::event_row::discord_link(
+            deploy.guild_id,
+            deploy.channel_id,
+            deploy.status_message_id,
+        ),
         story,
     })
 }
