@@ -142,7 +142,10 @@ impl Services {
         db.migrate().await?;
         let mut desk = Desk::new(db.pool.clone(), config.role_map())
             .with_deploys(deploy_catalog(config))
-            .with_alerts(config.alerts_catalog());
+            .with_alerts(config.alerts_catalog())
+            .with_overview(opsbot_commands::overview::OverviewSettings {
+                change_failure_window: config.deploy.change_failure_window,
+            });
         desk = desk.with_incidents(config.incident_catalog());
         desk = desk.with_digests(config.digest_catalog());
         desk = desk.with_metrics(config.metrics_catalog())?;

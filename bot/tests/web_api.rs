@@ -304,7 +304,7 @@ async fn invalid_parameters_are_refused_and_named(pool: PgPool) {
     let mut table = String::new();
     for query in [
         "/api/audit?since=yesterday",
-        "/api/audit?until=2026-11-28",
+        "/api/audit?until=2026-11-31",
         "/api/audit?since=2026-11-28T09:00:00+01:00",
         "/api/audit?since=2026-11-28T10:00:00Z&until=2026-11-28T09:00:00Z",
         "/api/audit?limit=0",
@@ -336,11 +336,11 @@ async fn invalid_parameters_are_refused_and_named(pool: PgPool) {
     }
     insta::assert_snapshot!(table, @r#"
     /api/audit?since=yesterday
-      {"error":"since: \"yesterday\" is not an RFC 3339 time, e.g. 2026-11-28T09:00:00Z","parameter":"since"}
-    /api/audit?until=2026-11-28
-      {"error":"until: \"2026-11-28\" is not an RFC 3339 time, e.g. 2026-11-28T09:00:00Z","parameter":"until"}
+      {"error":"since: \"yesterday\" is not an RFC 3339 time or a date, e.g. 2026-11-28T09:00:00Z or 2026-11-28","parameter":"since"}
+    /api/audit?until=2026-11-31
+      {"error":"until: \"2026-11-31\" is not an RFC 3339 time or a date, e.g. 2026-11-28T09:00:00Z or 2026-11-28","parameter":"until"}
     /api/audit?since=2026-11-28T09:00:00+01:00
-      {"error":"since: \"2026-11-28T09:00:00 01:00\" is not an RFC 3339 time, e.g. 2026-11-28T09:00:00Z (a + in a URL must be written %2B)","parameter":"since"}
+      {"error":"since: \"2026-11-28T09:00:00 01:00\" is not an RFC 3339 time or a date, e.g. 2026-11-28T09:00:00Z or 2026-11-28 (a + in a URL must be written %2B)","parameter":"since"}
     /api/audit?since=2026-11-28T10:00:00Z&until=2026-11-28T09:00:00Z
       {"error":"until: 2026-11-28T09:00:00Z is not after since (2026-11-28T10:00:00Z); the range would be empty","parameter":"until"}
     /api/audit?limit=0
@@ -394,7 +394,18 @@ fn parse_filters_serves_html_forms_too() {
     assert_eq!(error.parameter.as_deref(), Some("since"));
     assert_eq!(
         error.to_string(),
-        "since: \"soon\" is not an RFC 3339 time, e.g. 2026-11-28T09:00:00Z"
+        "since: \"soon\" is not an RFC 3339 time or a date, e.g. 2026-11-28T09:00:00Z or 2026-11-28"
+    );
+    // A date alone: since from its start, until to its end, so one date is that whole day.
+    let day =
+        parse_filters(&form(&[("since", "2026-11-28"), ("until", "2026-11-28")])).expect("a day");
+    assert_eq!(
+        day.since.map(|t| t.to_rfc3339()).as_deref(),
+        Some("2026-11-28T00:00:00+00:00")
+    );
+    assert_eq!(
+        day.until.map(|t| t.to_rfc3339()).as_deref(),
+        Some("2026-11-29T00:00:00+00:00")
     );
 }
 

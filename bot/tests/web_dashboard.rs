@@ -224,10 +224,12 @@ async fn everything_but_health_needs_authentication(pool: PgPool) {
     }
     for page in [
         "/",
+        "/overview",
         "/events/1",
         "/chain",
         "/deploys",
         "/deploys/1",
+        "/deploys/matrix",
         "/events/stream",
     ] {
         let answer = get(&state, page, &[]).await;
@@ -238,7 +240,12 @@ async fn everything_but_health_needs_authentication(pool: PgPool) {
             answer.location()
         );
     }
-    for api in ["/api/audit", "/api/audit.csv", "/api/audit.jsonl"] {
+    for api in [
+        "/api/audit",
+        "/api/audit.csv",
+        "/api/audit.jsonl",
+        "/api/overview",
+    ] {
         let answer = get(&state, api, &[]).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{api}");
         assert!(answer.body.contains("Bearer"), "{}", answer.body);
@@ -261,6 +268,18 @@ async fn everything_but_health_needs_authentication(pool: PgPool) {
         .await;
         assert_eq!(right.status, StatusCode::OK, "{api}");
     }
+    // A path that is no page is a 404 for anyone: it reveals nothing, and a redirect to the
+    // login would replace a login form's CSRF cookie whenever a browser asks for a stray asset.
+    let missing = get(&state, "/no/such/page", &[]).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(
+        missing.body.contains("is not a page of this dashboard"),
+        "{}",
+        missing.body
+    );
+    assert!(!missing.body.contains("Log out"), "nobody is named");
+    let missing_api = get(&state, "/api/nothing", &[]).await;
+    assert_eq!(missing_api.status, StatusCode::NOT_FOUND);
     // Bearer tokens open pages too (scripts, monitoring).
     let page = send(
         &state,
@@ -566,7 +585,8 @@ async fn the_live_tail_streams_new_events(pool: PgPool) {
     use futures_util::StreamExt as _;
     let state = state(&pool, None);
     let first = event(&pool, "ana", "whoami", json!({}), Outcome::Ok).await;
-    let request = Request::get(format!("/events/stream?after={first}"))
+    // The live tail keeps the page's filters: only denied events come through.
+    let request = Request::get(format!("/events/stream?after={first}&outcome=denied"))
         .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
         .body(Body::empty())
         .expect("request");
@@ -582,7 +602,9 @@ async fn the_live_tail_streams_new_events(pool: PgPool) {
             .and_then(|v| v.to_str().ok()),
         Some("text/event-stream")
     );
-    // Committed after the page was rendered: it must arrive through the stream.
+    // Committed after the page was rendered: it must arrive through the stream, and the
+    // event that does not match must not.
+    event(&pool, "carol", "whoami", json!({}), Outcome::Ok).await;
     event(
         &pool,
         "bo",
@@ -615,7 +637,9 @@ async fn the_live_tail_streams_new_events(pool: PgPool) {
     assert_eq!(rows[0]["actor"], "bo");
     assert_eq!(rows[0]["outcome"], "denied");
     // Data, not markup: the page's script sets it with textContent.
-    assert_eq!(rows[0]["args"], r#"{"service":"<b>api</b>"}"#);
+    assert_eq!(rows[0]["chips"], json!([["service", "<b>api</b>"]]));
+    assert_eq!(rows[0]["actor_href"], "/?actor=7");
+    assert_eq!(rows[0]["command_href"], "/?command=deploy+run");
 }
 
 /// `next` values a crafted login link could carry that must not lead off our origin (or
@@ -1063,7 +1087,10 @@ async fn every_route_refuses_and_audits_a_member_without_the_permission(pool: Pg
     // With `audit:read`: every page but the chain check, which needs `audit:verify`.
     for (uri, status) in [
         ("/".to_owned(), StatusCode::OK),
+        ("/overview".to_owned(), StatusCode::OK),
+        ("/api/overview".to_owned(), StatusCode::OK),
         ("/deploys".to_owned(), StatusCode::OK),
+        ("/deploys/matrix".to_owned(), StatusCode::OK),
         (format!("/events/{seeded}"), StatusCode::OK),
         ("/api/audit".to_owned(), StatusCode::OK),
         ("/api/audit.csv".to_owned(), StatusCode::OK),
@@ -1085,11 +1112,14 @@ async fn every_route_refuses_and_audits_a_member_without_the_permission(pool: Pg
     );
     let routes = [
         "/".to_owned(),
+        "/overview".to_owned(),
+        "/api/overview".to_owned(),
         format!("/events/{seeded}"),
         "/events/stream".to_owned(),
         "/chain".to_owned(),
         "/deploys".to_owned(),
         "/deploys/1".to_owned(),
+        "/deploys/matrix".to_owned(),
         "/api/audit".to_owned(),
         "/api/audit.csv".to_owned(),
         "/api/audit.jsonl".to_owned(),
@@ -1124,11 +1154,14 @@ async fn every_route_refuses_and_audits_a_member_without_the_permission(pool: Pg
     insta::assert_snapshot!(summary.join("\n"), @r#"
     web audit verify {"page":"/chain"}: you need the `audit:verify` permission to verify the audit chain
     web dashboard {"page":"/"}: you need the `audit:read` permission to read the audit log
+    web dashboard {"page":"/overview"}: you need the `audit:read` permission to read the audit log
+    web overview api {}: you need the `audit:read` permission to read the audit log
     web dashboard {"page":"event"}: you need the `audit:read` permission to read the audit log
     web dashboard {"page":"live tail"}: you need the `audit:read` permission to read the audit log
     web audit verify {"page":"/chain"}: you need the `audit:verify` permission to verify the audit chain
     web dashboard {"page":"/deploys"}: you need the `audit:read` permission to read the audit log
     web dashboard {"page":"deploy"}: you need the `audit:read` permission to read the audit log
+    web dashboard {"page":"/deploys/matrix"}: you need the `audit:read` permission to read the audit log
     web audit api {}: you need the `audit:read` permission to read the audit log
     web audit export csv {}: you need the `audit:read` permission to read the audit log
     web audit export jsonl {}: you need the `audit:read` permission to read the audit log

@@ -20,6 +20,7 @@ pub mod incident;
 pub mod lease;
 pub mod metrics;
 pub mod outbox;
+pub mod overview;
 pub mod refusals;
 pub mod replicas;
 pub mod schema;

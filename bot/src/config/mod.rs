@@ -77,7 +77,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("database", &["url", "max_connections", "embedded_dir"]),
-    ("deploy", &["approval_timeout"]),
+    ("deploy", &["approval_timeout", "change_failure_window"]),
     ("digests", digests::DIGEST_KEYS),
     (
         "discord",
@@ -246,6 +246,9 @@ pub struct ChannelsConfig {
 pub struct DeployConfig {
     /// How long a deploy waits for its approvals before it expires. Default 30 minutes.
     pub approval_timeout: Duration,
+    /// How long after a deploy a rollback or an incident on its service makes it a failed
+    /// change on the dashboard's overview. Default 1 hour.
+    pub change_failure_window: Duration,
 }
 
 /// Default `database.max_connections`: plenty for one bot, a tenth of Postgres' default limit.
@@ -286,6 +289,7 @@ impl Default for Config {
             channels: ChannelsConfig::default(),
             deploy: DeployConfig {
                 approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
+                change_failure_window: opsbot_commands::overview::DEFAULT_CHANGE_FAILURE_WINDOW,
             },
             environments: BTreeMap::new(),
             services: Vec::new(),
@@ -571,4 +575,5 @@ struct RawChannels {
 #[serde(default)]
 struct RawDeploy {
     approval_timeout: Option<Value>,
+    change_failure_window: Option<Value>,
 }

@@ -296,6 +296,11 @@ impl Values<'_> {
                 .approval_timeout
                 .and_then(|value| self.duration("deploy.approval_timeout", value))
                 .unwrap_or(defaults.deploy.approval_timeout),
+            change_failure_window: raw
+                .deploy
+                .change_failure_window
+                .and_then(|value| self.duration("deploy.change_failure_window", value))
+                .unwrap_or(defaults.deploy.change_failure_window),
         };
         let (services, deployed_to) = self.services(raw.services);
         let environments = self.environments(raw.environments, &deployed_to);

@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
 use opsbot_commands::alerts::dashboard::AlertFilter;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::WebState;
 use super::auth::Principal;
-use super::pages::{error_page, render, view_of};
+use super::pages::{render, view_of};
 
 fn iso(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -173,7 +173,7 @@ fn options(known: Vec<String>, chosen: Option<&str>) -> Vec<(String, bool)> {
 pub async fn alerts_page(
     State(state): State<WebState>,
     Extension(who): Extension<Principal>,
-    Query(q): Query<ListQuery>,
+    super::errors::PageQuery(q): super::errors::PageQuery<ListQuery>,
 ) -> Response {
     let view = match view_of(&state, &who, "/alerts").await {
         Ok(view) => view,
@@ -187,7 +187,7 @@ pub async fn alerts_page(
     };
     let page = match state.desk.dashboard_alerts(&view, &filter).await {
         Ok(page) => page,
-        Err(e) => return error_page(&e),
+        Err(e) => return super::errors::domain(Some(&who), &e),
     };
     let service_label = state.desk.alerts().service_label.clone();
     render(&AlertsPage {

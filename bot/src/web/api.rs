@@ -24,25 +24,18 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::{DateTime, SecondsFormat, Utc};
-use opsbot_commands::audit::{AuditEvent, AuditQuery, Outcome, QUERY_MAX_LIMIT};
-use opsbot_commands::{CommandError, Invocation, Source};
+use chrono::{SecondsFormat, Utc};
+use opsbot_commands::audit::{AuditEvent, QUERY_MAX_LIMIT};
+use opsbot_commands::{CommandError, Invocation};
 use serde::Serialize;
 
 use super::WebState;
+pub use super::audit_filters::{DEFAULT_LIMIT, PARAMETERS, parse_filters, query_pairs};
 use super::auth::Principal;
-
-/// Events per `/api/audit` page when `limit` is not given: a screenful.
-pub const DEFAULT_LIMIT: i64 = 50;
 
 /// Events per database round trip of an export: the largest page the query allows, so a
 /// 100,000-event export is 200 queries while memory stays at one page.
 const EXPORT_PAGE: i64 = QUERY_MAX_LIMIT;
-
-/// Every parameter `/api/audit` understands.
-const PARAMETERS: [&str; 9] = [
-    "actor", "command", "outcome", "source", "since", "until", "q", "cursor", "limit",
-];
 
 /// Parameters of `/api/audit` that the exports refuse, and why.
 const NOT_FOR_EXPORTS: [(&str, &str); 2] = [
@@ -55,9 +48,6 @@ const NOT_FOR_EXPORTS: [(&str, &str); 2] = [
         "an export holds every matching event; narrow it with since and until",
     ),
 ];
-
-/// The example shown when a time does not parse.
-const TIME_EXAMPLE: &str = "2026-11-28T09:00:00Z";
 
 /// The CSV columns: the fields of [`AuditEvent`], in order.
 const CSV_HEADER: &str = "id,at,actor_id,actor_name,source,guild_id,channel_id,interaction_id,\
@@ -83,7 +73,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(parameter: &str, message: String) -> ApiError {
+    pub(super) fn new(parameter: &str, message: String) -> ApiError {
         ApiError {
             parameter: Some(parameter.to_owned()),
             message,
@@ -102,140 +92,6 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (StatusCode::BAD_REQUEST, Json(self)).into_response()
-    }
-}
-
-/// The filters (and `cursor`, `limit`) of a query string, validated; `limit` defaults to
-/// [`DEFAULT_LIMIT`]. Takes the decoded pairs, e.g. from [`query_pairs`].
-pub fn parse_filters(params: &[(String, String)]) -> Result<AuditQuery, ApiError> {
-    let mut query = AuditQuery {
-        limit: DEFAULT_LIMIT,
-        ..AuditQuery::default()
-    };
-    let mut seen: Vec<&str> = Vec::with_capacity(params.len());
-    for (name, value) in params {
-        let name = name.as_str();
-        if name.contains('\0') || value.contains('\0') {
-            let shown = opsbot_commands::desk::clean(name);
-            return Err(ApiError::new(
-                &shown,
-                format!(
-                    "{shown}: contains a NUL byte (%00), which opsbot does not accept; remove it"
-                ),
-            ));
-        }
-        if !PARAMETERS.contains(&name) {
-            return Err(unknown_parameter(name));
-        }
-        if seen.contains(&name) {
-            return Err(ApiError::new(
-                name,
-                format!("{name} is given twice; each filter takes one value"),
-            ));
-        }
-        seen.push(name);
-        let trimmed = value.trim();
-        if trimmed.is_empty() {
-            continue;
-        }
-        match name {
-            "actor" => query.actor = Some(trimmed.to_owned()),
-            "command" => query.command = Some(trimmed.to_owned()),
-            "outcome" => query.outcome = Some(parse_outcome(trimmed)?),
-            "source" => query.source = Some(parse_source(trimmed)?),
-            "since" => query.since = Some(parse_time(name, trimmed)?),
-            "until" => query.until = Some(parse_time(name, trimmed)?),
-            // Not trimmed: a search for " run" means what it says.
-            "q" => query.text = Some(value.clone()),
-            "cursor" => query.before_id = Some(parse_cursor(trimmed)?),
-            "limit" => query.limit = parse_limit(trimmed)?,
-            _ => return Err(unknown_parameter(name)),
-        }
-    }
-    if let (Some(since), Some(until)) = (query.since, query.until)
-        && until <= since
-    {
-        return Err(ApiError::new(
-            "until",
-            format!(
-                "until: {} is not after since ({}); the range would be empty",
-                until.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-                since.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-            ),
-        ));
-    }
-    Ok(query)
-}
-
-fn unknown_parameter(name: &str) -> ApiError {
-    ApiError::new(
-        name,
-        format!(
-            "unknown parameter \"{name}\"; known parameters: {}",
-            PARAMETERS.join(", ")
-        ),
-    )
-}
-
-/// The decoded `name=value` pairs of a raw query string, in order.
-pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect()
-}
-
-fn parse_outcome(text: &str) -> Result<String, ApiError> {
-    Outcome::parse_filter(text)
-        .map(|o| o.as_str().to_owned())
-        .map_err(|why| ApiError::new("outcome", why))
-}
-
-fn parse_source(text: &str) -> Result<String, ApiError> {
-    Source::parse_filter(text)
-        .map(|s| s.as_str().to_owned())
-        .map_err(|why| ApiError::new("source", why))
-}
-
-fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.with_timezone(&Utc));
-    }
-    // `?since=2026-11-28T09:00:00+01:00` reaches us with a space: `+` means space in a URL.
-    let hint = if DateTime::parse_from_rfc3339(&text.replace(' ', "+")).is_ok() {
-        " (a + in a URL must be written %2B)"
-    } else {
-        ""
-    };
-    Err(ApiError::new(
-        name,
-        format!("{name}: \"{text}\" is not an RFC 3339 time, e.g. {TIME_EXAMPLE}{hint}"),
-    ))
-}
-
-fn parse_cursor(text: &str) -> Result<i64, ApiError> {
-    match text.parse::<i64>() {
-        Ok(id) if id > 0 => Ok(id),
-        _ => Err(ApiError::new(
-            "cursor",
-            format!(
-                "cursor: \"{text}\" is not a cursor; pass the next_cursor of the previous page"
-            ),
-        )),
-    }
-}
-
-fn parse_limit(text: &str) -> Result<i64, ApiError> {
-    let range = format!("give 1 to {QUERY_MAX_LIMIT} and follow next_cursor for more");
-    match text.parse::<i64>() {
-        Ok(n) if (1..=QUERY_MAX_LIMIT).contains(&n) => Ok(n),
-        Ok(n) => Err(ApiError::new(
-            "limit",
-            format!("limit: {n} is out of range; {range}"),
-        )),
-        Err(_) => Err(ApiError::new(
-            "limit",
-            format!("limit: \"{text}\" is not a number; {range}"),
-        )),
     }
 }
 

@@ -5,9 +5,8 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::extract::State;
+use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
 use opsbot_commands::incident::Incident;
 use opsbot_commands::incident::dashboard::IncidentFilter;
@@ -17,7 +16,7 @@ use serde::Deserialize;
 
 use super::WebState;
 use super::auth::Principal;
-use super::pages::{error_page, render, view_of};
+use super::pages::{render, view_of};
 
 fn iso(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -82,7 +81,7 @@ pub struct ListQuery {
 pub async fn incidents_page(
     State(state): State<WebState>,
     Extension(who): Extension<Principal>,
-    Query(q): Query<ListQuery>,
+    super::errors::PageQuery(q): super::errors::PageQuery<ListQuery>,
 ) -> Response {
     let view = match view_of(&state, &who, "/incidents").await {
         Ok(view) => view,
@@ -95,7 +94,7 @@ pub async fn incidents_page(
     };
     let incidents = match state.desk.dashboard_incidents(&view, &filter).await {
         Ok(incidents) => incidents,
-        Err(e) => return error_page(&e),
+        Err(e) => return super::errors::domain(Some(&who), &e),
     };
     let now = Utc::now();
     let severity = filter.severity.clone().unwrap_or_default();
@@ -159,22 +158,25 @@ pub struct IncidentDetailPage {
 pub async fn incident_page(
     State(state): State<WebState>,
     Extension(who): Extension<Principal>,
-    Path(id): Path<i64>,
+    super::errors::PagePath(id): super::errors::PagePath<String>,
 ) -> Response {
     let view = match view_of(&state, &who, "incident").await {
         Ok(view) => view,
         Err(refused) => return refused,
     };
+    let Some(id) = super::errors::id_of(&id) else {
+        return super::errors::not_an_id(&who, &id, "an incident");
+    };
     let page = match state.desk.dashboard_incident(&view, id).await {
         Ok(Some(page)) => page,
         Ok(None) => {
-            return (
-                StatusCode::NOT_FOUND,
-                Html(format!("<!doctype html><title>opsbot</title><p>There is no incident {id}. <a href=\"/incidents\">All incidents</a></p>")),
-            )
-                .into_response();
+            return super::errors::no_such(
+                &who,
+                &format!("incident {id}"),
+                "The incidents page lists them all.",
+            );
         }
-        Err(e) => return error_page(&e),
+        Err(e) => return super::errors::domain(Some(&who), &e),
     };
     let incident = &page.incident;
     let channel_url = match (incident.guild_id, incident.channel_id) {

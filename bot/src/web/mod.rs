@@ -6,10 +6,17 @@
 mod alertmanager;
 pub mod alerts;
 pub mod api;
+mod audit_filters;
+pub mod audit_log;
 pub mod auth;
+pub mod chart;
 pub mod client;
 mod deploy_webhook;
+mod deploys;
+pub mod errors;
+mod event_row;
 pub mod incidents;
+pub mod overview;
 pub mod pages;
 
 use std::time::Duration;
@@ -50,12 +57,15 @@ pub fn status_of(error: &CommandError) -> StatusCode {
 pub fn router(state: WebState) -> Router {
     // Everything a person or script reads needs a login or a dashboard token.
     let protected = Router::new()
-        .route("/", get(pages::audit_log))
-        .route("/events/stream", get(pages::live_tail))
-        .route("/events/{id}", get(pages::event_page))
+        .route("/overview", get(overview::overview_page))
+        .route("/api/overview", get(overview::overview_api))
+        .route("/", get(audit_log::audit_log))
+        .route("/events/stream", get(audit_log::live_tail))
+        .route("/events/{id}", get(audit_log::event_page))
         .route("/chain", get(pages::chain_page))
-        .route("/deploys", get(pages::deploys_page))
-        .route("/deploys/{id}", get(pages::deploy_page))
+        .route("/deploys", get(deploys::deploys_page))
+        .route("/deploys/matrix", get(deploys::matrix_page))
+        .route("/deploys/{id}", get(deploys::deploy_page))
         .route("/incidents", get(incidents::incidents_page))
         .route("/incidents/{id}", get(incidents::incident_page))
         .route("/alerts", get(alerts::alerts_page))
@@ -77,6 +87,8 @@ pub fn router(state: WebState) -> Router {
         .route("/static/app.js", get(pages::app_js))
         .route("/static/app.css", get(pages::app_css))
         .merge(protected)
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .fallback(errors::not_found)
         .layer(axum::middleware::from_fn(auth::security_headers))
         .with_state(state)
 }

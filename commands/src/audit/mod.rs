@@ -9,6 +9,7 @@
 //! recomputed chain. Every SQL statement touching the audit tables lives in this module.
 
 mod append;
+pub mod browse;
 mod canonical;
 pub mod checkpoint;
 pub mod checks;

@@ -6,6 +6,7 @@
 
 use uuid::Uuid;
 
+use super::browse;
 use super::commands::check_filter;
 use super::model::{AuditEvent, Outcome};
 use super::query::{self, AuditQuery, Page};
@@ -66,6 +67,49 @@ impl Desk {
         limit: i64,
     ) -> Result<Vec<AuditEvent>, CommandError> {
         Ok(query::newer_than(&self.pool, after_id, limit).await?)
+    }
+
+    /// How many events match `filter` (its cursor aside), exact up to
+    /// [`browse::COUNT_BOUND`]; more is `COUNT_BOUND + 1`.
+    pub async fn audit_count(
+        &self,
+        _view: &DashboardView,
+        filter: &AuditQuery,
+    ) -> Result<i64, CommandError> {
+        check_filter(filter)?;
+        Ok(browse::count_matching(&self.pool, filter, browse::COUNT_BOUND).await?)
+    }
+
+    /// Events newer than `after_id` that match `filter`, oldest first (the live tail under
+    /// filters; the way back from an older page).
+    pub async fn audit_newer_matching(
+        &self,
+        _view: &DashboardView,
+        filter: &AuditQuery,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>, CommandError> {
+        check_filter(filter)?;
+        Ok(browse::newer_matching(&self.pool, filter, after_id, limit).await?)
+    }
+
+    /// The command picker's choices: `(command, is a group)`, groups before their commands.
+    pub async fn audit_commands(
+        &self,
+        _view: &DashboardView,
+    ) -> Result<Vec<(String, bool)>, CommandError> {
+        Ok(browse::command_choices(
+            &browse::known_commands(&self.pool).await?,
+        ))
+    }
+
+    /// The deploys and incidents these correlation ids belong to.
+    pub async fn audit_references(
+        &self,
+        _view: &DashboardView,
+        correlation_ids: &[Uuid],
+    ) -> Result<std::collections::BTreeMap<Uuid, browse::Reference>, CommandError> {
+        Ok(browse::references(&self.pool, correlation_ids).await?)
     }
 
     /// `GET /api/audit`: one page, recorded as one event with the filters (the invocation's

@@ -17,6 +17,7 @@
 
 pub mod backends;
 mod commands;
+pub mod dashboard;
 pub mod freeze;
 mod model;
 pub mod report;
@@ -149,23 +150,3 @@ pub struct DeployRequest {
 
 #[cfg(test)]
 mod tests;
-
-impl Desk {
-    /// The newest deploys, for the dashboard's deploys page.
-    pub async fn dashboard_deploys(
-        &self,
-        _view: &crate::audit::DashboardView,
-        limit: i64,
-    ) -> Result<Vec<Deploy>, CommandError> {
-        Ok(store::recent_deploys(&self.pool, limit).await?)
-    }
-
-    /// One deploy by id, for its dashboard page.
-    pub async fn dashboard_deploy(
-        &self,
-        _view: &crate::audit::DashboardView,
-        id: i64,
-    ) -> Result<Option<Deploy>, CommandError> {
-        Ok(store::deploy_by_id(&self.pool, id).await?)
-    }
-}

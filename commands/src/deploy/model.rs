@@ -84,6 +84,7 @@ pub struct Deploy {
     pub backend: String,
     pub link: Option<String>,
     pub detail: String,
+    pub guild_id: Option<i64>,
     pub channel_id: Option<i64>,
     pub status_message_id: Option<i64>,
     pub thread_id: Option<i64>,

@@ -14,7 +14,7 @@ const DEPLOY_COLUMNS: &str = "
     ARRAY(SELECT a.approver_name FROM deploy_approvals a
           WHERE a.deploy_id = d.id AND a.decision = 'approve' ORDER BY a.at) AS approved_by,
     d.approval_expires_at, d.started_at, d.finished_at, d.backend, d.link, d.detail,
-    d.channel_id, d.status_message_id, d.thread_id, d.checkpoint";
+    d.guild_id, d.channel_id, d.status_message_id, d.thread_id, d.checkpoint";
 
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct DeployRow {
@@ -39,6 +39,7 @@ pub(super) struct DeployRow {
     backend: String,
     link: Option<String>,
     detail: String,
+    guild_id: Option<i64>,
     channel_id: Option<i64>,
     status_message_id: Option<i64>,
     thread_id: Option<i64>,
@@ -69,6 +70,7 @@ impl DeployRow {
             backend: self.backend,
             link: self.link,
             detail: self.detail,
+            guild_id: self.guild_id,
             channel_id: self.channel_id,
             status_message_id: self.status_message_id,
             thread_id: self.thread_id,
@@ -76,7 +78,7 @@ impl DeployRow {
     }
 }
 
-async fn select_deploys(
+pub(super) async fn select_deploys(
     db: impl PgExecutor<'_>,
     filter: &'static str,
     bind: impl FnOnce(

@@ -439,3 +439,30 @@ fn every_nested_key_is_read() {
     }
     assert!(errors.problems.len() > 10, "{errors}");
 }
+
+#[test]
+fn the_change_failure_window_defaults_to_an_hour_and_takes_env() {
+    let defaults = load_text("", &[]).expect("config loads");
+    assert_eq!(
+        defaults.deploy.change_failure_window,
+        Duration::from_secs(3600)
+    );
+    let text = "[deploy]\nchange_failure_window = \"2h\"\n";
+    let config = load_text(text, &[]).expect("config loads");
+    assert_eq!(
+        config.deploy.change_failure_window,
+        Duration::from_secs(7200)
+    );
+    let config =
+        load_text(text, &[("OPSBOT_DEPLOY_CHANGE_FAILURE_WINDOW", "15m")]).expect("config loads");
+    assert_eq!(
+        config.deploy.change_failure_window,
+        Duration::from_secs(900)
+    );
+    let refused =
+        load_text("[deploy]\nchange_failure_window = \"soon\"\n", &[]).expect_err("not a duration");
+    assert!(
+        refused.to_string().contains("deploy.change_failure_window"),
+        "{refused}"
+    );
+}
