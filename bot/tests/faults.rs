@@ -11,3 +11,7 @@ mod harness;
 mod outage;
 #[path = "faults/restart.rs"]
 mod restart;
+#[path = "faults/discord_limits.rs"]
+mod discord_limits;
+#[path = "faults/fake_discord.rs"]
+mod fake_discord;
