@@ -5,13 +5,15 @@
 
 mod support;
 
+#[path = "faults/backends.rs"]
+mod backends;
+#[path = "faults/discord_limits.rs"]
+mod discord_limits;
+#[path = "faults/fake_discord.rs"]
+mod fake_discord;
 #[path = "faults/harness.rs"]
 mod harness;
 #[path = "faults/outage.rs"]
 mod outage;
 #[path = "faults/restart.rs"]
 mod restart;
-#[path = "faults/discord_limits.rs"]
-mod discord_limits;
-#[path = "faults/fake_discord.rs"]
-mod fake_discord;

@@ -76,13 +76,18 @@ async fn bursts_of_429s_and_5xx_lose_nothing_post_nothing_twice_and_keep_to_the_
     }
     discord.stop_bursts();
     let bursts_ended = Instant::now();
-    let drained = eventually("every message is delivered", Duration::from_secs(180), || async {
-        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE status = 'pending'")
-            .fetch_one(&pool)
-            .await
-            .ok()?;
-        (open == 0).then(Instant::now)
-    })
+    let drained = eventually(
+        "every message is delivered",
+        Duration::from_secs(180),
+        || async {
+            let open: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM outbox WHERE status = 'pending'")
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+            (open == 0).then(Instant::now)
+        },
+    )
     .await;
     shutdown.cancel();
     running.await.expect("dispatcher task");
@@ -102,9 +107,7 @@ async fn bursts_of_429s_and_5xx_lose_nothing_post_nothing_twice_and_keep_to_the_
         let twice = t.made.values().filter(|m| m.ok_answers > 1).count();
         let mismatched = rows
             .iter()
-            .filter(|(nonce, id)| {
-                t.made.get(nonce).map(|m| m.id as i64) != *id
-            })
+            .filter(|(nonce, id)| t.made.get(nonce).map(|m| m.id as i64) != *id)
             .count();
         (t.made.len(), twice, mismatched)
     });
