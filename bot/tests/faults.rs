@@ -17,3 +17,7 @@ mod harness;
 mod outage;
 #[path = "faults/restart.rs"]
 mod restart;
+#[path = "faults/sigkill.rs"]
+mod sigkill;
+#[path = "faults/storage.rs"]
+mod storage;
