@@ -213,3 +213,65 @@ async fn a_read_only_database_refuses_clearly_writes_nothing_and_recovers() {
         drill.recovered_after,
     );
 }
+
+/// The tmpfs the full-disk drill runs on: the cluster takes ~40 MB of it.
+const TMPFS_MB: u32 = 80;
+
+#[tokio::test]
+async fn a_full_disk_refuses_clearly_writes_nothing_and_recovers() {
+    let Some(mut pg) = PrivatePostgres::start_on_tmpfs(TMPFS_MB).await else {
+        // Mounting needs root; RELIABILITY.md says where this ran.
+        eprintln!("FAULT disk-full: skipped (not root: cannot mount a tmpfs)");
+        return;
+    };
+    let filler = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let (fill, clear) = (filler.clone(), filler.clone());
+    let drill = drill(
+        &mut pg,
+        async move |pg| {
+            *fill.lock().expect("filler") = Some(pg.fill_disk(0));
+            // The pages the audit trail already has keep some room: use it up, as the events
+            // a busy bot writes meanwhile would, until the table must grow and cannot.
+            let pool = PgPool::connect(&pg.url()).await.expect("connect");
+            for n in 0.. {
+                let appended = sqlx::query(
+                    "WITH e AS (INSERT INTO audit_events (actor_id, actor_name, source, command, args, outcome, detail)
+                                VALUES (0, 'drill', 'scheduler', 'fault drill', jsonb_build_object('n', $1::int), 'ok', '')
+                                RETURNING id)
+                     INSERT INTO audit_unsealed (event_id) SELECT id FROM e",
+                )
+                .bind(n)
+                .execute(&pool)
+                .await;
+                match appended {
+                    Ok(_) => assert!(n < 100_000, "the disk never filled"),
+                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("53100") => break,
+                    Err(e) => panic!("filling the audit trail's pages: {e}"),
+                }
+            }
+            pool.close().await;
+        },
+        async move |_| {
+            let path = clear.lock().expect("filler").take().expect("filled");
+            std::fs::remove_file(path).expect("free the disk");
+        },
+    )
+    .await;
+    for answer in &drill.refused {
+        assert!(
+            answer.content.contains("out of disk space"),
+            "{}: {}",
+            answer.line,
+            answer.content
+        );
+    }
+    assert_eq!(drill.webhook_during, 503);
+    eprintln!(
+        "FAULT disk-full: {FAULT_HOLD:?} into the fault, commands refused in {:?} with {:?}; webhook {}; /readyz {:?}; writes back {:?} after the disk was freed",
+        drill.refused.iter().map(|a| a.took).max().unwrap_or_default(),
+        drill.refused[0].content,
+        drill.webhook_during,
+        drill.readyz_during,
+        drill.recovered_after,
+    );
+}
