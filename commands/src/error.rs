@@ -172,3 +172,29 @@ impl<'a> Iterator for Causes<'a> {
         Some(current)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_read_only_database_is_named_and_unavailable(pool: sqlx::PgPool) {
+        let mut tx = pool.begin().await.expect("begin");
+        sqlx::query("SET TRANSACTION READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .expect("read only");
+        let refused = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ('x', gen_random_uuid(), now())",
+        )
+        .execute(&mut *tx)
+        .await
+        .expect_err("a write in a read-only transaction");
+        assert!(is_unavailable(&refused));
+        let CommandError::Unavailable(text) = CommandError::from(refused) else {
+            panic!("not Unavailable");
+        };
+        assert!(text.contains("read-only"), "{text}");
+        assert!(text.contains("nothing was changed"), "{text}");
+    }
+}

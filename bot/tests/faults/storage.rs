@@ -268,7 +268,12 @@ async fn a_full_disk_refuses_clearly_writes_nothing_and_recovers() {
     assert_eq!(drill.webhook_during, 503);
     eprintln!(
         "FAULT disk-full: {FAULT_HOLD:?} into the fault, commands refused in {:?} with {:?}; webhook {}; /readyz {:?}; writes back {:?} after the disk was freed",
-        drill.refused.iter().map(|a| a.took).max().unwrap_or_default(),
+        drill
+            .refused
+            .iter()
+            .map(|a| a.took)
+            .max()
+            .unwrap_or_default(),
         drill.refused[0].content,
         drill.webhook_during,
         drill.readyz_during,
