@@ -27,6 +27,10 @@ use crate::support::private_pg::PrivatePostgres;
 const RATE: u64 = 40;
 const CHANNELS: i64 = 16;
 
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a knob of this test for scripts/fault-discord-bursts, not opsbot configuration"
+)]
 fn burst_seconds() -> u64 {
     std::env::var("OPSBOT_FAULT_BURST_SECONDS")
         .ok()

@@ -172,7 +172,7 @@ impl Respond for RateLimitedDiscord {
 
         // Scripted trouble, on every other request of its second.
         let n = state.tally.requests;
-        if state.bursts && n % 2 == 0 {
+        if state.bursts && n.is_multiple_of(2) {
             match (elapsed.as_secs() % 3, n % 4) {
                 (0, 0) => {
                     state.tally.burst_global_429s += 1;

@@ -20,8 +20,9 @@ use crate::support::private_pg::{PrivatePostgres, Stop};
 
 const HOOK: &str = "faults-alertmanager-token";
 const SECRET: &[u8] = b"faults-deployer-secret";
-/// Long enough for every background loop and the gateway's lease (10 s) to notice.
-const OUTAGE: Duration = Duration::from_secs(12);
+/// Long enough for every background loop and the gateway leader (which gives its gateway up
+/// about 5 s into an outage) to notice.
+const OUTAGE: Duration = Duration::from_secs(8);
 
 /// Alert group `name`, one firing alert, as Alertmanager's webhook sends it.
 pub fn alert(name: &str) -> Value {
