@@ -67,19 +67,43 @@ impl CommandError {
 
 impl From<sqlx::Error> for CommandError {
     fn from(error: sqlx::Error) -> CommandError {
-        if is_unavailable(&error) {
+        if let Some(why) = unavailable_reason(&error) {
             tracing::warn!(error = %error, "database unavailable");
-            return CommandError::Unavailable(
-                "the database is not answering; nothing was changed, try again in a moment"
-                    .to_owned(),
-            );
+            return CommandError::Unavailable(why.to_owned());
         }
         CommandError::internal(error)
     }
 }
 
+/// What a user is told when the database cannot take a change now, or `None` when `error`
+/// is not that (a bug, a constraint): a read-only database (a failover in progress, or
+/// `default_transaction_read_only`) and a full disk each say so, since waiting a moment
+/// will not help and the operators must act; anything else is "not answering".
+pub fn unavailable_reason(error: &sqlx::Error) -> Option<&'static str> {
+    if let sqlx::Error::Database(db) = error {
+        match db.code().as_deref() {
+            // read_only_sql_transaction
+            Some("25006") => {
+                return Some(
+                    "the database is read-only right now (a failover or maintenance); nothing was changed, try again once it accepts writes",
+                );
+            }
+            // disk_full
+            Some("53100") => {
+                return Some(
+                    "the database is out of disk space; nothing was changed: the operators must free space, then try again",
+                );
+            }
+            _ => {}
+        }
+    }
+    is_unavailable(error)
+        .then_some("the database is not answering; nothing was changed, try again in a moment")
+}
+
 /// Whether `error` means the database cannot serve us now (down, restarting, dropped,
-/// not migrated to this binary's schema) rather than a bug: callers answer 503, not 500.
+/// read-only, out of space, not migrated to this binary's schema) rather than a bug:
+/// callers answer 503, not 500.
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut
@@ -91,7 +115,9 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
             // 08: connection exception; 3D000: the database does not exist; 42P01 / 42703:
             // a table or column is missing (an unmigrated or older schema); 53: the server
             // is out of resources (too many connections); 57P0x: shut down or starting up.
+            // 25006: a read-only transaction (a standby, `default_transaction_read_only`).
             code.starts_with("08")
+                || code == "25006"
                 || code.starts_with("53")
                 || code.starts_with("57P")
                 || code == "3D000"
@@ -144,5 +170,31 @@ impl<'a> Iterator for Causes<'a> {
         let current = self.0?;
         self.0 = current.source();
         Some(current)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_read_only_database_is_named_and_unavailable(pool: sqlx::PgPool) {
+        let mut tx = pool.begin().await.expect("begin");
+        sqlx::query("SET TRANSACTION READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .expect("read only");
+        let refused = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ('x', gen_random_uuid(), now())",
+        )
+        .execute(&mut *tx)
+        .await
+        .expect_err("a write in a read-only transaction");
+        assert!(is_unavailable(&refused));
+        let CommandError::Unavailable(text) = CommandError::from(refused) else {
+            panic!("not Unavailable");
+        };
+        assert!(text.contains("read-only"), "{text}");
+        assert!(text.contains("nothing was changed"), "{text}");
     }
 }

@@ -326,6 +326,23 @@ pub async fn mark_retry(
     Ok(())
 }
 
+/// Hands a claimed message back without an attempt: due again in `retry_in`, counting
+/// neither a failure nor a 429. For a message whose channel's rate-limit bucket is empty:
+/// the dispatcher goes on with other channels instead of waiting for that one.
+pub async fn defer(pool: &PgPool, id: i64, retry_in: Duration) -> Result<(), sqlx::Error> {
+    let retry_ms = i64::try_from(retry_in.as_millis()).unwrap_or(i64::MAX);
+    sqlx::query(
+        "UPDATE outbox SET leased_until = NULL,
+                next_attempt_at = now() + make_interval(secs => $2::bigint / 1000.0)
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(retry_ms)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Gives up on a message: it stays in the table with its error, for people to see.
 pub async fn mark_dead(pool: &PgPool, id: i64, error: &str) -> Result<(), sqlx::Error> {
     sqlx::query!(

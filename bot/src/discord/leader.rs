@@ -9,6 +9,10 @@
 //! later, and no standby can connect while the old leader still listens. An overlap is
 //! harmless anyway: interaction ids are unique in the audit trail, so a command runs once, and
 //! the replica that loses the race does not answer (`CommandError::Replayed`).
+//!
+//! A database that is up but refuses writes (read-only, or its disk full) refuses the renewal
+//! too; then no replica can take the lease either, so the leader keeps its gateway and
+//! commands are answered with why they cannot run.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +94,14 @@ pub async fn lead_gateway(
                 Ok(Err(LeaseError::Lost(_))) => {
                     break Some("another replica took the gateway lease over");
                 }
+                Ok(Err(LeaseError::Database(e))) if refuses_writes(&e) => {
+                    // No replica can take the lease while the database accepts no writes, so
+                    // keeping the gateway cannot make two leaders (and should one manage to,
+                    // the next renewal says the lease is lost); dropping it would leave every
+                    // command unanswered instead of told why it cannot run.
+                    tracing::warn!(error = %e, "the database refuses writes; keeping the gateway (no replica can take its lease meanwhile)");
+                    valid_until = asked + TTL;
+                }
                 Ok(Err(LeaseError::Database(e))) => {
                     tracing::warn!(error = %e, "could not renew the gateway lease");
                 }
@@ -123,6 +135,12 @@ pub async fn lead_gateway(
             }
         }
     }
+}
+
+/// A write refused by a database that is up: read-only (`default_transaction_read_only`, a
+/// standby; SQLSTATE 25006) or out of disk space (53100).
+fn refuses_writes(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("25006" | "53100")))
 }
 
 async fn pause(wait: Duration, shutdown: &CancellationToken) {

@@ -65,6 +65,17 @@ impl Pacing {
         self.lock().paused_until.filter(|at| *at > Instant::now())
     }
 
+    /// How long requests to `channel_id` must still wait (its bucket is empty, or it
+    /// answered 429), if they must.
+    pub(super) fn channel_blocked_for(&self, channel_id: i64) -> Option<Duration> {
+        let now = Instant::now();
+        self.lock()
+            .channel_blocked_until
+            .get(&channel_id)
+            .filter(|until| **until > now)
+            .map(|until| *until - now)
+    }
+
     /// Reserves the next slot for a request to `channel_id` and returns it: the caller sleeps
     /// until then. Two reservations are never closer than the spacing.
     pub(super) fn reserve(&self, channel_id: i64) -> Instant {

@@ -92,6 +92,29 @@ enum Sweep {
     StartApproved,
 }
 
+/// Why a webhook deploy failed for want of a report, naming the service's `timeout`.
+async fn callback_timeout_detail(
+    desk: &Desk,
+    tx: &mut sqlx::PgConnection,
+    id: i64,
+) -> Result<String, CommandError> {
+    let service = store::deploy_by_id(&mut *tx, id).await?.map(|d| d.service);
+    let timeout = service
+        .as_deref()
+        .and_then(|name| desk.deploys().services.get(name))
+        .and_then(|spec| match &spec.backend {
+            backends::BackendSpec::Webhook(webhook) => Some(webhook.timeout),
+            _ => None,
+        });
+    Ok(match timeout {
+        Some(timeout) => format!(
+            "the deployer accepted the deploy but reported no outcome within {} (the webhook backend's `timeout`); check the deployer's logs",
+            humantime::format_duration(timeout)
+        ),
+        None => "the deployer accepted the deploy but reported no outcome in time (the webhook backend's `timeout`); check the deployer's logs".to_owned(),
+    })
+}
+
 /// Moves every deploy due for `sweep`, in one transaction, and publishes each move.
 async fn sweep(desk: &Desk, sweep: Sweep) -> Result<(), CommandError> {
     let (from, to, outcome, detail) = match sweep {
@@ -105,7 +128,7 @@ async fn sweep(desk: &Desk, sweep: Sweep) -> Result<(), CommandError> {
             DeployState::Running,
             DeployState::Failed,
             Outcome::Failed,
-            "the deployer did not report an outcome in time (webhook backend timeout)",
+            "the deployer accepted the deploy but reported no outcome in time (the webhook backend's `timeout`); check the deployer's logs",
         ),
         Sweep::StartApproved => (
             DeployState::Approved,
@@ -120,11 +143,15 @@ async fn sweep(desk: &Desk, sweep: Sweep) -> Result<(), CommandError> {
         Sweep::TimeOutCallbacks => store::due_for_callback_timeout(&mut *tx).await?,
         Sweep::StartApproved => store::claim_approved(&mut *tx).await?,
     };
-    // A start keeps the deploy's detail; the other moves explain themselves in it.
-    let recorded_detail = (to != DeployState::Running).then_some(detail);
     for id in due {
+        let detail = match sweep {
+            Sweep::TimeOutCallbacks => callback_timeout_detail(desk, &mut tx, id).await?,
+            _ => detail.to_owned(),
+        };
+        // A start keeps the deploy's detail; the other moves explain themselves in it.
+        let recorded_detail = (to != DeployState::Running).then_some(detail.as_str());
         if store::transition(&mut *tx, id, &[from], to, recorded_detail).await? {
-            publish(desk, &mut tx, id, outcome, detail, Source::Scheduler).await?;
+            publish(desk, &mut tx, id, outcome, &detail, Source::Scheduler).await?;
         }
     }
     tx.commit().await?;

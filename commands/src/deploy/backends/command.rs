@@ -1,5 +1,7 @@
 //! The `command` backend: a local process with the deploy as arguments and environment
-//! variables. Exit code 0 is success; the last lines of output are kept.
+//! variables. Exit code 0 is success; the last lines of output are kept. If opsbot dies while
+//! a command runs, the restarted opsbot fails the deploy as "outcome unknown" and stops what
+//! the command left running ([`leftovers`]).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -12,6 +14,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{BackendEvent, DeployJob, Finish};
+
+mod leftovers;
 
 /// Lines of output kept for the deploy's detail (success) or failure reason.
 pub const OUTPUT_TAIL_LINES: usize = 20;
@@ -78,9 +82,16 @@ pub async fn execute(
     cancel: CancellationToken,
 ) -> Finish {
     if checkpoint.is_some() {
-        // The process was a child of an opsbot that is gone: nobody saw how it ended.
+        // The process was a child of an opsbot that is gone: nobody saw how it ended, and if
+        // that opsbot was killed outright, it may still be running.
+        let left = match leftovers::stop(job.correlation_id).await {
+            0 => String::new(),
+            n => format!(" ({n} of its processes were still running and have been stopped)"),
+        };
         return Finish::Failed {
-            reason: "opsbot restarted while the command was running; its outcome is unknown — check the target and re-run the deploy".to_owned(),
+            reason: format!(
+                "opsbot restarted while the command was running{left}; its outcome is unknown — check the target and re-run the deploy"
+            ),
         };
     }
     let mut command = Command::new(&spec.program);
