@@ -113,16 +113,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn installed() -> bool {
-    if Path::new(PROMETHEUS).exists() {
-        return true;
-    }
-    eprintln!(
-        "SKIPPED: {PROMETHEUS} is missing; install Debian's `prometheus` package (.ci/run does)"
-    );
-    false
-}
-
 /// Where [`config`] writes the webhook token; removed once the bot has read its config.
 fn token_file() -> std::path::PathBuf {
     std::env::temp_dir().join(format!(
@@ -287,7 +277,7 @@ async fn audited(pool: &PgPool, command: &str) -> Vec<(String, String, String)> 
 
 #[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
 async fn promql_is_answered_with_tables_and_charts_from_the_real_prometheus(pool: PgPool) {
-    if !installed() {
+    if !support::prerequisites::program(PROMETHEUS, "Debian: apt install prometheus") {
         return;
     }
     let port = free_port();

@@ -7,6 +7,7 @@
 
 pub mod alertmanager;
 pub mod discord_spec;
+pub mod prerequisites;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
