@@ -35,6 +35,7 @@ use crate::emulator::{Emulator, GuildSpec};
 use crate::run::{HttpBind, Services};
 
 mod forms;
+mod markdown;
 mod output;
 
 pub use output::{ATTACHMENTS_DIR, event_json, event_text, save_attachments};
