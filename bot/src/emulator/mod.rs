@@ -316,9 +316,17 @@ impl Emulator {
         let state = self.shared.state();
         let guild = &state.guild;
         GuildNames {
-            users: guild.members.iter().map(|m| (m.id, m.name.clone())).collect(),
+            users: guild
+                .members
+                .iter()
+                .map(|m| (m.id, m.name.clone()))
+                .collect(),
             roles: guild.roles.iter().map(|r| (r.id, r.name.clone())).collect(),
-            channels: guild.channels.iter().map(|c| (c.id, c.name.clone())).collect(),
+            channels: guild
+                .channels
+                .iter()
+                .map(|c| (c.id, c.name.clone()))
+                .collect(),
         }
     }
 

@@ -114,7 +114,11 @@ fn split_code_block(text: &str) -> (&str, Option<&str>, &str) {
             let inner = inner.strip_suffix('\n').unwrap_or(inner);
             let before = text[..offset].strip_suffix('\n').unwrap_or(&text[..offset]);
             let after = &text[offset + 3 + end + 3..];
-            return (before, Some(inner), after.strip_prefix('\n').unwrap_or(after));
+            return (
+                before,
+                Some(inner),
+                after.strip_prefix('\n').unwrap_or(after),
+            );
         }
         offset += line.len();
     }
@@ -133,7 +137,10 @@ fn block_line(line: &str, names: &GuildNames, style: &Style) -> String {
     }
     let indent = line.len() - line.trim_start().len();
     let trimmed = line.trim_start();
-    if let Some(item) = trimmed.strip_prefix("- ").or_else(|| trimmed.strip_prefix("* ")) {
+    if let Some(item) = trimmed
+        .strip_prefix("- ")
+        .or_else(|| trimmed.strip_prefix("* "))
+    {
         return format!("{}• {}", &line[..indent], inline(item, names, style));
     }
     inline(line, names, style)
@@ -272,13 +279,18 @@ fn angle(inner: &str, names: &GuildNames, style: &Style) -> Option<String> {
         return mention(format!("@{name}"));
     }
     if let Some(channel) = inner.strip_prefix('#') {
-        let name = names.channels.get(&id(channel)?).map_or("unknown-channel", |n| n);
+        let name = names
+            .channels
+            .get(&id(channel)?)
+            .map_or("unknown-channel", |n| n);
         return mention(format!("#{name}"));
     }
     if inner.starts_with("https://") || inner.starts_with("http://") {
         return Some(inner.to_owned());
     }
-    let emoji = inner.strip_prefix("a:").or_else(|| inner.strip_prefix(':'))?;
+    let emoji = inner
+        .strip_prefix("a:")
+        .or_else(|| inner.strip_prefix(':'))?;
     let (name, emoji_id) = emoji.split_once(':')?;
     id(emoji_id)?;
     Some(format!(":{name}:"))
@@ -308,14 +320,25 @@ fn time_text(at: i64, kind: &str, style: &Style) -> Option<String> {
 fn relative(seconds: i64) -> String {
     let span = seconds.unsigned_abs();
     let (count, unit) = match span {
-        0..60 => return if seconds >= 0 { "in a few seconds" } else { "a few seconds ago" }.to_owned(),
+        0..60 => {
+            return if seconds >= 0 {
+                "in a few seconds"
+            } else {
+                "a few seconds ago"
+            }
+            .to_owned();
+        }
         60..3_600 => (span / 60, "minute"),
         3_600..86_400 => (span / 3_600, "hour"),
         86_400..2_592_000 => (span / 86_400, "day"),
         2_592_000..31_536_000 => (span / 2_592_000, "month"),
         _ => (span / 31_536_000, "year"),
     };
-    let unit = if count == 1 { unit.to_owned() } else { format!("{unit}s") };
+    let unit = if count == 1 {
+        unit.to_owned()
+    } else {
+        format!("{unit}s")
+    };
     if seconds >= 0 {
         format!("in {count} {unit}")
     } else {
