@@ -1,4 +1,4 @@
-//! `opsbot shell [--user NAME] [--roles R1,R2] [--json]`: the whole bot (the same poise
+//! `opsbot shell [--user NAME] [--roles R1,R2] [--json] [--verbose]`: the whole bot (the same poise
 //! commands, HTTP server, sealer and outbox dispatcher as `opsbot run`) wired to the built-in
 //! Discord emulator. Type lines as in Discord's client:
 //!
@@ -15,10 +15,11 @@
 //! ```
 //!
 //! Replies, posts, edits, created channels and messages Discord would refuse (`refused`, with
-//! the reason) print as text, or with `--json` as one JSON
+//! the reason) print as text with Discord's markup rendered ([`markdown`]), or with `--json` as one JSON
 //! object per line (`event`, `input`, `channel`, `content`, `embeds`, `components`,
-//! `attachments`). At end of input it waits for answers still due, shuts down like
-//! `opsbot run` (the audit chain is sealed) and exits 0.
+//! `attachments`). At a terminal the prompt returns only after the answer ([`terminal`]) and
+//! log lines go to [`LOG_FILE`] (`--verbose`: stderr). At end of input it waits for answers
+//! still due, shuts down like `opsbot run` (the audit chain is sealed) and exits 0.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
