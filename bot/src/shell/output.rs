@@ -179,3 +179,72 @@ pub fn event_text(
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shell::Zone;
+
+    fn event(content: &str, embeds: Vec<Value>) -> EmulatorEvent {
+        EmulatorEvent {
+            event: "post",
+            interaction_id: None,
+            channel_id: 1,
+            channel: "deploys".to_owned(),
+            message_id: Some(2),
+            content: content.to_owned(),
+            embeds,
+            components: Vec::new(),
+            attachments: Vec::new(),
+            files: Vec::new(),
+            ephemeral: false,
+            allowed_mentions: None,
+            pings: Default::default(),
+        }
+    }
+
+    fn style(color: bool) -> Style {
+        Style {
+            color,
+            zone: Zone::Fixed(chrono::FixedOffset::east_opt(0).expect("UTC")),
+            now: 0,
+        }
+    }
+
+    fn names() -> GuildNames {
+        GuildNames {
+            users: [(7, "ana".to_owned())].into(),
+            ..GuildNames::default()
+        }
+    }
+
+    #[test]
+    fn a_post_with_an_embed_reads_without_markup() {
+        let embed = json!({
+            "title": "deploy #1 **api** v2 → staging",
+            "description": "**running**: `./scripts/deploy.sh`",
+            "color": 0x1f6feb,
+            "fields": [{ "name": "requested by", "value": "<@7>" }],
+            "footer": { "text": "correlation c-1" },
+        });
+        let post = event("🚀 deploy #1 **running** (by <@7>)", vec![embed]);
+        insta::assert_snapshot!(event_text(&post, &[], &names(), &style(false)), @r"
+        [post in #deploys]
+        🚀 deploy #1 running (by @ana)
+        ┃ deploy #1 api v2 → staging
+        ┃ running: ./scripts/deploy.sh
+        ┃ requested by: @ana
+        ┃ correlation c-1
+        ");
+    }
+
+    #[test]
+    fn colours_paint_the_embed_bar_in_its_colour() {
+        let post = event("", vec![json!({ "description": "x", "color": 0x1f6feb })]);
+        let text = event_text(&post, &[], &names(), &style(true)).replace('\x1b', "⎋");
+        insta::assert_snapshot!(text, @r"
+        ⎋[2m[post in #deploys]⎋[22m
+        ⎋[38;2;31;111;235m┃⎋[39m x
+        ");
+    }
+}
