@@ -49,5 +49,5 @@ fn skip(why: &str) -> bool {
 }
 
 fn required() -> bool {
-    std::env::var(REQUIRE_ALL).is_ok_and(|v| !v.is_empty() && v != "0")
+    std::env::var_os(REQUIRE_ALL).is_some_and(|v| !v.is_empty() && v != "0")
 }

@@ -28,7 +28,7 @@ pub fn autocomplete_data(
         .filter(|c| c.get("type").and_then(Value::as_u64).unwrap_or(CHAT_INPUT) == CHAT_INPUT)
         .find(|c| name_of(c).eq_ignore_ascii_case(typed_name))
         .ok_or_else(|| {
-            let names = registered.iter().map(|c| name_of(c));
+            let names = registered.iter().map(name_of);
             error(match super::nearest(typed_name, names) {
                 Some(near) => format!("unknown command /{typed_name}; did you mean /{near}?"),
                 None => format!("unknown command /{typed_name}"),
