@@ -50,6 +50,9 @@ pub enum CliCommand {
         /// One JSON object per line on stdout instead of text
         #[arg(long)]
         json: bool,
+        /// Log lines on stderr even at a terminal (there they go to .opsbot/shell.log)
+        #[arg(long)]
+        verbose: bool,
     },
     /// Apply database migrations and exit
     Migrate,
@@ -108,7 +111,11 @@ pub enum AuditCommand {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_logging(cli.log_format);
+    let log_file = shell_log_file(
+        &cli.command,
+        std::io::IsTerminal::is_terminal(&std::io::stdin()),
+    );
+    telemetry::init_logging(cli.log_format, log_file.as_deref());
     if let CliCommand::Config(ConfigCommand::Check) = cli.command {
         return check_command(cli.config.as_deref());
     }
@@ -128,7 +135,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(cli.command, config)) {
+    match runtime.block_on(execute(cli.command, config, log_file)) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "opsbot failed");
@@ -138,14 +145,39 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn execute(command: CliCommand, config: Config) -> anyhow::Result<ExitCode> {
+/// Where an interactive `opsbot shell` writes its log lines: text mode at a terminal without
+/// `--verbose`. `--json`, a pipe and every other command keep them on stderr.
+fn shell_log_file(command: &CliCommand, stdin_is_terminal: bool) -> Option<PathBuf> {
+    match command {
+        CliCommand::Shell {
+            json: false,
+            verbose: false,
+            ..
+        } if stdin_is_terminal => Some(PathBuf::from(crate::shell::LOG_FILE)),
+        _ => None,
+    }
+}
+
+async fn execute(
+    command: CliCommand,
+    config: Config,
+    log_file: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     match command {
         CliCommand::Run => {
             crate::run::run(config).await?;
             Ok(ExitCode::SUCCESS)
         }
-        CliCommand::Shell { user, roles, json } => {
-            crate::shell::shell(config, crate::shell::ShellOptions { user, roles, json }).await?;
+        CliCommand::Shell {
+            user, roles, json, ..
+        } => {
+            let options = crate::shell::ShellOptions {
+                user,
+                roles,
+                json,
+                log_file,
+            };
+            crate::shell::shell(config, options).await?;
             Ok(ExitCode::SUCCESS)
         }
         CliCommand::Migrate => {
@@ -280,6 +312,20 @@ mod tests {
             CliCommand::Audit(AuditCommand::Tail { n: 5, json: true })
         ));
         assert!(Cli::try_parse_from(["opsbot", "deploy"]).is_err());
+    }
+
+    #[test]
+    fn only_an_interactive_text_shell_logs_to_its_file() {
+        let log_file = |args: &[&str], terminal: bool| {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            shell_log_file(&cli.command, terminal)
+        };
+        let file = Some(PathBuf::from(".opsbot/shell.log"));
+        assert_eq!(log_file(&["opsbot", "shell"], true), file);
+        assert_eq!(log_file(&["opsbot", "shell", "--verbose"], true), None);
+        assert_eq!(log_file(&["opsbot", "shell", "--json"], true), None);
+        assert_eq!(log_file(&["opsbot", "shell"], false), None, "piped");
+        assert_eq!(log_file(&["opsbot", "run"], true), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `opsbot shell [--user NAME] [--roles R1,R2] [--json]`: the whole bot (the same poise
+//! `opsbot shell [--user NAME] [--roles R1,R2] [--json] [--verbose]`: the whole bot (the same poise
 //! commands, HTTP server, sealer and outbox dispatcher as `opsbot run`) wired to the built-in
 //! Discord emulator. Type lines as in Discord's client:
 //!
@@ -15,18 +15,18 @@
 //! ```
 //!
 //! Replies, posts, edits, created channels and messages Discord would refuse (`refused`, with
-//! the reason) print as text, or with `--json` as one JSON
+//! the reason) print as text with Discord's markup rendered ([`markdown`]), or with `--json` as one JSON
 //! object per line (`event`, `input`, `channel`, `content`, `embeds`, `components`,
-//! `attachments`). At end of input it waits for answers still due, shuts down like
-//! `opsbot run` (the audit chain is sealed) and exits 0.
+//! `attachments`). At a terminal the prompt returns only after the answer ([`terminal`]) and
+//! log lines go to [`LOG_FILE`] (`--verbose`: stderr). At end of input it waits for answers
+//! still due, shuts down like `opsbot run` (the audit chain is sealed) and exits 0.
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::{IsTerminal as _, Write as _};
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Secret};
@@ -35,9 +35,18 @@ use crate::emulator::{Emulator, GuildSpec};
 use crate::run::{HttpBind, Services};
 
 mod forms;
+mod markdown;
 mod output;
+mod suggest;
+mod terminal;
 
+pub use markdown::{Style, Zone};
 pub use output::{ATTACHMENTS_DIR, event_json, event_text, save_attachments};
+
+use terminal::Screen;
+
+/// Where an interactive shell writes its log lines (`--verbose`: stderr).
+pub const LOG_FILE: &str = ".opsbot/shell.log";
 
 /// How long the shell waits at end of input for answers still due.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,6 +86,8 @@ pub struct ShellOptions {
     pub user: String,
     pub roles: Vec<String>,
     pub json: bool,
+    /// Where the log lines go instead of stderr (interactive use without `--verbose`).
+    pub log_file: Option<std::path::PathBuf>,
 }
 
 /// Lines typed so far whose interaction has not been answered, by interaction id.
@@ -121,13 +132,14 @@ pub async fn shell(config: Config, options: ShellOptions) -> anyhow::Result<()> 
     }
 
     let pending: Pending = Arc::default();
+    let interactive = std::io::stdin().is_terminal();
+    let (mut lines, screen) = terminal::open(interactive).await;
     let printer = tokio::spawn(print_events(
         emulator.clone(),
         pending.clone(),
         options.json,
+        screen.clone(),
     ));
-    let interactive = std::io::stdin().is_terminal();
-    let mut lines = read_lines(interactive);
     let mut session = Session {
         emulator: emulator.clone(),
         member: emulator.member(&options.user, Some(&options.roles)),
@@ -138,16 +150,21 @@ pub async fn shell(config: Config, options: ShellOptions) -> anyhow::Result<()> 
             .unwrap_or_default(),
         pending: pending.clone(),
         json: options.json,
+        screen,
     };
     if interactive {
+        let logs = match &options.log_file {
+            Some(path) => format!(" Logs go to {}.", path.display()),
+            None => String::new(),
+        };
         eprintln!(
-            "opsbot shell: you are {} in #general. Type /commands as in Discord, :help for more, Ctrl-D to quit.",
+            "opsbot shell: you are {} in #general. Type /commands as in Discord, :help for more, Ctrl-D to quit.{logs}",
             options.user
         );
     }
     loop {
         let line = tokio::select! {
-            line = lines.recv() => line,
+            line = lines.next() => line,
             _ = shutdown.cancelled() => None,
         };
         let Some(line) = line else { break };
@@ -198,6 +215,7 @@ struct Session {
     channel: u64,
     pending: Pending,
     json: bool,
+    screen: Screen,
 }
 
 const HELP: &str = "\
@@ -300,10 +318,7 @@ impl Session {
                 Some(d) => tokio::time::sleep(d).await,
                 None => self.error(line, ":sleep needs a number of seconds, e.g. `:sleep 2`"),
             },
-            other => self.error(
-                line,
-                &format!("unknown shell command `{other}`; type :help"),
-            ),
+            other => self.error(line, &suggest::unknown_shell_command(other)),
         }
         Flow::Continue
     }
@@ -326,29 +341,26 @@ impl Session {
 
     fn info(&self, text: &str) {
         if !self.json {
-            write_out(text);
+            self.screen.line(text);
         }
     }
 
     fn error(&self, input: &str, message: &str) {
         if self.json {
-            write_out(&json!({ "event": "error", "input": input, "content": message }).to_string());
+            self.screen
+                .line(&json!({ "event": "error", "input": input, "content": message }).to_string());
         } else {
-            write_out(&format!("error: {message}"));
+            let style = Style::for_stdout();
+            self.screen
+                .line(&format!("{} {message}", style.paint("31", "error:", "39")));
         }
     }
 }
 
-fn write_out(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
-    let _ = out.flush();
-}
-
-/// Prints everything the emulator reports, pairing answers with the lines they answer.
-async fn print_events(emulator: Emulator, pending: Pending, json: bool) {
+/// Prints everything the emulator reports, pairing answers with the lines they answer. A line
+/// counts as answered once its answer is printed, so the prompt never comes before it.
+async fn print_events(emulator: Emulator, pending: Pending, json: bool, screen: Screen) {
     let mut events = emulator.subscribe();
-    let mut answered: HashSet<u64> = HashSet::new();
     loop {
         let event = match events.recv().await {
             Ok(event) => event,
@@ -358,51 +370,28 @@ async fn print_events(emulator: Emulator, pending: Pending, json: bool) {
             }
             Err(_) => return,
         };
+        // A form popping up or autocomplete choices answer the line too; a form's submit is
+        // answered on the line that opened it (see `:modal`).
+        let answers = matches!(event.event, "reply" | "edit" | "modal" | "choices");
         let input = event.interaction_id.and_then(|id| {
-            let mut pending = pending.lock().ok()?;
-            match pending.get(&id).cloned() {
-                // A form popping up or autocomplete choices answer the line too; a form's
-                // submit is answered on the line that opened it (see `:modal`).
-                Some(line) if matches!(event.event, "reply" | "edit" | "modal" | "choices") => {
-                    answered.insert(id);
-                    pending.remove(&id);
-                    Some(line)
-                }
-                other => other,
-            }
+            pending
+                .lock()
+                .ok()
+                .and_then(|p| p.get(&id).cloned())
+                .map(|line| (id, line))
         });
         let saved = save_attachments(&event, std::path::Path::new(ATTACHMENTS_DIR));
         let text = if json {
-            event_json(&event, input.as_deref(), &saved).to_string()
+            event_json(&event, input.as_ref().map(|(_, l)| l.as_str()), &saved).to_string()
         } else {
-            event_text(&event, &saved)
+            event_text(&event, &saved, &emulator.names(), &Style::for_stdout())
         };
-        write_out(&text);
-    }
-}
-
-/// Lines from stdin: with line editing and history on a terminal, plain lines from a pipe.
-fn read_lines(interactive: bool) -> mpsc::UnboundedReceiver<String> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        if interactive {
-            let Ok(mut editor) = rustyline::DefaultEditor::new() else {
-                return;
-            };
-            while let Ok(line) = editor.readline("opsbot> ") {
-                let _ = editor.add_history_entry(line.as_str());
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        } else {
-            for line in std::io::stdin().lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
+        screen.line(&text);
+        if answers
+            && let Some((id, _)) = input
+            && let Ok(mut pending) = pending.lock()
+        {
+            pending.remove(&id);
         }
-    });
-    rx
+    }
 }

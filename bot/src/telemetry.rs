@@ -1,4 +1,5 @@
-//! Logs (tracing, to stderr: stdout stays clean for command output) and the Prometheus
+//! Logs (tracing, to stderr: stdout stays clean for command output; an interactive
+//! `opsbot shell` writes them to a file) and the Prometheus
 //! metrics recorder behind `/metrics`.
 
 use std::sync::OnceLock;
@@ -14,17 +15,45 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the stderr logger. `RUST_LOG` filters (default: `info` for opsbot, `warn` else).
-pub fn init_logging(format: LogFormat) {
+/// Installs the logger: on stderr, or appended to `file` (`opsbot shell` at a terminal, so
+/// log lines do not land between the answers). `RUST_LOG` filters (default: `info` for
+/// opsbot, `warn` else). A file that cannot be opened leaves the logs on stderr.
+pub fn init_logging(format: LogFormat, file: Option<&std::path::Path>) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("warn,opsbot=info,opsbot_commands=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let opened = file.map(|path| {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot write the log file {}: {e}", path.display()))
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match opened {
+        Some(Ok(log)) => {
+            let builder = builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(log));
+            match format {
+                LogFormat::Text => builder.try_init(),
+                LogFormat::Json => builder.json().flatten_event(true).try_init(),
+            }
+        }
+        other => {
+            if let Some(Err(why)) = other {
+                eprintln!("warning: {why}; logging to stderr");
+            }
+            let builder = builder
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr);
+            match format {
+                LogFormat::Text => builder.try_init(),
+                LogFormat::Json => builder.json().flatten_event(true).try_init(),
+            }
+        }
     };
 }
 

@@ -160,7 +160,7 @@ async fn a_deploy_patches_the_image_follows_the_rollout_and_rolls_back(pool: PgP
     assert_eq!(
         lines,
         [
-            "starting on kubernetes",
+            "starting: Kubernetes deployment shop/api",
             "deployment shop/api: container api set to ghcr.io/acme/api:v2 (generation 2)",
             "waiting for the deployment controller to observe generation 2",
             "1/3 updated, 3 available, 3 old pending termination",

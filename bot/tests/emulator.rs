@@ -326,7 +326,12 @@ async fn attachments_arrive_byte_for_byte_and_the_shell_saves_them() {
     assert_eq!(std::fs::read(&saved[0]).expect("saved file"), png);
     let line = opsbot::shell::event_json(&event, None, &saved);
     assert_eq!(line["attachments"], serde_json::json!(saved));
-    let text = opsbot::shell::event_text(&event, &saved);
+    let style = opsbot::shell::Style {
+        color: false,
+        zone: opsbot::shell::Zone::Local,
+        now: 0,
+    };
+    let text = opsbot::shell::event_text(&event, &saved, &Default::default(), &style);
     assert!(
         text.contains(&format!("📎 ../chart.png (29 B), saved as {}", saved[0])),
         "{text}"

@@ -292,6 +292,12 @@ impl Drop for DeleteStream {
 
 #[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
 async fn nats_jetstream_gets_every_event_once_in_order(pool: PgPool) {
+    if !support::prerequisites::service(
+        NATS,
+        "a NATS server with JetStream; Debian: apt install nats-server, then nats-server -js",
+    ) {
+        return;
+    }
     let id = unique("t");
     let subject = format!("opsbot_test.{id}");
     let stream_name = format!("OPSBOT_TEST_{id}");
@@ -351,7 +357,7 @@ struct PubsubEmulator {
 }
 
 impl PubsubEmulator {
-    /// `None` (the test skips) only when the emulator is not installed.
+    /// `None` only when the emulator is not installed.
     async fn start() -> Option<PubsubEmulator> {
         if !std::path::Path::new(EMULATOR).exists() {
             return None;
@@ -402,11 +408,14 @@ impl Drop for PubsubEmulator {
 
 #[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
 async fn pubsub_gets_every_event_once_in_order(pool: PgPool) {
-    let Some(emulator) = PubsubEmulator::start().await else {
-        eprintln!(
-            "SKIPPED: the Pub/Sub emulator is not installed at {EMULATOR} (Debian package google-cloud-cli-pubsub-emulator)"
-        );
+    if !support::prerequisites::program(
+        EMULATOR,
+        "Google's Pub/Sub emulator: apt install google-cloud-cli-pubsub-emulator (Google's apt repository) and a Java runtime",
+    ) {
         return;
+    }
+    let Some(emulator) = PubsubEmulator::start().await else {
+        panic!("the Pub/Sub emulator at {EMULATOR} vanished");
     };
     let (project, topic, subscription) = ("opsbot-test", unique("audit-"), unique("sub-"));
     let client = reqwest::Client::new();

@@ -374,11 +374,15 @@ async fn a_channel_not_created_before_a_restart_is_created_once_after_it(pool: P
         emulator.find_channel("inc-1-api-down")
     })
     .await;
-    let stored: Option<i64> = sqlx::query_scalar("SELECT channel_id FROM incidents WHERE id = 1")
-        .fetch_one(&pool)
-        .await
-        .expect("incident");
-    assert_eq!(stored, Some(channel as i64));
+    // Discord has the channel a moment before the reconciler's transaction stores its id.
+    let stored: i64 = eventually("the channel id is stored", async || {
+        sqlx::query_scalar::<_, Option<i64>>("SELECT channel_id FROM incidents WHERE id = 1")
+            .fetch_one(&pool)
+            .await
+            .expect("incident")
+    })
+    .await;
+    assert_eq!(stored, channel as i64);
     // More reconciler rounds change nothing: still one channel, with its summary pinned.
     second.desk.incident_reconcile().await.expect("reconcile");
     second.desk.incident_reconcile().await.expect("reconcile");

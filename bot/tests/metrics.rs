@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -111,16 +110,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port()
-}
-
-fn installed() -> bool {
-    if Path::new(PROMETHEUS).exists() {
-        return true;
-    }
-    eprintln!(
-        "SKIPPED: {PROMETHEUS} is missing; install Debian's `prometheus` package (.ci/run does)"
-    );
-    false
 }
 
 /// Where [`config`] writes the webhook token; removed once the bot has read its config.
@@ -287,7 +276,7 @@ async fn audited(pool: &PgPool, command: &str) -> Vec<(String, String, String)> 
 
 #[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
 async fn promql_is_answered_with_tables_and_charts_from_the_real_prometheus(pool: PgPool) {
-    if !installed() {
+    if !support::prerequisites::program(PROMETHEUS, "Debian: apt install prometheus") {
         return;
     }
     let port = free_port();

@@ -354,7 +354,7 @@ async fn invalid_parameters_are_refused_and_named(pool: PgPool) {
     /api/audit?cursor=-5
       {"error":"cursor: \"-5\" is not a cursor; pass the next_cursor of the previous page","parameter":"cursor"}
     /api/audit?outcome=okay
-      {"error":"outcome: \"okay\" is not an outcome; one of ok, denied, invalid, conflict, error, requested, approved, started, succeeded, failed, rejected, expired, cancelled","parameter":"outcome"}
+      {"error":"outcome: \"okay\" is not an outcome; one of ok, denied, invalid, conflict, refused, error, requested, approved, started, succeeded, failed, rejected, expired, cancelled","parameter":"outcome"}
     /api/audit?source=slack
       {"error":"source: \"slack\" is not a source; one of discord, shell, web, scheduler, webhook","parameter":"source"}
     /api/audit?outcom=ok

@@ -1,6 +1,6 @@
 //! The one error type of the domain, and how each kind reads to a user.
 //!
-//! Policy: `Denied`, `Invalid`, `NotFound`, `Conflict` and `Unavailable` carry text written
+//! Policy: `Denied`, `Invalid`, `NotFound`, `Conflict`, `Refused` and `Unavailable` carry text written
 //! for the person who asked, and front doors show it as is. `Internal` never shows its cause:
 //! users see a short reference, the log gets the whole chain under the same reference.
 
@@ -23,6 +23,10 @@ pub enum CommandError {
     /// The request collides with the current state (a lock, a running deploy, a replay).
     #[error("{0}")]
     Conflict(String),
+    /// A rule in force refuses it now: a freeze window, an incident's deploy freeze
+    /// (`override:true` with `deploy:override` lifts it). Audited with outcome `refused`.
+    #[error("{0}")]
+    Refused(String),
     /// The caller did not prove who it is (a missing or bad signature or token). Never
     /// written to the audit trail row by row: counted and sampled (`crate::refusals`).
     #[error("{0}")]
@@ -60,6 +64,7 @@ impl CommandError {
             | CommandError::Unauthenticated(_) => Outcome::Denied,
             CommandError::Invalid(_) | CommandError::NotFound(_) => Outcome::Invalid,
             CommandError::Conflict(_) | CommandError::Replayed(_) => Outcome::Conflict,
+            CommandError::Refused(_) => Outcome::Refused,
             CommandError::Unavailable(_) | CommandError::Internal { .. } => Outcome::Error,
         }
     }

@@ -53,7 +53,7 @@ pub async fn recent(
     let page = ctx.data().desk.audit_recent(&inv, filter.clone()).await?;
     ctx.send(
         poise::CreateReply::default()
-            .embed(render::recent_embed(&page.events))
+            .embed(render::recent_embed(&page.events, None))
             .components(older_button(&page, &filter))
             .ephemeral(true),
     )
@@ -129,7 +129,7 @@ pub async fn older_pressed(
     let inv = component_invocation(ctx, press, "audit recent", args).await;
     let page = data.desk.audit_recent(&inv, filter.clone()).await?;
     let update = serenity::CreateInteractionResponseMessage::new()
-        .embed(render::recent_embed(&page.events))
+        .embed(render::recent_embed(&page.events, filter.before_id))
         .components(older_button(&page, &filter))
         .allowed_mentions(render::no_pings());
     press

@@ -52,6 +52,14 @@ impl Default for GuildSpec {
     }
 }
 
+/// Names of the guild's members, roles and channels by id (see [`Emulator::names`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuildNames {
+    pub users: std::collections::HashMap<u64, String>,
+    pub roles: std::collections::HashMap<u64, String>,
+    pub channels: std::collections::HashMap<u64, String>,
+}
+
 /// What happened in the emulated Discord that a person would see.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EmulatorEvent {
@@ -303,6 +311,26 @@ impl Emulator {
             guild.channel_by_name(name)
         };
         channel.map(|c| (c.id, c.name.clone()))
+    }
+
+    /// The names mentions refer to (members, roles, channels by id), for a client that
+    /// shows `<@id>` as `@name`, as Discord's does.
+    pub fn names(&self) -> GuildNames {
+        let state = self.shared.state();
+        let guild = &state.guild;
+        GuildNames {
+            users: guild
+                .members
+                .iter()
+                .map(|m| (m.id, m.name.clone()))
+                .collect(),
+            roles: guild.roles.iter().map(|r| (r.id, r.name.clone())).collect(),
+            channels: guild
+                .channels
+                .iter()
+                .map(|c| (c.id, c.name.clone()))
+                .collect(),
+        }
     }
 
     /// Text channels and threads, as `(id, name, kind)`.

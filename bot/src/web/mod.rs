@@ -48,7 +48,9 @@ pub fn status_of(error: &CommandError) -> StatusCode {
         CommandError::Denied { .. } | CommandError::Forbidden(_) => StatusCode::FORBIDDEN,
         CommandError::Invalid(_) => StatusCode::BAD_REQUEST,
         CommandError::NotFound(_) => StatusCode::NOT_FOUND,
-        CommandError::Conflict(_) | CommandError::Replayed(_) => StatusCode::CONFLICT,
+        CommandError::Conflict(_) | CommandError::Replayed(_) | CommandError::Refused(_) => {
+            StatusCode::CONFLICT
+        }
         CommandError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         CommandError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }

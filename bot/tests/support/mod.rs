@@ -7,6 +7,7 @@
 
 pub mod alertmanager;
 pub mod discord_spec;
+pub mod prerequisites;
 pub mod private_pg;
 
 use std::collections::BTreeMap;

@@ -12,6 +12,9 @@ pub enum Outcome {
     Denied,
     Invalid,
     Conflict,
+    /// Refused by a rule in force (a freeze window, an incident's deploy freeze), not by a
+    /// missing permission (`denied`) nor by the state of things (`conflict`).
+    Refused,
     Error,
     Requested,
     Approved,
@@ -24,11 +27,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 13] = [
+    pub const ALL: [Outcome; 14] = [
         Outcome::Ok,
         Outcome::Denied,
         Outcome::Invalid,
         Outcome::Conflict,
+        Outcome::Refused,
         Outcome::Error,
         Outcome::Requested,
         Outcome::Approved,
@@ -46,6 +50,7 @@ impl Outcome {
             Outcome::Denied => "denied",
             Outcome::Invalid => "invalid",
             Outcome::Conflict => "conflict",
+            Outcome::Refused => "refused",
             Outcome::Error => "error",
             Outcome::Requested => "requested",
             Outcome::Approved => "approved",

@@ -152,7 +152,7 @@ impl Desk {
         if let Some(window) = frozen
             && !request.override_freeze
         {
-            let e = CommandError::Conflict(format!(
+            let e = CommandError::Refused(format!(
                 "{env} is frozen ({}){}; deploying now needs override:true and the `deploy:override` permission",
                 window.describe(),
                 window
@@ -167,7 +167,7 @@ impl Desk {
         if let Some(freeze) = &incident_freeze
             && !request.override_freeze
         {
-            let e = CommandError::Conflict(freeze.refusal(&request.service, env));
+            let e = CommandError::Refused(freeze.refusal(&request.service, env));
             return Err(self.refuse(inv, e).await);
         }
         let freeze_overridden =
@@ -272,7 +272,7 @@ impl Desk {
         tx.commit().await?;
         self.deploy_wakeup().notify_one();
         Ok(DeployOutcome {
-            message: view::status_message(&deploy, self.deploys().public_url.as_deref()),
+            message: view::status_message(&deploy, self.deploys()),
             deploy,
         })
     }
@@ -402,7 +402,7 @@ impl Desk {
             self.deploy_wakeup().notify_one();
         }
         Ok(DeployOutcome {
-            message: view::status_message(&updated, self.deploys().public_url.as_deref()),
+            message: view::status_message(&updated, self.deploys()),
             deploy: updated,
         })
     }
@@ -420,7 +420,7 @@ impl Desk {
         if let Some(deploy) = store::deploy_by_id(&mut *tx, deploy_id).await?
             && !matches!(deploy.state, DeployState::Requested | DeployState::Approved)
         {
-            let message = view::status_message(&deploy, self.deploys().public_url.as_deref());
+            let message = view::status_message(&deploy, self.deploys());
             outbox::enqueue_edit(&mut *tx, channel_id, message_id, &message, None).await?;
         }
         tx.commit().await?;

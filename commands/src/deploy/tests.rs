@@ -150,6 +150,20 @@ async fn staging_needs_no_approval_and_everything_is_recorded(pool: PgPool) {
     assert_eq!(outcome.deploy.state, DeployState::Approved);
     assert!(outcome.message.buttons.is_empty());
     assert_eq!(
+        outcome.message.embeds[0].description.markdown(),
+        "**starting** (no approval needed)",
+        "nobody approved it: it is not announced as approved"
+    );
+    let mut running = outcome.deploy.clone();
+    running.state = DeployState::Running;
+    assert_eq!(
+        super::view::status_message(&running, desk.deploys()).embeds[0]
+            .description
+            .markdown(),
+        "**running**: /bin/true",
+        "the backend in words, not its kind"
+    );
+    assert_eq!(
         outcomes(&pool).await,
         ["ana deploy run requested", "opsbot deploy run approved"]
     );
@@ -161,7 +175,7 @@ async fn staging_needs_no_approval_and_everything_is_recorded(pool: PgPool) {
     );
     assert_eq!(
         outbox_texts(&pool, ANNOUNCE).await,
-        ["👍 deploy #1 api v1.0.0 → staging **approved** (by ana)"]
+        ["▶️ deploy #1 api v1.0.0 → staging **starting** (by ana)"]
     );
 }
 
@@ -423,6 +437,11 @@ async fn freeze_windows_refuse_unless_overridden_by_someone_allowed(pool: PgPool
         "{frozen}"
     );
     assert!(frozen.to_string().contains("override:true"));
+    assert_eq!(
+        outcomes(&pool).await,
+        ["ana deploy run refused"],
+        "a freeze refuses by rule: not `conflict`"
+    );
     let mut forced = request("v1", "production");
     forced.override_freeze = true;
     let not_allowed = desk

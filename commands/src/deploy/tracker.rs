@@ -179,7 +179,7 @@ async fn publish(
     )
     .await?;
     if let (Some(channel), Some(message)) = (deploy.channel_id, deploy.status_message_id) {
-        let status = view::status_message(&deploy, desk.deploys().public_url.as_deref());
+        let status = view::status_message(&deploy, desk.deploys());
         outbox::enqueue_edit(&mut *tx, channel, message, &status, Some(event_id)).await?;
     }
     if let Some(thread) = deploy.thread_id {
@@ -293,7 +293,8 @@ async fn track_inner(desk: &Desk, id: i64, cancel: &CancellationToken) -> Result
         is_rollback: deploy.is_rollback,
     };
     if checkpoint.is_none() {
-        post_progress(desk, &deploy, &format!("starting on {}", spec.kind())).await?;
+        let backend = spec.describe(&deploy.environment);
+        post_progress(desk, &deploy, &format!("starting: {backend}")).await?;
     }
     let (events, mut reports) = mpsc::unbounded_channel();
     let execution = backends::execute(&spec, &job, checkpoint, events, cancel.clone());
@@ -346,7 +347,7 @@ async fn handle_report(
             store::set_link(&desk.pool, deploy.id, &format!("[{label}]({url})")).await?;
             deploy.link = Some(format!("[{label}]({url})"));
             if let (Some(channel), Some(message)) = (deploy.channel_id, deploy.status_message_id) {
-                let status = view::status_message(deploy, desk.deploys().public_url.as_deref());
+                let status = view::status_message(deploy, desk.deploys());
                 outbox::enqueue_edit(&desk.pool, channel, message, &status, None).await?;
             }
             post_progress(desk, deploy, &format!("{label}: {url}")).await

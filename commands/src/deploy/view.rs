@@ -4,6 +4,7 @@
 
 use crate::chat::{Button, ButtonStyle, Embed, Field, Message, Text, TimeStyle};
 
+use super::DeployCatalog;
 use super::model::{Deploy, DeployState};
 
 /// Prefix of the custom ids of the Approve and Reject buttons.
@@ -44,7 +45,9 @@ fn color(state: DeployState) -> u32 {
 
 /// The status message: title, state in words, who asked and why, approvals, link, detail;
 /// with Approve/Reject buttons while approvals are awaited.
-pub fn status_message(deploy: &Deploy, public_url: Option<&str>) -> Message {
+/// `catalog` names the backend in words and gives the public URL.
+pub fn status_message(deploy: &Deploy, catalog: &DeployCatalog) -> Message {
+    let public_url = catalog.public_url.as_deref();
     let mut fields = vec![Field {
         name: "requested by".to_owned(),
         value: Text::from(deploy.requested_by_name.as_str()),
@@ -111,10 +114,13 @@ pub fn status_message(deploy: &Deploy, public_url: Option<&str>) -> Message {
                 None => text,
             }
         }
+        DeployState::Approved if deploy.approvals_required == 0 => Text::new()
+            .strong("starting")
+            .plain(" (no approval needed)"),
         DeployState::Approved => Text::new().strong("approved").plain(": starting"),
         DeployState::Running => Text::new()
             .strong("running")
-            .plain(format!(" on {}", deploy.backend)),
+            .plain(format!(": {}", backend_in_words(deploy, catalog))),
         state => Text::new().strong(state.as_str()),
     };
     let buttons = if deploy.state == DeployState::Requested {
@@ -149,6 +155,16 @@ pub fn status_message(deploy: &Deploy, public_url: Option<&str>) -> Message {
     }
 }
 
+/// The deploy's backend as configured now (`./scripts/deploy.sh`, `GitHub Actions acme/api
+/// deploy.yml@main`), or its kind when the service is no longer configured.
+pub fn backend_in_words(deploy: &Deploy, catalog: &DeployCatalog) -> String {
+    catalog
+        .services
+        .get(&deploy.service)
+        .map(|service| service.backend.describe(&deploy.environment))
+        .unwrap_or_else(|| deploy.backend.clone())
+}
+
 /// A deploy's backend link as stored (`[label](url)`, the form the link column has always
 /// held), as a typed link; anything else as plain text.
 pub fn link_text(stored: &str) -> Text {
@@ -173,9 +189,14 @@ pub fn announcement(deploy: &Deploy, by: &str) -> Message {
         DeployState::Rejected => "🛑",
         DeployState::Cancelled | DeployState::Expired => "⌛",
     };
+    // With no approval to wait for, "approved" would claim a decision nobody made.
+    let (icon, state) = match deploy.state {
+        DeployState::Approved if deploy.approvals_required == 0 => ("▶️", "starting"),
+        state => (icon, state.as_str()),
+    };
     let mut text = Text::new()
         .plain(format!("{icon} {} ", headline(deploy)))
-        .strong(deploy.state.as_str())
+        .strong(state)
         .plain(format!(" (by {by})"));
     if deploy.freeze_overridden
         && matches!(deploy.state, DeployState::Requested | DeployState::Approved)

@@ -108,10 +108,20 @@ pub fn recent_lines(events: &[AuditEvent]) -> String {
     text.trim_end().to_owned()
 }
 
-pub fn recent_embed(events: &[AuditEvent]) -> serenity::CreateEmbed {
+/// A page of `/audit recent`; `before` is the event a later page (the *Older* button) starts
+/// below, and its heading says so.
+pub fn recent_embed(events: &[AuditEvent], before: Option<i64>) -> serenity::CreateEmbed {
     serenity::CreateEmbed::new()
-        .title(format!("Audit trail: {} newest events", events.len()))
+        .title(recent_title(events.len(), before))
         .description(recent_lines(events))
+}
+
+fn recent_title(count: usize, before: Option<i64>) -> String {
+    let events = if count == 1 { "event" } else { "events" };
+    match before {
+        None => format!("Audit trail: {count} newest {events}"),
+        Some(id) => format!("Audit trail: {count} older {events}, before #{id}"),
+    }
 }
 
 fn event_line(event: &AuditEvent) -> String {
@@ -166,6 +176,13 @@ fn escape_markdown(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_later_page_of_audit_recent_says_it_shows_older_events() {
+        insta::assert_snapshot!(recent_title(10, None), @"Audit trail: 10 newest events");
+        insta::assert_snapshot!(recent_title(1, None), @"Audit trail: 1 newest event");
+        insta::assert_snapshot!(recent_title(10, Some(41)), @"Audit trail: 10 older events, before #41");
+    }
     use chrono::{DateTime, Utc};
     use opsbot_commands::audit::{ChainHead, ChainProblem};
 

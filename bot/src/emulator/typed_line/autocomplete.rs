@@ -27,7 +27,13 @@ pub fn autocomplete_data(
         .iter()
         .filter(|c| c.get("type").and_then(Value::as_u64).unwrap_or(CHAT_INPUT) == CHAT_INPUT)
         .find(|c| name_of(c).eq_ignore_ascii_case(typed_name))
-        .ok_or_else(|| error(format!("unknown command /{typed_name}")))?;
+        .ok_or_else(|| {
+            let names = registered.iter().map(name_of);
+            error(match super::nearest(typed_name, names) {
+                Some(near) => format!("unknown command /{typed_name}; did you mean /{near}?"),
+                None => format!("unknown command /{typed_name}"),
+            })
+        })?;
     let mut rest = words[1..].iter().map(String::as_str).peekable();
     let mut path = format!("/{}", name_of(command));
     let mut chain: Vec<(&str, u64)> = Vec::new();

@@ -12,10 +12,12 @@
 //! the bot only ever sees interactions Discord could have sent.
 
 mod autocomplete;
+mod nearest;
 mod options;
 mod resolve;
 
 pub use autocomplete::autocomplete_data;
+pub use nearest::nearest;
 
 use options::*;
 use resolve::*;
@@ -197,10 +199,14 @@ pub fn parse_line(
         .iter()
         .find(|c| name_of(c).eq_ignore_ascii_case(typed_name))
         .ok_or_else(|| {
-            error(format!(
-                "unknown command /{typed_name}; commands: {}",
-                command_list()
-            ))
+            let names = slash_commands.iter().map(|c| name_of(c));
+            error(match nearest(typed_name, names) {
+                Some(near) => format!("unknown command /{typed_name}; did you mean /{near}?"),
+                None => format!(
+                    "unknown command /{typed_name}; commands: {}",
+                    command_list()
+                ),
+            })
         })?;
     let command_name = name_of(command).to_owned();
     let id = match command.get("id") {
@@ -235,9 +241,14 @@ pub fn parse_line(
             .iter()
             .find(|o| name_of(o).eq_ignore_ascii_case(sub))
             .ok_or_else(|| {
-                error(format!(
-                    "unknown subcommand \"{sub}\" for {path}; subcommands: {names}"
-                ))
+                error(match nearest(sub, schema.iter().map(|o| name_of(o))) {
+                    Some(near) => format!(
+                        "unknown subcommand \"{sub}\" for {path}; did you mean {path} {near}? subcommands: {names}"
+                    ),
+                    None => format!(
+                        "unknown subcommand \"{sub}\" for {path}; subcommands: {names}"
+                    ),
+                })
             })?;
         path = format!("{path} {}", name_of(chosen));
         chain.push((name_of(chosen), type_of(chosen)));
@@ -267,9 +278,12 @@ pub fn parse_line(
             .iter()
             .position(|o| name_of(o).eq_ignore_ascii_case(key))
             .ok_or_else(|| {
-                error(format!(
-                    "unknown option \"{key}\" for {path}; options: {option_names}"
-                ))
+                error(match nearest(key, schema.iter().map(|o| name_of(o))) {
+                    Some(near) => format!(
+                        "unknown option \"{key}\" for {path}; did you mean {near}? options: {option_names}"
+                    ),
+                    None => format!("unknown option \"{key}\" for {path}; options: {option_names}"),
+                })
             })?;
         let option = schema[index];
         if given[index].is_some() {

@@ -567,7 +567,8 @@ fn the_line_and_the_command() {
     insta::assert_snapshot!(err("audit recent"), @"a command starts with /, e.g. /whoami; commands: /alerts, /audit, /deploy, /digest, /incident, /metrics, /rollback, /whoami");
     insta::assert_snapshot!(err("/"), @"type a command right after /, e.g. /whoami; commands: /alerts, /audit, /deploy, /digest, /incident, /metrics, /rollback, /whoami");
     insta::assert_snapshot!(err("/ audit"), @"type a command right after /, e.g. /whoami; commands: /alerts, /audit, /deploy, /digest, /incident, /metrics, /rollback, /whoami");
-    insta::assert_snapshot!(err("/deplo"), @"unknown command /deplo; commands: /alerts, /audit, /deploy, /digest, /incident, /metrics, /rollback, /whoami");
+    insta::assert_snapshot!(err("/deplo"), @"unknown command /deplo; did you mean /deploy?");
+    insta::assert_snapshot!(err("/deplyo run"), @"unknown command /deplyo; did you mean /deploy?");
     insta::assert_snapshot!(err("/inspect"), @"unknown command /inspect; commands: /alerts, /audit, /deploy, /digest, /incident, /metrics, /rollback, /whoami");
     insta::assert_snapshot!(err(r#"/deploy run reason:"unfinished"#), @r#"unclosed " quote in `/deploy run reason:"unfinished`; end the quoted value with " (use \" for a " inside it)"#);
     let mut unregistered = deploy();
@@ -585,14 +586,15 @@ fn the_line_and_the_command() {
 fn subcommands_and_groups() {
     insta::assert_snapshot!(err("/audit"), @"/audit needs a subcommand: recent, verify");
     insta::assert_snapshot!(err("/audit count:5"), @"/audit needs a subcommand: recent, verify");
-    insta::assert_snapshot!(err("/audit rcent"), @r#"unknown subcommand "rcent" for /audit; subcommands: recent, verify"#);
+    insta::assert_snapshot!(err("/audit rcent"), @r#"unknown subcommand "rcent" for /audit; did you mean /audit recent? subcommands: recent, verify"#);
     insta::assert_snapshot!(err("/incident role"), @"/incident role needs a subcommand: assign, clear");
-    insta::assert_snapshot!(err("/incident role unassign"), @r#"unknown subcommand "unassign" for /incident role; subcommands: assign, clear"#);
+    insta::assert_snapshot!(err("/incident role unassign"), @r#"unknown subcommand "unassign" for /incident role; did you mean /incident role assign? subcommands: assign, clear"#);
 }
 
 #[test]
 fn option_names_and_forms() {
     insta::assert_snapshot!(err("/audit recent cnt:5"), @r#"unknown option "cnt" for /audit recent; options: count, actor, command, outcome"#);
+    insta::assert_snapshot!(err("/audit recent cuont:5"), @r#"unknown option "cuont" for /audit recent; did you mean count? options: count, actor, command, outcome"#);
     insta::assert_snapshot!(err("/audit recent count:1 count:2"), @"option count is given twice; give it once");
     insta::assert_snapshot!(err("/audit recent 5"), @r#""5" is not an option: give options as name:value, e.g. count:…; options for /audit recent: count, actor, command, outcome"#);
     insta::assert_snapshot!(err("/audit verify count:5"), @r#"/audit verify takes no options, but got "count:5""#);

@@ -56,6 +56,39 @@ impl BackendSpec {
     }
 }
 
+impl BackendSpec {
+    /// What carries out a deploy to `environment`, in words for people: the program, the
+    /// workflow, the webhook's host (never its path or query, which may carry a token), the
+    /// Deployment.
+    pub fn describe(&self, environment: &str) -> String {
+        match self {
+            BackendSpec::GithubActions(spec) => format!(
+                "GitHub Actions {} {}@{}",
+                spec.repo, spec.workflow, spec.git_ref
+            ),
+            BackendSpec::Webhook(spec) => {
+                let (scheme, rest) = spec.url.split_once("://").unwrap_or(("", &spec.url));
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                let host = authority.rsplit('@').next().unwrap_or_default();
+                format!("webhook {scheme}://{host}")
+            }
+            BackendSpec::Command(spec) => spec.program.clone(),
+            BackendSpec::Kubernetes(spec) => match spec.targets.get(environment) {
+                Some(target) => format!(
+                    "Kubernetes deployment {}{}",
+                    target
+                        .namespace
+                        .as_deref()
+                        .map(|ns| format!("{ns}/"))
+                        .unwrap_or_default(),
+                    target.deployment
+                ),
+                None => "Kubernetes".to_owned(),
+            },
+        }
+    }
+}
+
 /// What a backend reports while it works.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BackendEvent {
@@ -105,5 +138,23 @@ pub async fn execute(
         BackendSpec::Webhook(s) => webhook::execute(s, job, events, cancel).await,
         BackendSpec::Command(s) => command::execute(s, job, checkpoint, events, cancel).await,
         BackendSpec::Kubernetes(s) => kubernetes::execute(s, job, checkpoint, events, cancel).await,
+    }
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::*;
+
+    #[test]
+    fn a_webhook_is_named_by_its_host_only() {
+        let spec = BackendSpec::Webhook(webhook::WebhookSpec {
+            url: "https://bot:pw@deployer.example:8443/hook?token=secret".to_owned(),
+            secret: secrecy::SecretString::from("s"),
+            timeout: Duration::from_secs(1),
+        });
+        assert_eq!(
+            spec.describe("staging"),
+            "webhook https://deployer.example:8443"
+        );
     }
 }
