@@ -9,4 +9,4 @@ CREATE INDEX incidents_started_idx ON incidents (started_at);
 CREATE INDEX incidents_resolved_idx ON incidents (resolved_at) WHERE resolved_at IS NOT NULL;
 -- Denials per day without reading every event of the window: denials are few, and this
 -- index alone answers the count (an index-only scan).
-CREATE INDEX audit_events_denied_idx ON audit_events (at) WHERE outcome = 'denied';
+CREATE INDEX audit_events_denied_idx ON audit_events (at) WHERE outcome IN ('denied', 'refused');

@@ -380,7 +380,11 @@ async fn alert_traffic(
         ticker.tick().await;
         n += 1;
         let name = format!("Load{}", n % 50);
-        let status = if n.is_multiple_of(7) { "resolved" } else { "firing" };
+        let status = if n.is_multiple_of(7) {
+            "resolved"
+        } else {
+            "firing"
+        };
         let body = serde_json::json!({
             "version": "4", "groupKey": format!("{{}}:{{alertname=\"{name}\"}}"), "status": status,
             "receiver": "opsbot", "groupLabels": {"alertname": name},

@@ -11,7 +11,7 @@
 //! - **time to restore**: the median time from an incident's declaration to its resolution
 //!   (incidents resolved in the window; per service, the incidents naming it).
 //!
-//! Beside them: deploys per day by outcome, denials (audit events `denied`) and freeze
+//! Beside them: deploys per day by outcome, denials (audit events `denied`, and `refused` by a freeze rule) and freeze
 //! overrides per day, open incidents and firing alerts. Days are UTC days; the window is the
 //! last `N` of them, today included (so today counts only so far).
 //!

@@ -1,6 +1,6 @@
 //! Every SQL statement of the overview. Each reads an indexed range (see the migration
 //! `overview_indexes`): deploys by `finished_at` or `requested_at`, incidents by
-//! `resolved_at`, denials by the partial index on `audit_events (at) WHERE outcome = 'denied'`.
+//! `resolved_at`, denials by the partial index on `audit_events (at) WHERE outcome IN ('denied', 'refused')`.
 
 use std::collections::BTreeMap;
 
@@ -168,7 +168,7 @@ async fn denial_days(
     sqlx::query_as(
         "SELECT (at AT TIME ZONE 'UTC')::date AS day, count(*)
          FROM audit_events
-         WHERE outcome = 'denied' AND at >= $1 AND at < $2
+         WHERE outcome IN ('denied', 'refused') AND at >= $1 AND at < $2
          GROUP BY 1",
     )
     .bind(from)
