@@ -110,12 +110,23 @@ async fn thread_lines(s: &mut Setup, id: i64, state: &str) -> Vec<String> {
         .expect("deploy")
         .expect("exists");
     let thread = deploy.thread_id.expect("a thread") as u64;
-    s.bot
-        .emulator
-        .channel_messages(thread)
-        .iter()
-        .filter_map(|m| m["content"].as_str().map(str::to_owned))
-        .collect()
+    // Channels are delivered independently (each in order): the thread's last line may
+    // land after the announcement.
+    let last = format!("**{state}**");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let lines: Vec<String> = s
+            .bot
+            .emulator
+            .channel_messages(thread)
+            .iter()
+            .filter_map(|m| m["content"].as_str().map(str::to_owned))
+            .collect();
+        if lines.iter().any(|l| l.contains(&last)) || tokio::time::Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits for opsbot's patch and its watch, then plays the controller: a surge of one pod

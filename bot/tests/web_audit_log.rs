@@ -133,6 +133,7 @@ async fn the_filters_are_pickers_of_the_known_values(pool: PgPool) {
             "denied*",
             "invalid",
             "conflict",
+            "refused",
             "error",
             "requested",
             "approved",
