@@ -1,7 +1,8 @@
 //! The HTTP server `opsbot run` serves on `[http] listen`: `/healthz` (the process is up),
 //! `/readyz` (200 only when the database answers with the schema this binary expects) and `/metrics` (Prometheus text format) —
 //! these three need no authentication and expose nothing sensitive — and
-//! `/webhooks/deploy/{id}` (signed reports of webhook-backend deployers).
+//! `/webhooks/deploy/{id}` (signed reports of webhook-backend deployers). Every route reads
+//! requests within [`limits`].
 
 mod alertmanager;
 pub mod alerts;
@@ -10,6 +11,7 @@ pub mod auth;
 pub mod client;
 mod deploy_webhook;
 pub mod incidents;
+pub mod limits;
 pub mod pages;
 
 use std::time::Duration;
@@ -77,6 +79,8 @@ pub fn router(state: WebState) -> Router {
         .route("/static/app.js", get(pages::app_js))
         .route("/static/app.css", get(pages::app_css))
         .merge(protected)
+        .layer(limits::extractor_limit())
+        .layer(axum::middleware::from_fn(limits::refuse_oversized))
         .layer(axum::middleware::from_fn(auth::security_headers))
         .with_state(state)
 }
