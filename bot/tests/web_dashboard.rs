@@ -297,7 +297,7 @@ async fn tampered_or_foreign_session_cookies_are_no_session(pool: PgPool) {
     let state = state(&pool, None);
     let session = log_in_with_token(&state).await.remove(0);
     assert_eq!(
-        get(&state, "/", &[session.clone()]).await.status,
+        get(&state, "/", std::slice::from_ref(&session)).await.status,
         StatusCode::OK
     );
     let (name, value) = session.split_once('=').expect("name=value");
@@ -330,7 +330,7 @@ async fn tampered_or_foreign_session_cookies_are_no_session(pool: PgPool) {
         ("empty", format!("{name}=")),
         ("signed elsewhere", foreign),
     ] {
-        let answer = get(&state, "/", &[cookie.clone()]).await;
+        let answer = get(&state, "/", std::slice::from_ref(&cookie)).await;
         assert_eq!(answer.status, StatusCode::SEE_OTHER, "{what}: {cookie}");
         assert!(answer.location().starts_with("/login"), "{what}");
         let api = get(&state, "/api/audit", &[cookie]).await;

@@ -163,6 +163,16 @@ mod tests {
     }
 
     #[test]
+    fn grants_may_use_digits_dashes_and_underscores() {
+        for good in ["deploy:us-east-1", "deploy:eu_west_2", "deploy:*", "*", "a:b:*"] {
+            assert_eq!(validate_grant(good), Ok(()), "{good}");
+        }
+        for bad in ["deploy:us.east", "deploy:*x", "deploy:x*", ":x", "x:"] {
+            assert!(validate_grant(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn bad_grants_are_refused_with_the_role_named() {
         for bad in ["Deploy:x", "deploy::x", "deploy:*:x", "", "de ploy"] {
             let err = RoleMap::new(BTreeMap::from([("ops".to_string(), vec![bad.to_string()])]))
