@@ -138,6 +138,8 @@ mod tests {
         assert!(grant_covers("deploy:*", "deploy:approve:production"));
         assert!(grant_covers("*", "audit:read"));
         assert!(!grant_covers("deploy:*", "deploy"));
+        // A star stands for at least one more segment: an empty one is none.
+        assert!(!grant_covers("deploy:*", "deploy:"));
         assert!(!grant_covers("deploy:*", "deployer:x"));
         assert!(!grant_covers("deploy:staging", "deploy:production"));
         assert!(grant_covers(
