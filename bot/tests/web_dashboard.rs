@@ -297,7 +297,9 @@ async fn tampered_or_foreign_session_cookies_are_no_session(pool: PgPool) {
     let state = state(&pool, None);
     let session = log_in_with_token(&state).await.remove(0);
     assert_eq!(
-        get(&state, "/", std::slice::from_ref(&session)).await.status,
+        get(&state, "/", std::slice::from_ref(&session))
+            .await
+            .status,
         StatusCode::OK
     );
     let (name, value) = session.split_once('=').expect("name=value");

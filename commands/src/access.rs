@@ -166,7 +166,13 @@ mod tests {
 
     #[test]
     fn grants_may_use_digits_dashes_and_underscores() {
-        for good in ["deploy:us-east-1", "deploy:eu_west_2", "deploy:*", "*", "a:b:*"] {
+        for good in [
+            "deploy:us-east-1",
+            "deploy:eu_west_2",
+            "deploy:*",
+            "*",
+            "a:b:*",
+        ] {
             assert_eq!(validate_grant(good), Ok(()), "{good}");
         }
         for bad in ["deploy:us.east", "deploy:*x", "deploy:x*", ":x", "x:"] {

@@ -120,3 +120,32 @@ async fn a_lock_without_its_permission_is_denied_audited_and_changes_nothing(poo
     .await
     .expect("not locked");
 }
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn only_a_deploy_that_waits_for_approval_has_an_approval_deadline(pool: PgPool) {
+    let desk = desk(&pool, catalog("/bin/true", vec![]));
+    let staging = desk
+        .deploy_run(
+            &inv(1, "ana", &["lead", "dev"], "deploy run"),
+            request("v1", "staging"),
+        )
+        .await
+        .expect("staging")
+        .deploy;
+    assert_eq!(staging.approvals_required, 0);
+    assert_eq!(staging.approval_expires_at, None, "nothing to wait for");
+    let production = desk
+        .deploy_run(
+            &inv(1, "ana", &["lead"], "deploy run"),
+            request("v1", "production"),
+        )
+        .await
+        .expect("production")
+        .deploy;
+    let expires = production.approval_expires_at.expect("a deadline");
+    let left = expires - chrono::Utc::now();
+    assert!(
+        left > chrono::Duration::minutes(29) && left <= chrono::Duration::minutes(30),
+        "the catalog's 30 minutes: {left}"
+    );
+}
