@@ -122,39 +122,61 @@ async fn an_approved_deploy_runs_to_success_with_live_status_and_a_thread(pool: 
     );
     assert!(buttons(&approved).is_empty());
 
+    // Background work (the thread, the outcome, the announcement) is waited for in the
+    // emulator's state, not as events: on a busy machine an event can arrive before the
+    // approval's answer has been read, and would then have gone by.
+    let headline = "deploy #1 worker v1.4.0 → production";
     let thread = bot
-        .next_event("the deploy's thread", |e| e.event == "channel_created")
-        .await;
-    assert_eq!(thread.channel, "deploy #1 worker v1.4.0 → production");
-    let succeeded = bot
-        .next_event("the status message edited to succeeded", |e| {
-            e.event == "edit"
-                && e.message_id == requested.message_id
-                && description(e) == "**succeeded**"
+        .wait_for("the deploy's thread", |emulator| {
+            emulator
+                .channels()
+                .into_iter()
+                .find(|(_, name, _)| name == headline)
         })
         .await;
-    assert!(title(&succeeded).contains("worker v1.4.0 → production"));
+    let status_id = requested
+        .message_id
+        .expect("the status message")
+        .to_string();
+    let general = bot.general;
+    let succeeded = bot
+        .wait_for("the status message edited to succeeded", |emulator| {
+            emulator.channel_messages(general).into_iter().find(|m| {
+                m["id"] == status_id.as_str() && m["embeds"][0]["description"] == "**succeeded**"
+            })
+        })
+        .await;
+    assert!(
+        succeeded["embeds"][0]["title"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("worker v1.4.0 → production"),
+        "{succeeded}"
+    );
+    let (deploys, _) = bot.emulator.find_channel("deploys").expect("#deploys");
     let announced = bot
-        .next_event("the announcement", |e| {
-            e.event == "post" && e.channel == "deploys" && e.content.contains("**succeeded**")
+        .wait_for("the announcement", |emulator| {
+            emulator
+                .channel_messages(deploys)
+                .into_iter()
+                .filter_map(|m| m["content"].as_str().map(str::to_owned))
+                .find(|content| content.contains("**succeeded**"))
         })
         .await;
     assert_eq!(
-        announced.content,
+        announced,
         "✅ deploy #1 worker v1.4.0 → production **succeeded** (by opsbot)"
     );
-    let progress: Vec<String> = bot
-        .emulator
-        .channel_messages(thread.channel_id)
-        .iter()
-        .filter_map(|m| m["content"].as_str().map(str::to_owned))
-        .collect();
-    assert!(
-        progress
+    let thread_id = thread.0;
+    bot.wait_for("the deploy's progress in its thread", |emulator| {
+        emulator
+            .channel_messages(thread_id)
             .iter()
-            .any(|l| l.contains("deploying worker v1.4.0 to production")),
-        "{progress:?}"
-    );
+            .filter_map(|m| m["content"].as_str())
+            .any(|l| l.contains("deploying worker v1.4.0 to production"))
+            .then_some(())
+    })
+    .await;
 
     let status = bot
         .say("cy", &["dev"], "/deploy status service:worker")

@@ -261,3 +261,85 @@ async fn unsigned_floods_are_counted_not_written_and_reveal_nothing(pool: PgPool
         assert!(metrics.contains(&series), "{series} missing:\n{metrics}");
     }
 }
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn stale_future_tampered_and_wrongly_signed_reports_change_nothing(pool: PgPool) {
+    let (mut bot, _deployer) = start(&pool).await;
+    bot.say(
+        "ana",
+        &["ops"],
+        "/deploy run service:worker version:v3 env:staging",
+    )
+    .await;
+    wait_running(&pool, 1).await;
+    let base = format!(
+        "http://{}",
+        bot.services
+            .as_ref()
+            .and_then(|s| s.http_addr)
+            .expect("http server")
+    );
+    let http = reqwest::Client::new();
+    let body = r#"{"status":"succeeded","message":"done"}"#;
+    let target = webhook::target("POST", &webhook::report_path(1));
+    let now = chrono::Utc::now().timestamp();
+    let signed_at = |at: i64, secret: &[u8], body: &str| {
+        (
+            at.to_string(),
+            webhook::sign(secret, at, &target, body.as_bytes()),
+        )
+    };
+    let attempts = [
+        ("ten minutes old", signed_at(now - 600, SECRET, body), body),
+        (
+            "ten minutes ahead",
+            signed_at(now + 600, SECRET, body),
+            body,
+        ),
+        (
+            "a year ahead",
+            signed_at(now + 31_536_000, SECRET, body),
+            body,
+        ),
+        (
+            "the most negative timestamp",
+            (i64::MIN.to_string(), signed_at(now, SECRET, body).1),
+            body,
+        ),
+        ("another secret", signed_at(now, b"guess", body), body),
+        // Signed for a failure, sent as a success.
+        (
+            "a tampered body",
+            signed_at(now, SECRET, r#"{"status":"failed","message":"done"}"#),
+            body,
+        ),
+        // The signature of now, with the timestamp moved: the MAC covers the timestamp.
+        (
+            "a moved timestamp",
+            ((now + 1).to_string(), signed_at(now, SECRET, body).1),
+            body,
+        ),
+    ];
+    for (what, headers, sent) in attempts {
+        let (status, text) = post(&http, &base, "1", Some(&headers), sent).await;
+        assert_eq!(status, 401, "{what}: {text}");
+        assert!(text.contains("signature refused"), "{what}: {text}");
+    }
+    let (status, _) = post(&http, &base, "1", None, body).await;
+    assert_eq!(status, 401, "unsigned");
+    assert_eq!(state(&pool, 1).await, "running", "nothing was applied");
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM audit_events WHERE command = 'deploy report' \
+             AND actor_name NOT LIKE 'unauthenticated %'"
+        )
+        .await,
+        0,
+        "no report was taken for an authenticated one"
+    );
+    // The genuine report still works.
+    let (status, text) = post(&http, &base, "1", Some(&signed_at(now, SECRET, body)), body).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(state(&pool, 1).await, "succeeded");
+}

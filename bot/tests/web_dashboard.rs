@@ -185,6 +185,17 @@ async fn event(
     args: serde_json::Value,
     outcome: Outcome,
 ) -> i64 {
+    event_with_detail(pool, name, command, args, outcome, "").await
+}
+
+async fn event_with_detail(
+    pool: &PgPool,
+    name: &str,
+    command: &str,
+    args: serde_json::Value,
+    outcome: Outcome,
+    detail: &str,
+) -> i64 {
     append(
         pool,
         &NewEvent {
@@ -197,7 +208,7 @@ async fn event(
             command: command.into(),
             args,
             outcome,
-            detail: String::new(),
+            detail: detail.to_owned(),
             correlation_id: None,
         },
     )
@@ -301,6 +312,54 @@ async fn everything_but_health_needs_authentication(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
+async fn tampered_or_foreign_session_cookies_are_no_session(pool: PgPool) {
+    let state = state(&pool, None);
+    let session = log_in_with_token(&state).await.remove(0);
+    assert_eq!(
+        get(&state, "/", std::slice::from_ref(&session))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let (name, value) = session.split_once('=').expect("name=value");
+    let flip = |i: usize| {
+        let mut bytes = value.as_bytes().to_vec();
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        format!("{name}={}", String::from_utf8_lossy(&bytes))
+    };
+    // Signed by another deployment's key.
+    let mut elsewhere = state.clone();
+    elsewhere.dashboard = Arc::new(Dashboard {
+        tokens: vec![secrecy::SecretString::from(TOKEN.to_owned())],
+        key: Dashboard::key_from(Some("another deployment's session secret, 32+ bytes")),
+        session_ttl: Duration::from_secs(3600),
+        secure_cookies: false,
+        discord: None,
+        attempts: Default::default(),
+    });
+    let foreign = log_in_with_token(&elsewhere).await.remove(0);
+    assert_ne!(foreign, session);
+    let half = value.len() / 2;
+    for (what, cookie) in [
+        ("the signature changed", flip(0)),
+        ("the payload changed", flip(value.len() - 1)),
+        ("cut short", format!("{name}={}", &value[..half])),
+        (
+            "the payload alone",
+            format!("{name}={}", &value[44.min(value.len())..]),
+        ),
+        ("empty", format!("{name}=")),
+        ("signed elsewhere", foreign),
+    ] {
+        let answer = get(&state, "/", std::slice::from_ref(&cookie)).await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{what}: {cookie}");
+        assert!(answer.location().starts_with("/login"), "{what}");
+        let api = get(&state, "/api/audit", &[cookie]).await;
+        assert_eq!(api.status, StatusCode::UNAUTHORIZED, "{what}");
+    }
+}
+
+#[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
 async fn token_login_sessions_csrf_and_logout(pool: PgPool) {
     let state = state(&pool, None);
     // Wrong token: back to the login page, audited as denied.
@@ -373,12 +432,13 @@ async fn token_login_sessions_csrf_and_logout(pool: PgPool) {
 #[sqlx::test(migrator = "opsbot_commands::MIGRATOR")]
 async fn pages_escape_what_they_show_and_forbid_inline_scripts(pool: PgPool) {
     let state = state(&pool, None);
-    let evil = event(
+    let evil = event_with_detail(
         &pool,
         "<b>mallory</b>",
         "deploy run",
         json!({"service": "<script>alert(1)</script>"}),
         Outcome::Invalid,
+        "<script>alert(2)</script> & <img src=x onerror=alert(3)>",
     )
     .await;
     event(&pool, "ana", "whoami", json!({}), Outcome::Ok).await;
@@ -393,6 +453,10 @@ async fn pages_escape_what_they_show_and_forbid_inline_scripts(pool: PgPool) {
         "escaped args"
     );
     assert!(!home.body.contains("<b>mallory</b>"));
+    // The detail column too: what a command said back can hold what the user typed.
+    assert!(home.body.contains("alert(2)"), "the detail is shown");
+    assert!(!home.body.contains("<script>alert(2)"), "unescaped detail");
+    assert!(!home.body.contains("<img src=x"), "unescaped detail");
     let csp = home
         .headers
         .get("content-security-policy")
@@ -417,6 +481,8 @@ async fn pages_escape_what_they_show_and_forbid_inline_scripts(pool: PgPool) {
     let page = get(&state, &format!("/events/{evil}"), &session).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.body.contains("<script>alert"));
+    assert!(page.body.contains("alert(2)"), "the detail is shown");
+    assert!(!page.body.contains("<img src=x"), "unescaped detail");
     assert!(page.body.contains("position 1"), "sealed: {}", page.body);
 
     let filtered = get(&state, "/?outcome=invalid", &session).await;

@@ -138,6 +138,8 @@ mod tests {
         assert!(grant_covers("deploy:*", "deploy:approve:production"));
         assert!(grant_covers("*", "audit:read"));
         assert!(!grant_covers("deploy:*", "deploy"));
+        // A star stands for at least one more segment: an empty one is none.
+        assert!(!grant_covers("deploy:*", "deploy:"));
         assert!(!grant_covers("deploy:*", "deployer:x"));
         assert!(!grant_covers("deploy:staging", "deploy:production"));
         assert!(grant_covers(
@@ -160,6 +162,22 @@ mod tests {
             map.grants_of(&actor(&["dev", "ops", "unknown"])),
             vec!["audit:*", "deploy:staging"]
         );
+    }
+
+    #[test]
+    fn grants_may_use_digits_dashes_and_underscores() {
+        for good in [
+            "deploy:us-east-1",
+            "deploy:eu_west_2",
+            "deploy:*",
+            "*",
+            "a:b:*",
+        ] {
+            assert_eq!(validate_grant(good), Ok(()), "{good}");
+        }
+        for bad in ["deploy:us.east", "deploy:*x", "deploy:x*", ":x", "x:"] {
+            assert!(validate_grant(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -21,19 +21,23 @@ use serde_json::json;
 use super::invocation::component_invocation;
 use super::{Context, Data, Error, invocation, render};
 
+/// The custom-id prefixes of alert messages' buttons and picker (and `/alerts silences`'
+/// Expire buttons).
+pub const COMPONENTS: [&str; 7] = [
+    view::ACK_BUTTON,
+    view::ACK_SILENCE_BUTTON,
+    view::SILENCE_PICKER,
+    view::UNSILENCE_BUTTON,
+    view::EXPIRE_BUTTON,
+    view::ROLLBACK_BUTTON,
+    view::DECLARE_INCIDENT_BUTTON,
+];
+
 /// Whether a custom id belongs to an alert message's button or picker.
 pub fn is_alert_button(custom_id: &str) -> bool {
-    [
-        view::ACK_BUTTON,
-        view::ACK_SILENCE_BUTTON,
-        view::SILENCE_PICKER,
-        view::UNSILENCE_BUTTON,
-        view::EXPIRE_BUTTON,
-        view::ROLLBACK_BUTTON,
-        view::DECLARE_INCIDENT_BUTTON,
-    ]
-    .iter()
-    .any(|prefix| custom_id.starts_with(prefix))
+    COMPONENTS
+        .iter()
+        .any(|prefix| custom_id.starts_with(prefix))
 }
 
 /// A press (or a pick) on an alert message: the domain acts; the message is updated in place

@@ -271,9 +271,14 @@ pub async fn decision_pressed(
         .map_err(Error::internal)
 }
 
+/// The custom-id prefixes of a deploy's Approve and Reject buttons.
+pub const COMPONENTS: [&str; 2] = [view::APPROVE_BUTTON, view::REJECT_BUTTON];
+
 /// Whether a custom id belongs to an Approve/Reject button.
 pub fn is_decision_button(custom_id: &str) -> bool {
-    custom_id.starts_with(view::APPROVE_BUTTON) || custom_id.starts_with(view::REJECT_BUTTON)
+    COMPONENTS
+        .iter()
+        .any(|prefix| custom_id.starts_with(prefix))
 }
 
 fn deploy_line(d: &Deploy) -> String {

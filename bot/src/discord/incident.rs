@@ -262,9 +262,14 @@ pub async fn postmortem(
     Ok(())
 }
 
+/// The custom-id prefixes of an incident channel's buttons (Rollback under its deploys).
+pub const COMPONENTS: [&str; 1] = [opsbot_commands::incident::deploys::ROLLBACK_BUTTON];
+
 /// Whether `custom_id` is a button of an incident channel (Rollback under its deploys).
 pub fn is_incident_button(custom_id: &str) -> bool {
-    custom_id.starts_with(opsbot_commands::incident::deploys::ROLLBACK_BUTTON)
+    COMPONENTS
+        .iter()
+        .any(|prefix| custom_id.starts_with(prefix))
 }
 
 /// Rollback pressed under an incident channel's recent deploys: `/rollback` of that service

@@ -64,6 +64,13 @@ pub async fn declare_with_form(
             "the declare form opens only from a slash command or the Apps menu".to_owned(),
         ));
     };
+    let mut asked = invocation(ctx).await;
+    asked.command = "incident declare".to_owned();
+    asked.args = json!({
+        "form": true,
+        "from_message": from_message.map(|id| id.to_string()),
+    });
+    ctx.data().desk.incident_declare_form(&asked).await?;
     let Some(form) = poise::execute_modal(app, defaults, Some(FORM_TIMEOUT))
         .await
         .map_err(Error::internal)?

@@ -1,7 +1,7 @@
 //! `/metrics query promql:<PromQL> [range:] [step:]` and `/metrics service [name:] [range:]`.
 //!
 //! Both reply deferred (Prometheus may take seconds; Discord wants an answer within three) and
-//! need `metrics:query`. Without `range` a query answers with a table; with `range`, and for
+//! need `metrics:query`, checked before the deferral so a refusal stays private. Without `range` a query answers with a table; with `range`, and for
 //! `service`, the reply carries a PNG chart. Inside an incident's channel `service` without a
 //! name draws the incident's services. `promql` completes metric names (cached by the domain),
 //! `name` the services that have panels.
@@ -39,8 +39,9 @@ pub async fn query(
     step: Option<String>,
 ) -> Result<(), Error> {
     const _: () = assert!(PROMQL_MAX == 2000, "the option's max_length is PROMQL_MAX");
-    ctx.defer().await.map_err(Error::internal)?;
     let inv = invocation(ctx).await;
+    ctx.data().desk.metrics_admit(&inv).await?;
+    ctx.defer().await.map_err(Error::internal)?;
     let answer = ctx
         .data()
         .desk
@@ -61,8 +62,9 @@ pub async fn service(
     #[max_length = 16]
     range: Option<String>,
 ) -> Result<(), Error> {
-    ctx.defer().await.map_err(Error::internal)?;
     let inv = invocation(ctx).await;
+    ctx.data().desk.metrics_admit(&inv).await?;
+    ctx.defer().await.map_err(Error::internal)?;
     let answer = ctx
         .data()
         .desk

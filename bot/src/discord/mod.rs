@@ -52,6 +52,16 @@ pub fn commands() -> Vec<Command> {
     ]
 }
 
+/// Every kind of button and select menu opsbot puts on messages, by custom-id prefix, as
+/// [`on_event`] routes them: the access tests cover each (a new kind without a row fails).
+pub fn component_kinds() -> Vec<&'static str> {
+    let mut kinds = vec![audit::OLDER_BUTTON];
+    kinds.extend(alerts::COMPONENTS);
+    kinds.extend(deploy::COMPONENTS);
+    kinds.extend(incident::COMPONENTS);
+    kinds
+}
+
 /// The JSON registered with Discord (`opsbot commands export`).
 pub fn registration_json() -> serde_json::Value {
     let commands = commands();

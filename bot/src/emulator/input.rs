@@ -193,6 +193,42 @@ impl Emulator {
     }
 }
 
+impl Emulator {
+    /// Presses the component `custom_id` (with `values` for a select menu) on message
+    /// `message_id`, whatever that message shows and whoever may see it: what a modified
+    /// client or a replayed interaction sends. Discord's own client only sends what it shows;
+    /// the access tests use this to press every kind of component as a member without the
+    /// permission. Returns the interaction id.
+    #[doc(hidden)]
+    pub fn press_custom_id(
+        &self,
+        member_id: u64,
+        message_id: u64,
+        custom_id: &str,
+        values: Option<&[&str]>,
+    ) -> Result<u64, LineError> {
+        let mut state = self.shared.state();
+        if state.shards.is_empty() {
+            return Err(LineError(
+                "the bot is not connected to the emulator yet".to_owned(),
+            ));
+        }
+        let message = state
+            .guild
+            .messages
+            .get(&message_id)
+            .cloned()
+            .ok_or_else(|| LineError(format!("no message with id {message_id}")))?;
+        let data = match values {
+            Some(values) => {
+                json!({ "custom_id": custom_id, "component_type": 3, "values": values })
+            }
+            None => json!({ "custom_id": custom_id, "component_type": 2 }),
+        };
+        component_interaction(&mut state, member_id, &message, data)
+    }
+}
+
 /// Dispatches the MESSAGE_COMPONENT (type 3) interaction of `member_id` acting on `message`.
 fn component_interaction(
     state: &mut super::State,

@@ -1,7 +1,8 @@
 //! The HTTP server `opsbot run` serves on `[http] listen`: `/healthz` (the process is up),
 //! `/readyz` (200 only when the database answers with the schema this binary expects) and `/metrics` (Prometheus text format) —
 //! these three need no authentication and expose nothing sensitive — and
-//! `/webhooks/deploy/{id}` (signed reports of webhook-backend deployers).
+//! `/webhooks/deploy/{id}` (signed reports of webhook-backend deployers). Every route reads
+//! requests within [`limits`].
 
 mod alertmanager;
 pub mod alerts;
@@ -17,6 +18,7 @@ pub mod errors;
 mod event_row;
 pub mod incidents;
 pub mod overview;
+pub mod limits;
 pub mod pages;
 
 use std::time::Duration;
@@ -91,6 +93,8 @@ pub fn router(state: WebState) -> Router {
         .merge(protected)
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(errors::not_found)
+        .layer(limits::extractor_limit())
+        .layer(axum::middleware::from_fn(limits::refuse_oversized))
         .layer(axum::middleware::from_fn(auth::security_headers))
         .with_state(state)
 }

@@ -25,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for the bot to answer before failing (it answers in milliseconds).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a test waits for background work (a deploy's thread, its outcome) to show in
+/// the emulator's state: generous, because a busy 2-core machine runs many test binaries.
+pub const STATE_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 pub struct TestBot {
@@ -156,11 +159,28 @@ impl TestBot {
         loop {
             let event = tokio::time::timeout_at(deadline, self.events.recv())
                 .await
-                .unwrap_or_else(|_| panic!("no {what} in time"))
+                .unwrap_or_else(|_| panic!("{what}: not seen within {}s", ANSWER_TIMEOUT.as_secs()))
                 .expect("event stream");
             if matches(&event) {
                 return event;
             }
+        }
+    }
+
+    /// Polls the emulator's state until `found` returns something, for at most
+    /// [`STATE_TIMEOUT`]: the real condition, not an event that may already have gone by.
+    pub async fn wait_for<T>(&self, what: &str, found: impl Fn(&Emulator) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + STATE_TIMEOUT;
+        loop {
+            if let Some(value) = found(&self.emulator) {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not there after {}s",
+                STATE_TIMEOUT.as_secs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

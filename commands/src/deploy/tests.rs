@@ -16,6 +16,8 @@ use crate::access::RoleMap;
 use crate::audit::tail;
 use crate::{Actor, CommandError, Desk, Invocation, Source};
 
+mod rules;
+
 const ANNOUNCE: i64 = 4242;
 
 fn script(body: &str) -> (tempfile::TempDir, String) {

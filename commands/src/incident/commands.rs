@@ -122,6 +122,14 @@ fn parse_services(desk: &Desk, text: &str) -> Result<Vec<String>, CommandError> 
 }
 
 impl Desk {
+    /// Before the declare form opens (`/incident declare` with no options, **Declare
+    /// incident** in the Apps menu): a member who may not declare is refused (and audited)
+    /// now, not after filling in the form.
+    pub async fn incident_declare_form(&self, inv: &Invocation) -> Result<(), CommandError> {
+        self.authorize(inv, "incident:declare", "declare incidents")
+            .await
+    }
+
     /// `/incident declare`.
     pub async fn incident_declare(
         &self,

@@ -43,6 +43,12 @@ pub struct MetricsAnswer {
 }
 
 impl Desk {
+    /// Whether `inv`'s actor may query metrics, before a front door shows "thinking…": a
+    /// refusal (audited) then stays private instead of filling a public deferred reply.
+    pub async fn metrics_admit(&self, inv: &Invocation) -> Result<(), CommandError> {
+        self.authorize(inv, "metrics:query", "query metrics").await
+    }
+
     /// `/metrics query promql [range] [step]`: a table of the current values, or with
     /// `range` a chart. Needs `metrics:query`; audited with the PromQL and the series count.
     pub async fn metrics_query(

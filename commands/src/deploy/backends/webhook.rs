@@ -142,7 +142,8 @@ pub fn parse_headers(
         .and_then(|h| hex::decode(h).ok())
         .filter(|d| d.len() == 32)
         .ok_or(SignatureError::Malformed(SIGNATURE_HEADER))?;
-    let skew = now - timestamp;
+    // Saturating: a timestamp header of `-9223372036854775808` must not overflow.
+    let skew = now.saturating_sub(timestamp);
     if skew.unsigned_abs() > MAX_SKEW.as_secs() {
         return Err(SignatureError::Stale { skew_seconds: skew });
     }
@@ -377,6 +378,54 @@ mod tests {
             check(b"s3cret", Some(&ts), Some("v2=00"), TARGET, body, NOW),
             Err(SignatureError::Malformed(SIGNATURE_HEADER))
         );
+    }
+
+    #[test]
+    fn the_timestamp_window_is_five_minutes_either_side() {
+        let body = b"{}";
+        let at = |timestamp: i64, now: i64| {
+            let signature = sign(b"s3cret", timestamp, TARGET, body);
+            verify(
+                b"s3cret",
+                Some(&timestamp.to_string()),
+                Some(&signature),
+                TARGET,
+                body,
+                now,
+            )
+        };
+        assert_eq!(at(NOW, NOW), Ok(()));
+        assert_eq!(at(NOW - 300, NOW), Ok(()), "five minutes old");
+        assert_eq!(at(NOW + 300, NOW), Ok(()), "five minutes ahead");
+        assert_eq!(
+            at(NOW - 301, NOW),
+            Err(SignatureError::Stale { skew_seconds: 301 })
+        );
+        // A timestamp from the future would let a captured request be replayed later.
+        assert_eq!(
+            at(NOW + 301, NOW),
+            Err(SignatureError::Stale { skew_seconds: -301 })
+        );
+        assert_eq!(
+            at(NOW + 86_400 * 365, NOW),
+            Err(SignatureError::Stale {
+                skew_seconds: -86_400 * 365
+            })
+        );
+        // Extremes do not overflow.
+        for timestamp in [i64::MAX, i64::MIN, i64::MIN + 1] {
+            assert!(
+                matches!(
+                    parse_headers(
+                        Some(&timestamp.to_string()),
+                        Some(&sign(b"s3cret", NOW, TARGET, body)),
+                        NOW
+                    ),
+                    Err(SignatureError::Stale { .. })
+                ),
+                "{timestamp}"
+            );
+        }
     }
 
     #[test]
