@@ -166,7 +166,7 @@ const OPEN: [&str; 6] = [
 
 /// Each kind of button or select menu (by custom-id prefix): the command its denial is
 /// recorded under and the permission it names.
-const COMPONENTS: [(&str, &str, &str); 10] = [
+const COMPONENTS: [(&str, &str, &str); 11] = [
     ("audit-older", "audit recent", "audit:read"),
     ("alerts-ack:", "alerts ack", "alerts:ack"),
     ("alerts-acksilence:", "alerts ack", "alerts:ack"),
@@ -174,6 +174,7 @@ const COMPONENTS: [(&str, &str, &str); 10] = [
     ("alerts-unsilence:", "alerts unsilence", "alerts:silence"),
     ("alerts-expire:", "alerts expire", "alerts:silence"),
     ("alerts-rollback:", "rollback", "deploy:staging"),
+    ("alerts-declare:", "incident declare", "incident:declare"),
     (
         "deploy-approve",
         "deploy approve",

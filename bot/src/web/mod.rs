@@ -17,8 +17,8 @@ mod deploys;
 pub mod errors;
 mod event_row;
 pub mod incidents;
-pub mod overview;
 pub mod limits;
+pub mod overview;
 pub mod pages;
 
 use std::time::Duration;
