@@ -152,17 +152,15 @@ async fn the_declare_form_declares_an_incident(pool: PgPool) {
     assert_eq!(services, ["api"]);
     assert_eq!(description, "5xx everywhere");
 
-    // Without incident:declare the form still opens; the submit is denied and audited.
+    // Without incident:declare the form does not open: refused at once, ephemerally, audited.
     let dev = bot.emulator.member("dev", Some(&["dev".to_owned()]));
     let command = bot
         .emulator
         .type_line(dev, bot.general, "/incident declare")
         .expect("typed");
-    event_of(&mut bot, "modal", command).await;
-    bot.emulator
-        .submit_modal(dev, &fields(&[("title", "x"), ("severity", "sev1")]))
-        .expect("submitted");
     let denied = bot.answer_to(command).await;
+    assert!(bot.emulator.modal(command).is_none(), "no form for dev");
+    assert!(denied.ephemeral, "{denied:?}");
     assert!(
         denied.content.contains("incident:declare"),
         "{}",
