@@ -9,7 +9,14 @@ use super::problem::{Problem, closest};
 use super::{ARRAY_SECTIONS, SECRET_KEYS, SECTIONS, section_names};
 
 /// Variables that configure the command line rather than the bot; they map to no key.
-const CLI_SETTINGS: &[&str] = &["OPSBOT_CONFIG", "OPSBOT_LOG_FORMAT"];
+/// The test harness's variables (`scripts/test-runner`, the tests' prerequisites) reach every
+/// `opsbot` a test starts; they are not config either.
+const CLI_SETTINGS: &[&str] = &[
+    "OPSBOT_CONFIG",
+    "OPSBOT_LOG_FORMAT",
+    "OPSBOT_REQUIRE_ALL",
+    "OPSBOT_TEST_PG_LINGER",
+];
 
 /// The conventional alias of `OPSBOT_DATABASE_URL`, which wins when both are set.
 const DATABASE_URL_ALIAS: &str = "DATABASE_URL";

@@ -74,6 +74,9 @@ fn env_overrides_win_over_the_file() {
             ("OPSBOT_ROLES_OPS", r#"["audit:*"]"#),
             ("OPSBOT_CONFIG", "elsewhere.toml"),
             ("OPSBOT_LOG_FORMAT", "json"),
+            // The test harness's own variables reach every opsbot a test starts.
+            ("OPSBOT_REQUIRE_ALL", "1"),
+            ("OPSBOT_TEST_PG_LINGER", "3"),
             ("HOME", "/root"),
         ],
     )
