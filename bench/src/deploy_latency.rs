@@ -73,19 +73,7 @@ async fn main() -> anyhow::Result<()> {
     let total = (args.rate * args.seconds) as usize;
 
     // A fresh database for this run.
-    let admin = sqlx::PgPool::connect(&args.server)
-        .await
-        .context("connecting to --server")?;
-    let db_name = format!("opsbot_bench_{}", std::process::id());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-        .execute(&admin)
-        .await?;
-    let url = format!(
-        "{}/{db_name}",
-        args.server
-            .rsplit_once('/')
-            .map_or(args.server.as_str(), |(base, _)| base)
-    );
+    let (db_name, url) = opsbot_bench::create_database(&args.server, "opsbot_bench").await?;
 
     // One service per request, each needing an approval: every run creates a deploy.
     let mut toml = String::from(
@@ -174,13 +162,7 @@ async fn main() -> anyhow::Result<()> {
     let peak = peak_rss_mib();
     services.stop().await?;
     shutdown.cancel();
-    admin.close().await;
-    let admin = sqlx::PgPool::connect(&args.server).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await?;
+    opsbot_bench::drop_database(&args.server, &db_name).await?;
     let _ = std::fs::remove_file(&config_path);
 
     let mut out = std::io::stdout().lock();

@@ -36,3 +36,32 @@ pub fn load_average() -> String {
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
 }
+
+/// A fresh database on `server` (a PostgreSQL URL whose role may create databases) for one
+/// run: its name (`{prefix}_{pid}`) and URL. Drop it with [`drop_database`].
+pub async fn create_database(server: &str, prefix: &str) -> anyhow::Result<(String, String)> {
+    use anyhow::Context as _;
+    let admin = sqlx::PgPool::connect(server)
+        .await
+        .context("connecting to --server")?;
+    let name = format!("{prefix}_{}", std::process::id());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await?;
+    admin.close().await;
+    let base = server.rsplit_once('/').map_or(server, |(base, _)| base);
+    let url = format!("{base}/{name}");
+    Ok((name, url))
+}
+
+/// Drops the database [`create_database`] made, connections and all.
+pub async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
+    let admin = sqlx::PgPool::connect(server).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await?;
+    admin.close().await;
+    Ok(())
+}

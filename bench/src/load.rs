@@ -152,18 +152,7 @@ struct Bench {
 }
 
 async fn start(server: &str, deploy_runs: usize) -> anyhow::Result<Bench> {
-    let admin = sqlx::PgPool::connect(server)
-        .await
-        .context("connecting to --server")?;
-    let db_name = format!("opsbot_bench_load_{}", std::process::id());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-        .execute(&admin)
-        .await?;
-    admin.close().await;
-    let url = format!(
-        "{}/{db_name}",
-        server.rsplit_once('/').map_or(server, |(base, _)| base)
-    );
+    let (db_name, url) = opsbot_bench::create_database(server, "opsbot_bench_load").await?;
     let token_path = std::env::temp_dir().join(format!("{db_name}.token"));
     std::fs::write(&token_path, ALERT_TOKEN)?;
     let mut toml = format!(
@@ -213,13 +202,7 @@ impl Bench {
     async fn stop(self, server: &str) -> anyhow::Result<()> {
         self.services.stop().await?;
         self.shutdown.cancel();
-        let admin = sqlx::PgPool::connect(server).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.db_name
-        )))
-        .execute(&admin)
-        .await?;
+        opsbot_bench::drop_database(server, &self.db_name).await?;
         let _ = std::fs::remove_file(&self.config_path);
         Ok(())
     }

@@ -144,19 +144,7 @@ async fn query_latency(args: &Args) -> anyhow::Result<(Vec<Duration>, usize)> {
             .context("starting prometheus")?,
     );
 
-    let admin = sqlx::PgPool::connect(&args.server)
-        .await
-        .context("connecting to --server")?;
-    let db_name = format!("opsbot_bench_{}", std::process::id());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-        .execute(&admin)
-        .await?;
-    let url = format!(
-        "{}/{db_name}",
-        args.server
-            .rsplit_once('/')
-            .map_or(args.server.as_str(), |(base, _)| base)
-    );
+    let (db_name, url) = opsbot_bench::create_database(&args.server, "opsbot_bench").await?;
     let toml = format!(
         "[roles]\nops = [\"metrics:query\"]\n[http]\nlisten = \"127.0.0.1:0\"\n[prometheus]\nurl = \"http://127.0.0.1:{port}\"\n"
     );
@@ -220,13 +208,7 @@ async fn query_latency(args: &Args) -> anyhow::Result<(Vec<Duration>, usize)> {
     }
     services.stop().await?;
     shutdown.cancel();
-    admin.close().await;
-    let admin = sqlx::PgPool::connect(&args.server).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await?;
+    opsbot_bench::drop_database(&args.server, &db_name).await?;
     let _ = std::fs::remove_dir_all(&dir);
     samples.sort();
     Ok((samples, size))

@@ -97,19 +97,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
-    let admin = sqlx::PgPool::connect(&args.server)
-        .await
-        .context("connecting to --server")?;
-    let db_name = format!("opsbot_bench_{}", std::process::id());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-        .execute(&admin)
-        .await?;
-    let url = format!(
-        "{}/{db_name}",
-        args.server
-            .rsplit_once('/')
-            .map_or(args.server.as_str(), |(base, _)| base)
-    );
+    let (db_name, url) = opsbot_bench::create_database(&args.server, "opsbot_bench").await?;
     let toml =
         "[http]\nlisten = \"127.0.0.1:0\"\ndashboard_tokens = [\"env:BENCH_DASHBOARD_TOKEN\"]\n";
     let config_path = std::env::temp_dir().join(format!("{db_name}.toml"));
@@ -155,11 +143,7 @@ async fn main() -> anyhow::Result<()> {
     services.stop().await?;
     shutdown.cancel();
     let _ = std::fs::remove_file(&config_path);
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await?;
+    opsbot_bench::drop_database(&args.server, &db_name).await?;
 
     let mut out = std::io::stdout().lock();
     writeln!(
