@@ -74,27 +74,7 @@ pub async fn button_pressed(
         let outcome = desk.alert_rollback(&inv, group_id).await?;
         // The rollback's status message is a message of its own, kept up to date like the
         // one /rollback posts.
-        press
-            .create_response(
-                ctx,
-                serenity::CreateInteractionResponse::Message(render::update(&outcome.message)),
-            )
-            .await
-            .map_err(Error::internal)?;
-        match press.get_response(ctx).await {
-            Ok(posted) => {
-                desk.deploy_attach_message(
-                    outcome.deploy.id,
-                    posted.channel_id.get() as i64,
-                    posted.id.get() as i64,
-                )
-                .await?;
-            }
-            Err(e) => {
-                tracing::warn!(deploy = outcome.deploy.id, error = %e, "could not read back the rollback's status message; it will not be edited live")
-            }
-        }
-        return Ok(());
+        return super::deploy::answer_press_with_status(ctx, data, press, &outcome).await;
     } else if let Some(group_id) = view::parse_group(id, view::ACK_SILENCE_BUTTON) {
         let args = json!({ "group_id": group_id, "silence": "until resolved" });
         let inv = component_invocation(ctx, press, "alerts ack", args).await;

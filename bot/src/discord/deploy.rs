@@ -111,6 +111,39 @@ async fn post_status(
     Ok(())
 }
 
+/// Answers a button press (a Rollback under an alert or in an incident channel) with the
+/// deploy's status message, then attaches that message to the deploy so the tracker keeps it
+/// up to date, as [`post_status`] does for a command.
+pub async fn answer_press_with_status(
+    ctx: &serenity::Context,
+    data: &Data,
+    press: &serenity::ComponentInteraction,
+    outcome: &opsbot_commands::deploy::DeployOutcome,
+) -> Result<(), Error> {
+    press
+        .create_response(
+            ctx,
+            serenity::CreateInteractionResponse::Message(render::update(&outcome.message)),
+        )
+        .await
+        .map_err(Error::internal)?;
+    match press.get_response(ctx).await {
+        Ok(posted) => {
+            data.desk
+                .deploy_attach_message(
+                    outcome.deploy.id,
+                    posted.channel_id.get() as i64,
+                    posted.id.get() as i64,
+                )
+                .await?;
+        }
+        Err(e) => {
+            tracing::warn!(deploy = outcome.deploy.id, error = %e, "could not read back the rollback's status message; it will not be edited live")
+        }
+    }
+    Ok(())
+}
+
 /// Active deploys, the latest of each service and environment, and locks
 #[poise::command(slash_command, guild_only)]
 pub async fn status(

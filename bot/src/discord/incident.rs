@@ -288,25 +288,5 @@ pub async fn button_pressed(
     let inv = super::invocation::component_invocation(ctx, press, "rollback", args).await;
     let desk = &data.desk;
     let outcome = desk.incident_rollback(&inv, deploy).await?;
-    press
-        .create_response(
-            ctx,
-            serenity::CreateInteractionResponse::Message(render::update(&outcome.message)),
-        )
-        .await
-        .map_err(Error::internal)?;
-    match press.get_response(ctx).await {
-        Ok(posted) => {
-            desk.deploy_attach_message(
-                outcome.deploy.id,
-                posted.channel_id.get() as i64,
-                posted.id.get() as i64,
-            )
-            .await?;
-        }
-        Err(e) => {
-            tracing::warn!(deploy = outcome.deploy.id, error = %e, "could not read back the rollback's status message; it will not be edited live")
-        }
-    }
-    Ok(())
+    super::deploy::answer_press_with_status(ctx, data, press, &outcome).await
 }
