@@ -96,6 +96,41 @@ pub async fn enqueue(
     .await
 }
 
+/// [`enqueue`] for many messages in one statement (one round trip): each `(channel, message,
+/// audit event)`, their ids in the order given.
+pub async fn enqueue_many(
+    db: impl PgExecutor<'_>,
+    items: &[(i64, &Message, Option<i64>)],
+) -> Result<Vec<i64>, sqlx::Error> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut payloads = Vec::with_capacity(items.len());
+    for (_, message, _) in items {
+        payloads.push(serde_json::to_value(message).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
+    }
+    let nonces: Vec<String> = items
+        .iter()
+        .map(|_| uuid::Uuid::new_v4().simple().to_string()[..24].to_owned())
+        .collect();
+    // Ids are drawn in the order of the rows (by ordinality): sorted, they are in the order given.
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO outbox (channel_id, payload, nonce, audit_event_id)
+         SELECT c, p, n, e FROM unnest($1::bigint[], $2::jsonb[], $3::text[], $4::bigint[])
+              WITH ORDINALITY AS t(c, p, n, e, i)
+         ORDER BY i
+         RETURNING id",
+    )
+    .bind(items.iter().map(|(c, _, _)| *c).collect::<Vec<_>>())
+    .bind(payloads)
+    .bind(nonces)
+    .bind(items.iter().map(|(_, _, e)| *e).collect::<Vec<_>>())
+    .fetch_all(db)
+    .await?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
 /// Queues an edit of message `message_id` in `channel_id` to read `message`.
 pub async fn enqueue_edit(
     db: impl PgExecutor<'_>,

@@ -347,6 +347,17 @@ fn status_embed(report: &StatusReport) -> serenity::CreateEmbed {
     for workload in &report.live {
         lines.push(live_line(workload));
     }
+    if report.more_active > 0 {
+        lines.push(format!(
+            "…and {} more active deploys; `/deploy status service:` shows one service's",
+            report.more_active
+        ));
+    } else if report.more_finished {
+        lines.push(
+            "…and the latest deploys of other services; `/deploy status service:` shows one service's"
+                .to_owned(),
+        );
+    }
     let description = if lines.is_empty() {
         "No deploys yet.".to_owned()
     } else {

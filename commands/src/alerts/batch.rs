@@ -2,7 +2,8 @@
 //! group and receiver); a commit each would bound ingestion by the disk's commit rate. So a
 //! request hands its parsed delivery to the writers and awaits its own answer; a free
 //! writer takes every delivery queued meanwhile (up to [`BATCH_MAX`]) and stores them in
-//! one transaction, each with its own audit event and outbox rows, in arrival order.
+//! one transaction, each with its own audit event and outbox rows: the new groups among them
+//! together in a few statements ([`super::fresh`]), the others one by one in arrival order.
 //! [`WRITERS`] writers run, so one batch's round trips and commit overlap the next one's.
 //!
 //! A batch that fails as a whole (one bad delivery, a deadlock, a lost connection) is
@@ -131,16 +132,24 @@ async fn together(desk: &Desk, jobs: &[Job]) -> Result<Vec<IngestOutcome>, Comma
     let mut tx = desk.pool.begin().await?;
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut afters = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let (outcome, after) = desk
-            .store_in(
-                &mut tx,
-                &job.payload,
-                &job.prepared,
-                WEBHOOK_COMMAND,
-                Source::Webhook,
-            )
-            .await?;
+    // New groups first, together (`fresh`); then each other delivery in arrival order.
+    let pairs: Vec<(&Payload, &Prepared)> =
+        jobs.iter().map(|j| (&j.payload, &j.prepared)).collect();
+    let fresh = super::fresh::store_fresh(desk, &mut tx, &pairs).await?;
+    for (job, stored) in jobs.iter().zip(fresh) {
+        let (outcome, after) = match stored {
+            Some(stored) => stored,
+            None => {
+                desk.store_in(
+                    &mut tx,
+                    &job.payload,
+                    &job.prepared,
+                    WEBHOOK_COMMAND,
+                    Source::Webhook,
+                )
+                .await?
+            }
+        };
         afters.push(after);
         outcomes.push(outcome);
     }

@@ -74,3 +74,81 @@ async fn concurrent_deliveries_share_a_commit_and_fail_alone(pool: PgPool) {
         "one message per stored group, none for redeliveries"
     );
 }
+
+/// New groups stored together (`super::fresh`) are stored as one at a time would store
+/// them: each message is the one its stored rows render, posted once, recorded once.
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn new_groups_stored_together_are_stored_as_alone(pool: PgPool) {
+    let desk = desk(pool.clone());
+    let auth = format!("Bearer {TOKEN}");
+    let mut bodies: Vec<Vec<u8>> = (0..12)
+        .map(|i| group_payload(&format!("N{i}"), ["api", "web"][i % 2]))
+        .collect();
+    // The same group again in the same burst: stored after its creation, changing nothing.
+    bodies.push(group_payload("N3", "web"));
+    let answers = futures_util::future::join_all(
+        bodies
+            .iter()
+            .map(|b| desk.alertmanager_delivery(delivery(Some(&auth), b))),
+    )
+    .await;
+    for (i, answer) in answers.iter().enumerate() {
+        let outcome = answer.as_ref().expect("stored");
+        let expected = if i == 12 { (0, 0) } else { (1, 1) };
+        assert_eq!((outcome.changed, outcome.queued), expected, "delivery {i}");
+    }
+    let transactions = count(&pool, "SELECT count(DISTINCT xmin::text) FROM alert_groups").await;
+    assert!(
+        transactions < 12,
+        "{transactions} commits: not stored together"
+    );
+    let groups: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT g.id, g.post_outbox_id, o.audit_event_id FROM alert_groups g
+         JOIN outbox o ON o.id = g.post_outbox_id ORDER BY g.id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("groups");
+    assert_eq!(groups.len(), 12, "every group has its message");
+    for (group_id, post, event) in groups {
+        let group = super::store::group(&pool, group_id)
+            .await
+            .expect("group")
+            .expect("exists");
+        let alerts = super::store::instances(&pool, group_id)
+            .await
+            .expect("alerts");
+        assert_eq!(alerts.len(), 1);
+        let rendered =
+            serde_json::to_value(super::view::group_message(&group, &alerts, &[42])).expect("json");
+        let queued: serde_json::Value =
+            sqlx::query_scalar("SELECT payload FROM outbox WHERE id = $1")
+                .bind(post)
+                .fetch_one(&pool)
+                .await
+                .expect("payload");
+        assert_eq!(queued, rendered, "group {group_id}'s message");
+        let (args, detail): (serde_json::Value, String) = sqlx::query_as(
+            "SELECT args, detail FROM audit_events e JOIN audit_unsealed u ON u.event_id = e.id WHERE e.id = $1",
+        )
+        .bind(event)
+        .fetch_one(&pool)
+        .await
+        .expect("its audit event, queued for sealing");
+        assert_eq!(args["group_id"], group_id, "{args}");
+        assert_eq!(
+            detail,
+            format!("alert group {group_id} firing: 1 new, 0 resolved, 1 firing")
+        );
+    }
+    assert_eq!(count(&pool, "SELECT count(*) FROM outbox").await, 12);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM audit_events WHERE command = 'alerts webhook'"
+        )
+        .await,
+        12,
+        "one event per stored delivery; the redelivery changed nothing and records nothing"
+    );
+}

@@ -456,7 +456,11 @@ pub(crate) struct After {
 
 /// The chart a new group's message gets: its first firing alert whose rule's expression is
 /// in its `generatorURL` (see [`crate::metrics::alert_chart`]).
-fn alert_chart(payload: &Payload, group: &store::AlertGroup, post: i64) -> Option<AlertChart> {
+pub(super) fn alert_chart(
+    payload: &Payload,
+    group: &store::AlertGroup,
+    post: i64,
+) -> Option<AlertChart> {
     payload
         .alerts
         .iter()

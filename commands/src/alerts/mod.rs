@@ -25,6 +25,7 @@ pub mod batch;
 pub mod commands;
 pub mod correlation;
 pub mod dashboard;
+mod fresh;
 pub mod ingest;
 pub mod payload;
 pub mod routing;

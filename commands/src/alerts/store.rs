@@ -87,7 +87,7 @@ impl AlertInstance {
     }
 }
 
-const GROUP_COLUMNS: &str = "id, group_key, channel_id, status, receiver, group_labels, common_labels, \
+pub(super) const GROUP_COLUMNS: &str = "id, group_key, channel_id, status, receiver, group_labels, common_labels, \
      common_annotations, external_url, route_index, post_outbox_id, acked_by_id, acked_by_name, \
      acked_at, silence_id, silenced_by_id, silenced_by_name, silenced_until, first_seen_at, resolved_at, thread_id, \
      (SELECT json_build_object('id', d.id, 'service', d.service, 'environment', d.environment, \

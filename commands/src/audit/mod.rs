@@ -22,7 +22,7 @@ mod seal;
 mod verify;
 mod walk;
 
-pub use append::append;
+pub use append::{append, append_many};
 pub use canonical::{GENESIS_HASH, canonical_bytes, chain_hash};
 pub use checkpoint::{
     Authenticity, Checkpoint, CheckpointError, check_checkpoint, write_checkpoint,

@@ -48,8 +48,13 @@ pub struct UnlockOutcome {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusReport {
-    /// Active deploys and the latest finished one per service and environment.
+    /// Active deploys and the latest finished one per service and environment, at most
+    /// [`store::STATUS_MAX`](super::store::STATUS_MAX), sorted by service and environment.
     pub deploys: Vec<Deploy>,
+    /// Active deploys not shown (there were more than fit).
+    pub more_active: i64,
+    /// Some service's latest finished deploy was left out for want of room.
+    pub more_finished: bool,
     pub locks: Vec<Lock>,
     /// What runs now in each environment of the Kubernetes services shown.
     pub live: Vec<super::backends::kubernetes::LiveWorkload>,
@@ -556,9 +561,18 @@ impl Desk {
         {
             return Err(self.refuse(inv, e).await);
         }
+        let pairs: Vec<(String, String)> = self
+            .deploys()
+            .services
+            .values()
+            .flat_map(|s| s.environments.iter().map(|e| (s.name.clone(), e.clone())))
+            .collect();
         let result = async {
+            let rows = store::status(&self.pool, service, &pairs).await?;
             Ok(StatusReport {
-                deploys: store::status(&self.pool, service).await?,
+                deploys: rows.deploys,
+                more_active: rows.more_active,
+                more_finished: rows.more_finished,
                 locks: store::active_locks(&self.pool, service).await?,
                 live: self.live_workloads(service).await,
             })

@@ -169,22 +169,93 @@ pub(super) async fn history(
     .collect())
 }
 
-/// Active deploys, and the latest finished one per service and environment.
-pub(super) async fn status(db: &PgPool, service: Option<&str>) -> Result<Vec<Deploy>, sqlx::Error> {
-    Ok(select_deploys(
+/// The most deploys `/deploy status` shows; the rest are counted, not read.
+pub const STATUS_MAX: i64 = 25;
+
+/// What `/deploy status` shows: active deploys (newest first, at most [`STATUS_MAX`]), then
+/// the latest finished deploy of each configured service and environment while room is left.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRows {
+    /// Sorted by service, environment, newest first.
+    pub deploys: Vec<Deploy>,
+    /// Active deploys not shown.
+    pub more_active: i64,
+    /// Some service's latest finished deploy was left out for want of room.
+    pub more_finished: bool,
+}
+
+/// Active deploys, and the latest finished one per service and environment of `pairs`
+/// (the catalog's), bounded: one probe of `deploys_history_idx` per pair, never a scan of the
+/// history, however long it is or however many deploys wait.
+pub(super) async fn status(
+    db: &PgPool,
+    service: Option<&str>,
+    pairs: &[(String, String)],
+) -> Result<StatusRows, sqlx::Error> {
+    let active = select_deploys(
         db,
-        "WHERE ($1::text IS NULL OR d.service = $1)
-           AND (d.state IN ('requested', 'approved', 'running')
-                OR d.id IN (SELECT max(id) FROM deploys
-                            WHERE state NOT IN ('requested', 'approved', 'running')
-                            GROUP BY service, environment))
-         ORDER BY d.service, d.environment, d.id DESC",
-        |q| q.bind(service.map(str::to_owned)),
+        "WHERE d.state IN ('requested', 'approved', 'running') AND ($1::text IS NULL OR d.service = $1)
+         ORDER BY d.id DESC LIMIT $2",
+        |q| q.bind(service.map(str::to_owned)).bind(STATUS_MAX),
     )
-    .await?
-    .into_iter()
-    .map(DeployRow::into_deploy)
-    .collect())
+    .await?;
+    let shown = i64::try_from(active.len()).unwrap_or(STATUS_MAX);
+    let more_active = if shown == STATUS_MAX {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM deploys
+             WHERE state IN ('requested', 'approved', 'running') AND ($1::text IS NULL OR service = $1)",
+        )
+        .bind(service.map(str::to_owned))
+        .fetch_one(db)
+        .await?
+            - shown
+    } else {
+        0
+    };
+    let (services, environments): (Vec<String>, Vec<String>) = pairs
+        .iter()
+        .filter(|(s, _)| service.is_none_or(|name| s == name))
+        .cloned()
+        .unzip();
+    let room = STATUS_MAX - shown;
+    let mut finished = if room > 0 && !services.is_empty() {
+        select_deploys(
+            db,
+            "WHERE d.id IN (
+                SELECT l.id FROM unnest($1::text[], $2::text[]) AS p(service, environment)
+                CROSS JOIN LATERAL (
+                    SELECT x.id FROM deploys x
+                    WHERE x.service = p.service AND x.environment = p.environment
+                      AND x.state NOT IN ('requested', 'approved', 'running')
+                    ORDER BY x.id DESC LIMIT 1) l
+                LIMIT $3)",
+            |q| q.bind(services.clone()).bind(environments).bind(room + 1),
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
+    let more_finished = if room > 0 {
+        i64::try_from(finished.len()).unwrap_or(i64::MAX) > room
+    } else {
+        !services.is_empty()
+    };
+    finished.truncate(usize::try_from(room.max(0)).unwrap_or(0));
+    let mut deploys: Vec<Deploy> = active
+        .into_iter()
+        .chain(finished)
+        .map(DeployRow::into_deploy)
+        .collect();
+    deploys.sort_by(|a, b| {
+        (&a.service, &a.environment)
+            .cmp(&(&b.service, &b.environment))
+            .then(b.id.cmp(&a.id))
+    });
+    Ok(StatusRows {
+        deploys,
+        more_active,
+        more_finished,
+    })
 }
 
 /// Succeeded deploys of a service to an environment, newest first.

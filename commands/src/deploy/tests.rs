@@ -17,6 +17,7 @@ use crate::audit::tail;
 use crate::{Actor, CommandError, Desk, Invocation, Source};
 
 mod rules;
+mod status;
 
 const ANNOUNCE: i64 = 4242;
 
