@@ -273,6 +273,13 @@ impl Dispatcher {
                         .saturating_mul(2u32.saturating_pow(db_errors.min(16)))
                         .min(DB_ERROR_BACKOFF_MAX);
                     tracing::error!(error = format!("{e:#}"), retry_in = ?wait, "outbox delivery pass failed; will retry");
+                    // The rest of the failed pass's rows need not sit out their lease (30 s
+                    // by default) once the database answers again; best effort while it is
+                    // down. A row delivered but not recorded is sent again with its nonce,
+                    // which Discord deduplicates, as after a lease that ended.
+                    if let Err(e) = outbox::release_claims(&self.pool, self.claimer).await {
+                        tracing::debug!(error = %e, "could not release the failed pass's outbox rows yet");
+                    }
                     wait
                 }
             };

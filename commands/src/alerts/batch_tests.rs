@@ -152,3 +152,46 @@ async fn new_groups_stored_together_are_stored_as_alone(pool: PgPool) {
         "one event per stored delivery; the redelivery changed nothing and records nothing"
     );
 }
+
+/// The batch path itself: every new group of a batch is taken by `fresh`, a group already
+/// firing or repeated in the batch is left to `store_in`.
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn fresh_takes_the_new_groups_and_leaves_the_rest(pool: PgPool) {
+    let desk = desk(pool.clone());
+    let auth = format!("Bearer {TOKEN}");
+    let existing = group_payload("E0", "api");
+    desk.alertmanager_delivery(delivery(Some(&auth), &existing))
+        .await
+        .expect("stored alone");
+    let bodies = [
+        group_payload("F0", "api"),
+        existing.clone(),
+        group_payload("F1", "web"),
+        group_payload("F0", "api"),
+    ];
+    let payloads: Vec<_> = bodies
+        .iter()
+        .map(|b| super::payload::parse(b).expect("parses"))
+        .collect();
+    let mut prepared = Vec::new();
+    for payload in &payloads {
+        prepared.push(desk.prepare(payload).await.expect("routed"));
+    }
+    let jobs: Vec<_> = payloads.iter().zip(&prepared).collect();
+    let mut tx = pool.begin().await.expect("tx");
+    let stored = super::fresh::store_fresh(&desk, &mut tx, &jobs)
+        .await
+        .expect("stored");
+    tx.commit().await.expect("commit");
+    let taken: Vec<bool> = stored.iter().map(Option::is_some).collect();
+    assert_eq!(taken, [true, false, true, false]);
+    assert_eq!(count(&pool, "SELECT count(*) FROM alert_groups").await, 3);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM alert_groups WHERE post_outbox_id IS NOT NULL"
+        )
+        .await,
+        3
+    );
+}
