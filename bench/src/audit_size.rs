@@ -199,7 +199,7 @@ fn encode(v: &str) -> String {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter("warn")
+        .with_env_filter("warn,sqlx=error")
         .with_writer(std::io::stderr)
         .init();
     let opsbot = match &args.opsbot {

@@ -160,9 +160,11 @@ pub async fn load(pool: &PgPool, events: i64) -> anyhow::Result<Loaded> {
         .fetch_one(pool)
         .await?;
     anyhow::ensure!(refused == 0, "the sealer refused {refused} synthetic events");
-    sqlx::raw_sql("VACUUM ANALYZE audit_events; VACUUM ANALYZE audit_chain")
-        .execute(pool)
-        .await?;
+    for table in ["audit_events", "audit_chain", "audit_unsealed"] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("VACUUM ANALYZE {table}")))
+            .execute(pool)
+            .await?;
+    }
     Ok(loaded)
 }
 
