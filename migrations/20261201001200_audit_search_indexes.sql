@@ -26,6 +26,7 @@ CREATE INDEX audit_events_text_trgm_idx ON audit_events
 -- since=…&until=…: newest first inside a window far back in the log. The query also bounds
 -- the id by the newest event of the window (implied: every event of the window has an id at
 -- most that), which an index-only scan of the window on this index finds; the id walk then
--- starts at the window instead of reading every newer event. It replaces the `at` index.
+-- starts at the window instead of reading every newer event (`max(id + 0)`, not `max(id)`:
+-- the latter the planner turns into that same walk down the id). It replaces the `at` index.
 CREATE INDEX audit_events_at_id_idx ON audit_events (at, id);
 DROP INDEX audit_events_at_idx;

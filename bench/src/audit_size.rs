@@ -33,9 +33,7 @@ use opsbot::config::Config;
 use opsbot::run::{HttpBind, Services};
 use opsbot::web::api::{parse_filters, query_pairs};
 use opsbot_bench::{load_average, ms, percentile};
-use opsbot_commands::audit::browse::{
-    COUNT_BOUND, count_matching, known_commands, newer_matching,
-};
+use opsbot_commands::audit::browse::{COUNT_BOUND, count_matching, known_commands, newer_matching};
 use opsbot_commands::audit::{AuditQuery, query};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -141,7 +139,11 @@ async fn time_case(
             .bearer_auth(TOKEN)
             .send()
             .await?;
-        anyhow::ensure!(answer.status().is_success(), "{name} page: {}", answer.status());
+        anyhow::ensure!(
+            answer.status().is_success(),
+            "{name} page: {}",
+            answer.status()
+        );
         answer.bytes().await?;
         let dash_took = start.elapsed();
 
@@ -239,16 +241,18 @@ async fn main() -> anyhow::Result<()> {
         loaded.seal.as_secs_f64()
     ));
     for (name, took) in &loaded.indexes {
-        out.push(format!("  index {name} built in {:.1} s", took.as_secs_f64()));
+        out.push(format!(
+            "  index {name} built in {:.1} s",
+            took.as_secs_f64()
+        ));
     }
     for (name, mib) in load::sizes(&pool).await? {
         out.push(format!("  size {name}: {mib:.0} MiB"));
     }
 
-    let (min_id, max_id): (i64, i64) =
-        sqlx::query_as("SELECT min(id), max(id) FROM audit_events")
-            .fetch_one(&pool)
-            .await?;
+    let (min_id, max_id): (i64, i64) = sqlx::query_as("SELECT min(id), max(id) FROM audit_events")
+        .fetch_one(&pool)
+        .await?;
     let middle = min_id + (max_id - min_id) / 2;
     let day = (max_id - min_id) / 180;
     let range = format!(
@@ -274,9 +278,10 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let load_before = load_average();
     out.push(String::new());
-    out.push(format!(
+    out.push(
         "| query | shown / matching | API p50 / p95 ms | raw p50 / p95 ms | API ÷ raw (p50) | dashboard p50 / p95 ms | raw p50 / p95 ms | dashboard ÷ raw (p50) |"
-    ));
+            .into(),
+    );
     out.push("|---|---|---|---|---|---|---|---|".into());
     for (name, qs) in &cases {
         out.push(time_case(&client, &base, &pool, name, qs, args.requests).await?);
@@ -326,8 +331,8 @@ async fn main() -> anyhow::Result<()> {
 
     if args.write_seconds > 0 {
         let mut rates = Vec::new();
-        let with_all = measure::appends_per_second(&pool, args.write_clients, args.write_seconds)
-            .await?;
+        let with_all =
+            measure::appends_per_second(&pool, args.write_clients, args.write_seconds).await?;
         rates.push(("all indexes", with_all));
         for name in TEXT_INDEXES {
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP INDEX IF EXISTS {name}")))

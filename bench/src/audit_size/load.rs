@@ -146,10 +146,10 @@ pub async fn load(pool: &PgPool, events: i64) -> anyhow::Result<Loaded> {
     let started = Instant::now();
     loop {
         opsbot_commands::audit::seal_pending(pool).await?;
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_unsealed")
+        let left: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM audit_unsealed)")
             .fetch_one(pool)
             .await?;
-        if left == 0 {
+        if !left {
             break;
         }
         // The server's own sealer holds the lock: let it finish its batch.
@@ -159,7 +159,10 @@ pub async fn load(pool: &PgPool, events: i64) -> anyhow::Result<Loaded> {
     let refused: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_refused")
         .fetch_one(pool)
         .await?;
-    anyhow::ensure!(refused == 0, "the sealer refused {refused} synthetic events");
+    anyhow::ensure!(
+        refused == 0,
+        "the sealer refused {refused} synthetic events"
+    );
     for table in ["audit_events", "audit_chain", "audit_unsealed"] {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("VACUUM ANALYZE {table}")))
             .execute(pool)

@@ -110,7 +110,7 @@ pub async fn query(pool: &PgPool, q: &AuditQuery) -> Result<Page, sqlx::Error> {
           AND ($5::text IS NULL OR e.source = $5)
           AND ($6::timestamptz IS NULL OR e.at >= $6)
           AND ($7::timestamptz IS NULL OR (e.at < $7
-               AND e.id <= (SELECT max(w.id) FROM audit_events w
+               AND e.id <= (SELECT max(w.id + 0) FROM audit_events w
                             WHERE ($6::timestamptz IS NULL OR w.at >= $6) AND w.at < $7)))
           AND ($8::text IS NULL OR ((e.command || ' ' || e.detail || ' ' || e.args::text) ILIKE $8
                AND (e.args::text ILIKE $8 OR e.detail ILIKE $8 OR e.command ILIKE $8)))

@@ -89,7 +89,10 @@ async fn a_word_is_found_in_the_args_the_detail_or_the_command(pool: PgPool) {
     assert_eq!(matched(&pool, text("SILENC")).await, [silence]);
     // Across the seams of command, detail and args (joined by spaces for the index): no.
     assert_eq!(matched(&pool, text("run  {")).await, [deploy]);
-    assert_eq!(matched(&pool, text("whoami upstream")).await, [] as [i64; 0]);
+    assert_eq!(
+        matched(&pool, text("whoami upstream")).await,
+        [] as [i64; 0]
+    );
     // A group, a command, a command with subcommands; a prefix that is not a word is not one.
     assert_eq!(matched(&pool, command("deploy")).await, [deploy, billing]);
     assert_eq!(matched(&pool, command("deploy run")).await, [billing]);
@@ -110,7 +113,10 @@ async fn a_search_shorter_than_three_letters_or_digits_is_refused_and_audited(po
         let CommandError::Invalid(why) = &err else {
             panic!("{short}: {err:?}")
         };
-        assert!(why.contains("at least 3 letters or digits in a row"), "{why}");
+        assert!(
+            why.contains("at least 3 letters or digits in a row"),
+            "{why}"
+        );
     }
     let refused: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit_events WHERE command = 'audit recent' AND outcome = 'invalid'",
