@@ -80,7 +80,8 @@ pub(super) fn like_pattern(text: &str) -> String {
     format!("%{}%", escape_like(text))
 }
 
-/// Events matching `q`, newest first, by keyset pagination on the id.
+/// Events matching `q`, newest first, by keyset pagination on the id. A time window's first
+/// page starts the id walk at the window's newest event; a later page at its cursor.
 pub async fn query(pool: &PgPool, q: &AuditQuery) -> Result<Page, sqlx::Error> {
     let limit = q.limit.clamp(1, QUERY_MAX_LIMIT);
     let (actor_id, actor_name) = match q.actor.as_deref().map(str::trim) {
@@ -110,8 +111,8 @@ pub async fn query(pool: &PgPool, q: &AuditQuery) -> Result<Page, sqlx::Error> {
           AND ($5::text IS NULL OR e.source = $5)
           AND ($6::timestamptz IS NULL OR e.at >= $6)
           AND ($7::timestamptz IS NULL OR (e.at < $7
-               AND e.id <= (SELECT max(w.id + 0) FROM audit_events w
-                            WHERE ($6::timestamptz IS NULL OR w.at >= $6) AND w.at < $7)))
+               AND ($9::bigint IS NOT NULL OR e.id <= (SELECT max(w.id + 0) FROM audit_events w
+                            WHERE ($6::timestamptz IS NULL OR w.at >= $6) AND w.at < $7))))
           AND ($8::text IS NULL OR ((e.command || ' ' || e.detail || ' ' || e.args::text) ILIKE $8
                AND (e.args::text ILIKE $8 OR e.detail ILIKE $8 OR e.command ILIKE $8)))
           AND ($9::bigint IS NULL OR e.id < $9)
