@@ -205,7 +205,28 @@ async fn each_filter_narrows(pool: PgPool) {
         ids(&pool, &format!("q={}", encode("100%_"))).await,
         [literal]
     );
-    assert_eq!(ids(&pool, &format!("q={}", encode("0%"))).await, [literal]);
+    assert_eq!(
+        ids(&pool, &format!("q={}", encode("100%"))).await,
+        [literal]
+    );
+    // The search index joins command, detail and args with spaces; a match across that
+    // seam is not a match (the command is "deploy run", its detail empty, its args JSON).
+    assert_eq!(
+        ids(&pool, &format!("q={}", encode("run  {"))).await,
+        [] as [i64; 0]
+    );
+    // Fewer than 3 letters or digits in a row: refused, saying why, instead of a full scan.
+    for short in ["0%", "db", "a b"] {
+        let answer = get(&pool, &format!("/api/audit?q={}", encode(short))).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{short}");
+        assert!(
+            answer
+                .body
+                .contains("at least 3 letters or digits in a row"),
+            "{short}: {}",
+            answer.body
+        );
+    }
 
     assert_eq!(
         ids(&pool, "actor=alice&command=deploy&source=discord").await,

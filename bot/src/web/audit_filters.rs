@@ -1,12 +1,13 @@
 //! The audit log's filters, as `/api/audit`, its exports, the dashboard's log and its live
 //! tail read them from a query string: `actor`, `command`, `outcome`, `source`, `since`,
-//! `until` (RFC 3339, or a date alone: `since` from its start, `until` to its end), `q`,
+//! `until` (RFC 3339, or a date alone: `since` from its start, `until` to its end), `q` (at
+//! least 3 letters or digits in a row: the search index looks up runs of three),
 //! `cursor`, `limit`. An empty value means "any"; an unknown or repeated parameter is
 //! refused, so a typo never silently widens a filter.
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use opsbot_commands::Source;
-use opsbot_commands::audit::{AuditQuery, Outcome, QUERY_MAX_LIMIT};
+use opsbot_commands::audit::{AuditQuery, Outcome, QUERY_MAX_LIMIT, search_problem};
 
 use super::api::ApiError;
 
@@ -62,7 +63,12 @@ pub fn parse_filters(params: &[(String, String)]) -> Result<AuditQuery, ApiError
             "since" => query.since = Some(parse_time(name, trimmed)?),
             "until" => query.until = Some(parse_time(name, trimmed)?),
             // Not trimmed: a search for " run" means what it says.
-            "q" => query.text = Some(value.clone()),
+            "q" => {
+                if let Some(why) = search_problem(value) {
+                    return Err(ApiError::new(name, why));
+                }
+                query.text = Some(value.clone());
+            }
             "cursor" => query.before_id = Some(parse_cursor(trimmed)?),
             "limit" => query.limit = parse_limit(trimmed)?,
             _ => return Err(unknown_parameter(name)),

@@ -22,12 +22,16 @@ const COMMANDS_MAX: i64 = 300;
 const FILTERS: &str = "
     ($1::bigint IS NULL OR e.actor_id = $1)
     AND ($2::text IS NULL OR lower(e.actor_name) = lower($2))
-    AND ($3::text IS NULL OR e.command = $3 OR starts_with(e.command, $3 || ' '))
+    AND ($3::text IS NULL OR (split_part(e.command, ' ', 1) = split_part($3, ' ', 1)
+               AND (e.command = $3 OR starts_with(e.command, $3 || ' '))))
     AND ($4::text IS NULL OR e.outcome = $4)
     AND ($5::text IS NULL OR e.source = $5)
     AND ($6::timestamptz IS NULL OR e.at >= $6)
-    AND ($7::timestamptz IS NULL OR e.at < $7)
-    AND ($8::text IS NULL OR e.args::text ILIKE $8 OR e.detail ILIKE $8 OR e.command ILIKE $8)";
+    AND ($7::timestamptz IS NULL OR (e.at < $7
+               AND e.id <= (SELECT max(w.id + 0) FROM audit_events w
+                            WHERE ($6::timestamptz IS NULL OR w.at >= $6) AND w.at < $7)))
+    AND ($8::text IS NULL OR ((e.command || ' ' || e.detail || ' ' || e.args::text) ILIKE $8
+               AND (e.args::text ILIKE $8 OR e.detail ILIKE $8 OR e.command ILIKE $8)))";
 
 /// The bind values of [`FILTERS`], as [`super::query::query`] derives them.
 struct Binds {

@@ -2,7 +2,7 @@
 //! `/audit verify` (needs `audit:verify`).
 
 use super::model::Outcome;
-use super::query::{AuditQuery, Page, query};
+use super::query::{AuditQuery, Page, query, search_problem};
 use super::verify::{VerifyReport, verify};
 use crate::actor::Source;
 use crate::desk::{Desk, Invocation};
@@ -38,13 +38,22 @@ impl Desk {
     }
 }
 
-/// Refuses filter values outside the vocabularies, naming the valid ones.
+/// Refuses filter values outside the vocabularies, naming the valid ones, and a text search
+/// too short for the search index ([`search_problem`]).
 pub(super) fn check_filter(filter: &AuditQuery) -> Result<(), CommandError> {
     if let Some(outcome) = filter.outcome.as_deref() {
         Outcome::parse_filter(outcome).map_err(CommandError::Invalid)?;
     }
     if let Some(source) = filter.source.as_deref() {
         Source::parse_filter(source).map_err(CommandError::Invalid)?;
+    }
+    if let Some(why) = filter
+        .text
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .and_then(search_problem)
+    {
+        return Err(CommandError::Invalid(why));
     }
     Ok(())
 }

@@ -32,8 +32,8 @@ pub use head::{ChainKey, ExpectedHead, HeadMismatch, check_expected_head};
 pub use model::{AuditEvent, NewEvent, Outcome};
 pub(crate) use query::escape_like;
 pub use query::{
-    AuditQuery, Denials, Page, QUERY_MAX_LIMIT, by_correlation, chain_backlog, denials_between,
-    event, newer_than, query, sealed_after, tail,
+    AuditQuery, Denials, Page, QUERY_MAX_LIMIT, SEARCH_MIN_RUN, by_correlation, chain_backlog,
+    denials_between, event, newer_than, query, sealed_after, search_problem, tail,
 };
 pub use reads::{AuditExport, DashboardView, READ_PERMISSION};
 pub use seal::{SEAL_BATCH, SEAL_INTERVAL, SealResult, seal_batch, seal_pending};

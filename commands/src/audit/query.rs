@@ -6,7 +6,8 @@ use super::model::AuditEvent;
 /// The most events one page may hold, whatever the caller asks for.
 pub const QUERY_MAX_LIMIT: i64 = 500;
 
-/// Filters over the audit log; every field narrows, `None` means "any".
+/// Filters over the audit log; every field narrows, `None` means "any". Each is served by an
+/// index at 10 M events (`migrations/20261201001200_audit_search_indexes.sql` says how).
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     /// A Discord user id, or a name (case-insensitive, exact).
@@ -31,6 +32,27 @@ pub struct Page {
     pub next_cursor: Option<i64>,
 }
 
+/// Letters or digits in a row that a text search needs: the trigram index behind it
+/// (`audit_events_text_trgm_idx`) looks up runs of three, and a search with none would read
+/// every event.
+pub const SEARCH_MIN_RUN: usize = 3;
+
+/// Why `text` cannot be searched for, when it cannot: it has no run of
+/// [`SEARCH_MIN_RUN`] letters or digits (`db`, `0%`, `--`).
+pub fn search_problem(text: &str) -> Option<String> {
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c.is_alphanumeric() { run + 1 } else { 0 };
+        if run >= SEARCH_MIN_RUN {
+            return None;
+        }
+    }
+    Some(format!(
+        "q: \"{}\" is too short to search for; give at least {SEARCH_MIN_RUN} letters or digits in a row (a word or part of one), or narrow by actor, command, outcome, source or time instead",
+        crate::desk::clean(text)
+    ))
+}
+
 /// `text` with LIKE's wildcards (`%`, `_`) and escape character taken literally.
 pub(crate) fn escape_like(text: &str) -> String {
     text.replace('\\', "\\\\")
@@ -38,11 +60,28 @@ pub(crate) fn escape_like(text: &str) -> String {
         .replace('_', "\\_")
 }
 
+#[cfg(test)]
+mod search_tests {
+    use super::search_problem;
+
+    #[test]
+    fn a_search_needs_three_letters_or_digits_in_a_row() {
+        for ok in ["api", "ployme", "and done", "100%_", "née", "a-b-run"] {
+            assert_eq!(search_problem(ok), None, "{ok}");
+        }
+        for short in ["db", "0%", "--", "a b c", "ab-cd", " x "] {
+            let why = search_problem(short).expect(short);
+            assert!(why.contains("at least 3 letters or digits"), "{why}");
+        }
+    }
+}
+
 pub(super) fn like_pattern(text: &str) -> String {
     format!("%{}%", escape_like(text))
 }
 
-/// Events matching `q`, newest first, by keyset pagination on the id.
+/// Events matching `q`, newest first, by keyset pagination on the id. A time window's first
+/// page starts the id walk at the window's newest event; a later page at its cursor.
 pub async fn query(pool: &PgPool, q: &AuditQuery) -> Result<Page, sqlx::Error> {
     let limit = q.limit.clamp(1, QUERY_MAX_LIMIT);
     let (actor_id, actor_name) = match q.actor.as_deref().map(str::trim) {
@@ -66,12 +105,16 @@ pub async fn query(pool: &PgPool, q: &AuditQuery) -> Result<Page, sqlx::Error> {
         FROM audit_events e LEFT JOIN audit_chain c ON c.event_id = e.id
         WHERE ($1::bigint IS NULL OR e.actor_id = $1)
           AND ($2::text IS NULL OR lower(e.actor_name) = lower($2))
-          AND ($3::text IS NULL OR e.command = $3 OR starts_with(e.command, $3 || ' '))
+          AND ($3::text IS NULL OR (split_part(e.command, ' ', 1) = split_part($3, ' ', 1)
+               AND (e.command = $3 OR starts_with(e.command, $3 || ' '))))
           AND ($4::text IS NULL OR e.outcome = $4)
           AND ($5::text IS NULL OR e.source = $5)
           AND ($6::timestamptz IS NULL OR e.at >= $6)
-          AND ($7::timestamptz IS NULL OR e.at < $7)
-          AND ($8::text IS NULL OR e.args::text ILIKE $8 OR e.detail ILIKE $8 OR e.command ILIKE $8)
+          AND ($7::timestamptz IS NULL OR (e.at < $7
+               AND ($9::bigint IS NOT NULL OR e.id <= (SELECT max(w.id + 0) FROM audit_events w
+                            WHERE ($6::timestamptz IS NULL OR w.at >= $6) AND w.at < $7))))
+          AND ($8::text IS NULL OR ((e.command || ' ' || e.detail || ' ' || e.args::text) ILIKE $8
+               AND (e.args::text ILIKE $8 OR e.detail ILIKE $8 OR e.command ILIKE $8)))
           AND ($9::bigint IS NULL OR e.id < $9)
         ORDER BY e.id DESC
         LIMIT $10

@@ -10,6 +10,7 @@ use crate::desk::{Desk, Invocation};
 use crate::error::CommandError;
 
 mod forgery;
+mod search;
 
 fn event(n: i64) -> NewEvent {
     NewEvent {
