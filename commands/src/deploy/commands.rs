@@ -1,10 +1,11 @@
-//! The deploy commands as [`Desk`] methods: access, validation, policy, state, audit, outbox.
+//! `/deploy run`, `/rollback` and the Approve/Reject buttons as [`Desk`] methods: access,
+//! validation, policy, state, audit, outbox. Locks are in [`super::locks`], `/deploy status`
+//! and `/deploy history` in [`super::reads`].
 
 use chrono::Utc;
-use serde::Serialize;
 use uuid::Uuid;
 
-use super::model::{Deploy, DeployState, Lock};
+use super::model::{Deploy, DeployState};
 use super::store::{self, NewDeploy};
 use super::view::{self, ButtonBinding, binding_hash};
 use super::{DeployRequest, ServiceSpec};
@@ -19,8 +20,6 @@ const VERSION_MAX: usize = 64;
 /// Reasons show in messages and the dashboard. Context pasted from an incident can be long;
 /// messages cut it to Discord's limits (the Discord option's `max_length` is the same).
 pub const REASON_MAX: usize = 4000;
-/// Deploys `/deploy history` lists.
-const HISTORY_LIMIT: i64 = 10;
 
 /// A deploy that was requested (or decided on), and its status message.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,31 +32,6 @@ pub struct DeployOutcome {
 pub enum Decision {
     Approve,
     Reject,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LockOutcome {
-    pub lock: Lock,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UnlockOutcome {
-    /// The lock that was lifted: whose it was and why.
-    pub lock: Lock,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatusReport {
-    /// Active deploys and the latest finished one per service and environment, at most
-    /// [`store::STATUS_MAX`](super::store::STATUS_MAX), sorted by service and environment.
-    pub deploys: Vec<Deploy>,
-    /// Active deploys not shown (there were more than fit).
-    pub more_active: i64,
-    /// Some service's latest finished deploy was left out for want of room.
-    pub more_finished: bool,
-    pub locks: Vec<Lock>,
-    /// What runs now in each environment of the Kubernetes services shown.
-    pub live: Vec<super::backends::kubernetes::LiveWorkload>,
 }
 
 impl Desk {
@@ -432,203 +406,6 @@ impl Desk {
         Ok(())
     }
 
-    /// `/deploy lock`.
-    pub async fn deploy_lock(
-        &self,
-        inv: &Invocation,
-        service: &str,
-        environment: &str,
-        reason: &str,
-        duration: Option<&str>,
-    ) -> Result<LockOutcome, CommandError> {
-        let checked = self
-            .service_in(service, environment)
-            .and_then(|_| {
-                if reason.trim().is_empty() {
-                    Err(CommandError::Invalid("a lock needs a reason".to_owned()))
-                } else {
-                    check_reason(reason)
-                }
-            })
-            .and_then(|()| duration.map(parse_lock_duration).transpose());
-        let duration = match checked {
-            Ok(duration) => duration,
-            Err(e) => return Err(self.refuse(inv, e).await),
-        };
-        self.authorize(
-            inv,
-            &format!("deploy:lock:{environment}"),
-            &format!("lock deploys to {environment}"),
-        )
-        .await?;
-        let until = duration
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-            .map(|d| Utc::now() + d);
-        let lock = Lock {
-            service: service.to_owned(),
-            environment: environment.to_owned(),
-            locked_by_id: inv.actor.id,
-            locked_by_name: inv.actor.name.clone(),
-            reason: reason.trim().to_owned(),
-            locked_at: Utc::now(),
-            until,
-        };
-        let mut tx = self.pool.begin().await?;
-        if !store::take_lock(&mut *tx, &lock).await? {
-            drop(tx);
-            let holder = store::active_lock(&self.pool, service, environment).await?;
-            let e = CommandError::Conflict(match holder {
-                Some(h) => format!(
-                    "{service} is already locked in {environment} by {}: {}",
-                    h.locked_by_name, h.reason
-                ),
-                None => format!("{service} is already locked in {environment}"),
-            });
-            return Err(self.refuse(inv, e).await);
-        }
-        let detail = format!(
-            "locked {service} in {environment}{}: {}",
-            until
-                .map(|u| format!(" until {}", u.format("%Y-%m-%d %H:%M UTC")))
-                .unwrap_or_default(),
-            lock.reason
-        );
-        let event_id = record_in(&mut *tx, inv, Outcome::Ok, &detail).await?;
-        if let Some(channel) = self.deploys().announce_channel {
-            outbox::enqueue(
-                &mut *tx,
-                channel,
-                &Message::text(format!("🔒 {} {detail}", inv.actor.name)),
-                Some(event_id),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(LockOutcome { lock })
-    }
-
-    /// `/deploy unlock`: anyone with `deploy:lock:<env>` may lift a lock; the answer says
-    /// whose it was.
-    pub async fn deploy_unlock(
-        &self,
-        inv: &Invocation,
-        service: &str,
-        environment: &str,
-    ) -> Result<UnlockOutcome, CommandError> {
-        if let Err(e) = self.service_in(service, environment) {
-            return Err(self.refuse(inv, e).await);
-        }
-        self.authorize(
-            inv,
-            &format!("deploy:lock:{environment}"),
-            &format!("unlock deploys to {environment}"),
-        )
-        .await?;
-        let mut tx = self.pool.begin().await?;
-        let Some(lock) = store::release_lock(&mut *tx, service, environment).await? else {
-            drop(tx);
-            let e = CommandError::Invalid(format!("{service} is not locked in {environment}"));
-            return Err(self.refuse(inv, e).await);
-        };
-        let detail = format!(
-            "unlocked {service} in {environment} (locked by {} since {}: {})",
-            lock.locked_by_name,
-            lock.locked_at.format("%Y-%m-%d %H:%M UTC"),
-            lock.reason
-        );
-        let event_id = record_in(&mut *tx, inv, Outcome::Ok, &detail).await?;
-        if let Some(channel) = self.deploys().announce_channel {
-            outbox::enqueue(
-                &mut *tx,
-                channel,
-                &Message::text(format!("🔓 {} {detail}", inv.actor.name)),
-                Some(event_id),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(UnlockOutcome { lock })
-    }
-
-    /// `/deploy status [service]`: anyone may look.
-    pub async fn deploy_status(
-        &self,
-        inv: &Invocation,
-        service: Option<&str>,
-    ) -> Result<StatusReport, CommandError> {
-        if let Some(name) = service
-            && let Err(e) = self.service(name)
-        {
-            return Err(self.refuse(inv, e).await);
-        }
-        let pairs: Vec<(String, String)> = self
-            .deploys()
-            .services
-            .values()
-            .flat_map(|s| s.environments.iter().map(|e| (s.name.clone(), e.clone())))
-            .collect();
-        let result = async {
-            let rows = store::status(&self.pool, service, &pairs).await?;
-            Ok(StatusReport {
-                deploys: rows.deploys,
-                more_active: rows.more_active,
-                more_finished: rows.more_finished,
-                locks: store::active_locks(&self.pool, service).await?,
-                live: self.live_workloads(service).await,
-            })
-        }
-        .await;
-        self.conclude(inv, result, |r| {
-            format!("{} deploys, {} locks", r.deploys.len(), r.locks.len())
-        })
-        .await
-    }
-
-    /// The live Deployments of the Kubernetes services (only `service`'s, if given), read
-    /// concurrently.
-    async fn live_workloads(
-        &self,
-        service: Option<&str>,
-    ) -> Vec<super::backends::kubernetes::LiveWorkload> {
-        use super::backends::{BackendSpec, kubernetes};
-        let reads = self
-            .deploys()
-            .services
-            .values()
-            .filter(|s| service.is_none_or(|name| s.name == name))
-            .filter_map(|s| match &s.backend {
-                BackendSpec::Kubernetes(spec) => Some((s, spec)),
-                _ => None,
-            })
-            .flat_map(|(s, spec)| {
-                s.environments
-                    .iter()
-                    .map(move |env| kubernetes::live(spec, &s.name, env))
-            });
-        futures_util::future::join_all(reads).await
-    }
-
-    /// `/deploy history service [env]`: anyone may look.
-    pub async fn deploy_history(
-        &self,
-        inv: &Invocation,
-        service: &str,
-        environment: Option<&str>,
-    ) -> Result<Vec<Deploy>, CommandError> {
-        let checked = match environment {
-            Some(env) => self.service_in(service, env).map(|_| ()),
-            None => self.service(service).map(|_| ()),
-        };
-        if let Err(e) = checked {
-            return Err(self.refuse(inv, e).await);
-        }
-        let result = store::history(&self.pool, service, environment, HISTORY_LIMIT)
-            .await
-            .map_err(CommandError::from);
-        self.conclude(inv, result, |d| format!("{} deploys", d.len()))
-            .await
-    }
-
     /// The configured service called `name`.
     pub fn service(&self, name: &str) -> Result<&ServiceSpec, CommandError> {
         self.deploys().services.get(name).ok_or_else(|| {
@@ -671,16 +448,6 @@ impl Desk {
     }
 }
 
-/// `2h`, `30m`, `1d`: how long a lock holds.
-fn parse_lock_duration(text: &str) -> Result<std::time::Duration, CommandError> {
-    match humantime::parse_duration(text.trim()) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        _ => Err(CommandError::Invalid(format!(
-            "duration \"{text}\" is not a duration; write e.g. 30m, 2h or 1d"
-        ))),
-    }
-}
-
 fn check_version(version: &str) -> Result<(), CommandError> {
     let ok = !version.is_empty()
         && version.len() <= VERSION_MAX
@@ -696,7 +463,7 @@ fn check_version(version: &str) -> Result<(), CommandError> {
     }
 }
 
-fn check_reason(reason: &str) -> Result<(), CommandError> {
+pub(super) fn check_reason(reason: &str) -> Result<(), CommandError> {
     if reason.chars().count() > REASON_MAX {
         Err(CommandError::Invalid(format!(
             "the reason is longer than {REASON_MAX} characters"

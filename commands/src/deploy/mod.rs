@@ -19,14 +19,18 @@ pub mod backends;
 mod commands;
 pub mod dashboard;
 pub mod freeze;
+mod locks;
 mod model;
+mod reads;
 pub mod report;
 mod store;
 pub mod tracker;
 pub mod view;
 
-pub use commands::{Decision, DeployOutcome, LockOutcome, StatusReport, UnlockOutcome};
+pub use commands::{Decision, DeployOutcome};
+pub use locks::{LockOutcome, UnlockOutcome};
 pub use model::{Deploy, DeployState, Lock};
+pub use reads::StatusReport;
 pub use store::{deploy_by_id, recent_deploys, recent_versions, started_between};
 pub use view::{ButtonBinding, parse_button};
 
